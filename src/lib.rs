@@ -1,0 +1,1 @@
+//! smshub: the clinic's SMS gateway. See ARCHITECTURE.md for the map.
