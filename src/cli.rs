@@ -1,0 +1,549 @@
+//! The `smshub` command line.
+//!
+//! Exit codes: 0 success, 1 a runtime failure (database, I/O), 2 bad input (config, usage,
+//! phone number, PDU) — so scripts can tell "fix your input" from "try again".
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, LogFormat};
+use crate::store::{Db, OutboxFilter, OutboxState};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smshub",
+    version,
+    about = "SMS gateway for veterinary clinics: Provet Cloud SMS through a local GSM modem, inbound SMS forwarded as Twilio/PBX webhooks"
+)]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(long, global = true, env = "SMSHUB_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Where logs go: auto (journald under systemd, else stderr), journald, or stderr.
+    #[arg(long = "log", global = true, value_enum)]
+    pub log: Option<LogArg>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogArg {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon (what the systemd service starts).
+    Run,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check config, database, modem and peers; prints ✓/✗ with remedies. Exit 0 only if all pass.
+    Doctor {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue an SMS in the outbox (the running daemon sends it).
+    Send {
+        /// Recipient: E.164 (+358401234567) or a national number when default_country is set.
+        #[arg(long)]
+        to: String,
+        /// The message text (long and non-Latin texts are split into parts automatically).
+        #[arg(long)]
+        text: String,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List and manage outgoing messages.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// List received messages.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a config file and print the effective config with secrets masked.
+    Check {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+        /// Print JSON (the default output is also JSON, pretty-printed; this prints one line).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    /// List messages, newest first.
+    List {
+        /// Only messages in this state (received, fetched, sending, sent, failed, reported).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one message with its parts.
+    Show {
+        /// Outbox id (from `outbox list`).
+        id: i64,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Send a failed message again (parts already sent are not sent twice).
+    Retry {
+        /// Outbox id.
+        id: i64,
+    },
+    /// Cancel a message that is not sent yet.
+    Cancel {
+        /// Outbox id.
+        id: i64,
+        /// Why (recorded, and reported to Provet as the failure reason).
+        #[arg(long, default_value = "cancelled by operator")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InboxCommand {
+    /// List received messages, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one received message with its parts and forward deliveries.
+    Show {
+        /// Inbox id (from `inbox list`).
+        id: i64,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+/// A failure with the exit code it deserves.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    fn input(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Self {
+        Failure::input(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound(_)
+            | crate::store::StoreError::IllegalTransition { .. } => Failure::input(e.to_string()),
+            other => Failure::runtime(other.to_string()),
+        }
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("smshub: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+fn log_format(cli: &Cli, config: Option<&Config>) -> LogFormat {
+    match cli.log {
+        Some(LogArg::Auto) => LogFormat::Auto,
+        Some(LogArg::Journald) => LogFormat::Journald,
+        Some(LogArg::Stderr) => LogFormat::Stderr,
+        None => config.map(|c| c.logging.format).unwrap_or(LogFormat::Auto),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("smshub: cannot print JSON: {e}"),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Version => {
+            println!("smshub {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Check { file, json }) => {
+            let path = file.as_ref().unwrap_or(&cli.config);
+            let config = Config::load(path)?;
+            if *json {
+                println!("{}", config.masked_json());
+            } else {
+                eprintln!("{}: ok", path.display());
+                print_json(&config.masked_json());
+            }
+            Ok(())
+        }
+        Command::Run => {
+            let config = Config::load(&cli.config)?;
+            crate::logging::init(log_format(&cli, Some(&config)), &config.logging.level);
+            runtime()?
+                .block_on(crate::daemon::run(config))
+                .map_err(|e| Failure::runtime(format!("{e:#}")))
+        }
+        Command::Doctor { json } => {
+            crate::logging::init(log_format(&cli, None), "warn");
+            let checks = runtime()?.block_on(crate::doctor::run(&cli.config));
+            if *json {
+                print_json(&checks);
+            } else {
+                crate::doctor::print(&checks);
+            }
+            if checks.iter().all(|c| c.ok) {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 1,
+                    message: "some checks failed".into(),
+                })
+            }
+        }
+        Command::Send { to, text, json } => {
+            let config = Config::load(&cli.config)?;
+            let number = config
+                .parse_number(to)
+                .map_err(|e| Failure::input(format!("--to: {e}")))?;
+            if text.is_empty() {
+                return Err(Failure::input("--text: the message is empty"));
+            }
+            let db = Db::open(&config.store.path)?;
+            let id = db.insert_local("cli", &number, text)?;
+            if *json {
+                print_json(&serde_json::json!({"id": id, "to": number, "state": "fetched"}));
+            } else {
+                println!("queued outbox message {id} to {}", number.masked());
+            }
+            Ok(())
+        }
+        Command::Outbox(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            outbox(&db, cmd)
+        }
+        Command::Inbox(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            inbox(&db, cmd)
+        }
+    }
+}
+
+fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
+    match cmd {
+        OutboxCommand::List { state, limit, out } => {
+            let state = match state {
+                Some(s) => Some(
+                    s.parse::<OutboxState>()
+                        .map_err(|e| Failure::input(format!("--state: {e}")))?,
+                ),
+                None => None,
+            };
+            let rows = db.list_outbox(&OutboxFilter {
+                state,
+                limit: Some(*limit),
+            })?;
+            if out.json {
+                print_json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        match (&r.instance, r.external_id) {
+                            (Some(i), Some(e)) => format!("{}:{i}/{e}", r.source),
+                            _ => r.source.clone(),
+                        },
+                        r.recipient
+                            .as_deref()
+                            .map(crate::phone::mask_number)
+                            .unwrap_or_else(|| "-".into()),
+                        r.state.to_string(),
+                        format!("{}/{}", r.parts_acked, r.parts),
+                        age(r.updated_at),
+                        r.fail_reason
+                            .clone()
+                            .or_else(|| r.last_error.clone())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "SOURCE", "TO", "STATE", "PARTS", "UPDATED", "NOTE"],
+                &table,
+            );
+            Ok(())
+        }
+        OutboxCommand::Show { id, out } => {
+            let detail = db
+                .get_outbox(*id)?
+                .ok_or(crate::store::StoreError::NotFound(*id))?;
+            if out.json {
+                print_json(&detail);
+                return Ok(());
+            }
+            let s = &detail.summary;
+            println!("outbox message {}", s.id);
+            println!(
+                "  source:     {}{}",
+                s.source,
+                s.instance
+                    .as_ref()
+                    .map(|i| format!(" (Provet {i}, id {})", s.external_id.unwrap_or(0)))
+                    .unwrap_or_default()
+            );
+            println!("  to:         {}", s.recipient.as_deref().unwrap_or("-"));
+            println!(
+                "  state:      {}{}",
+                s.state,
+                s.outcome
+                    .as_ref()
+                    .map(|o| format!(" (outcome: {o})"))
+                    .unwrap_or_default()
+            );
+            if let Some(r) = &s.fail_reason {
+                println!("  reason:     {r}");
+            }
+            if let Some(e) = &s.last_error {
+                println!("  last error: {e} (attempt {})", s.attempts);
+            }
+            println!(
+                "  text:       {}",
+                detail.body.as_deref().unwrap_or("(not fetched yet)")
+            );
+            let parts: Vec<Vec<String>> = detail
+                .part_rows
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.seq.to_string(),
+                        p.state.as_str().to_string(),
+                        p.modem.clone().unwrap_or_default(),
+                        p.message_ref.map(|m| m.to_string()).unwrap_or_default(),
+                        p.delivery_status.map(|d| d.to_string()).unwrap_or_default(),
+                        p.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if !parts.is_empty() {
+                println!();
+                print_table(&["PART", "STATE", "MODEM", "MR", "REPORT", "ERROR"], &parts);
+            }
+            Ok(())
+        }
+        OutboxCommand::Retry { id } => {
+            db.retry(*id)?;
+            println!("outbox message {id} will be sent again");
+            Ok(())
+        }
+        OutboxCommand::Cancel { id, reason } => {
+            db.cancel(*id, reason)?;
+            println!("outbox message {id} cancelled");
+            Ok(())
+        }
+    }
+}
+
+fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
+    match cmd {
+        InboxCommand::List { limit, out } => {
+            let rows = db.list_inbox(*limit)?;
+            if out.json {
+                print_json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.sender
+                            .as_deref()
+                            .map(crate::phone::mask_number)
+                            .unwrap_or_else(|| "?".into()),
+                        r.parts.to_string(),
+                        age(r.received_at),
+                        r.deliveries_pending.to_string(),
+                        [
+                            r.incomplete.then_some("incomplete"),
+                            r.decode_error.as_ref().map(|_| "undecodable"),
+                            r.keyword.as_deref(),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "FROM", "PARTS", "RECEIVED", "PENDING", "NOTE"],
+                &table,
+            );
+            Ok(())
+        }
+        InboxCommand::Show { id, out } => {
+            let detail = db
+                .get_inbox(*id)?
+                .ok_or_else(|| Failure::input(format!("inbox message {id} not found")))?;
+            if out.json {
+                print_json(&detail);
+                return Ok(());
+            }
+            let s = &detail.summary;
+            println!("inbox message {} ({})", s.id, s.uid);
+            println!("  from:     {}", s.sender.as_deref().unwrap_or("?"));
+            println!("  modem:    {}", s.modem);
+            println!("  received: {}", age(s.received_at));
+            if s.incomplete {
+                println!("  note:     incomplete (some parts never arrived)");
+            }
+            if let Some(e) = &s.decode_error {
+                println!("  decode error: {e} (raw PDU kept below)");
+            }
+            println!("  text:     {}", detail.body.as_deref().unwrap_or(""));
+            let deliveries: Vec<Vec<String>> = detail
+                .deliveries
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.forwarder.clone(),
+                        d.state.clone(),
+                        d.attempts.to_string(),
+                        d.next_attempt_at.map(age).unwrap_or_default(),
+                        d.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if !deliveries.is_empty() {
+                println!();
+                print_table(
+                    &["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"],
+                    &deliveries,
+                );
+            }
+            for p in &detail.part_rows {
+                println!(
+                    "  part {}: {}{}",
+                    p.concat_seq.unwrap_or(1),
+                    p.pdu,
+                    p.decode_error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// "12s ago", "3m ago", "in 5m" from a unix-ms timestamp.
+fn age(ms: i64) -> String {
+    let delta = (crate::store::now_ms() - ms) / 1000;
+    let (n, future) = if delta < 0 {
+        (-delta, true)
+    } else {
+        (delta, false)
+    };
+    let span = match n {
+        0..=59 => format!("{n}s"),
+        60..=3599 => format!("{}m", n / 60),
+        3600..=86_399 => format!("{}h", n / 3600),
+        _ => format!("{}d", n / 86_400),
+    };
+    if future {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

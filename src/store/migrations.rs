@@ -1,0 +1,149 @@
+//! Versioned schema migrations, kept in `PRAGMA user_version`.
+//!
+//! Each step runs in one transaction with the version bump, so a power cut mid-migration
+//! leaves the previous version intact. A database whose version is newer than [`LATEST`] was
+//! written by a newer smshub: it is refused and never modified (a downgrade must not eat data).
+
+/// One schema step: the version it produces and its SQL.
+pub(crate) struct Migration {
+    pub version: u32,
+    pub sql: &'static str,
+}
+
+/// Version 1: the outbound queue (Provet work and local sends) and the key-value table.
+const V1: &str = r#"
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    source          TEXT    NOT NULL,      -- provet | cli | reply | reminder | appointment_reminder
+    instance        TEXT,                  -- Provet instance name; NULL for local messages
+    external_id     INTEGER,               -- Provet id (external_sms_id, reminder id)
+    recipient       TEXT,                  -- E.164; NULL until fetched
+    body            TEXT,                  -- NULL until fetched
+    state           TEXT    NOT NULL CHECK (state IN ('received','fetched','sending','sent','failed','reported')),
+    outcome         TEXT             CHECK (outcome IN ('sent','failed')),
+    fail_reason     TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,   -- attempts at the current stage
+    last_error      TEXT,
+    next_attempt_at INTEGER,               -- unix ms; NULL = as soon as possible
+    concat_ref      INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (source, instance, external_id)
+);
+CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
+
+CREATE TABLE outbox_parts (
+    outbox_id       INTEGER NOT NULL REFERENCES outbox (id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,      -- 1-based
+    pdu             TEXT    NOT NULL,      -- hex, with the leading SMSC octet
+    tpdu_len        INTEGER NOT NULL,      -- the number given to AT+CMGS
+    state           TEXT    NOT NULL CHECK (state IN ('pending','sending','acked','failed','unknown')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    modem           TEXT,
+    message_ref     INTEGER,               -- TP-MR from +CMGS
+    acked_at        INTEGER,
+    delivery_status INTEGER,               -- TP-ST from a status report
+    delivered_at    INTEGER,
+    PRIMARY KEY (outbox_id, seq)
+);
+CREATE INDEX parts_by_ref ON outbox_parts (modem, message_ref);
+
+CREATE TABLE kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+/// Version 2: the inbound side (inbox, forward deliveries), opt-outs and the event log.
+const V2: &str = r#"
+CREATE TABLE inbox (
+    id           INTEGER PRIMARY KEY,
+    uid          TEXT    NOT NULL UNIQUE,  -- stable random id: Twilio MessageSid, PBX message_id
+    modem        TEXT    NOT NULL,
+    sender       TEXT,
+    body         TEXT,
+    encoding     TEXT,
+    parts        INTEGER NOT NULL DEFAULT 1,
+    incomplete   INTEGER NOT NULL DEFAULT 0,
+    decode_error TEXT,                     -- set when a PDU could not be decoded: kept raw
+    keyword      TEXT,
+    sent_at      TEXT,                     -- the sender's timestamp (SCTS), RFC 3339
+    received_at  INTEGER NOT NULL
+);
+
+CREATE TABLE inbox_parts (
+    id           INTEGER PRIMARY KEY,
+    inbox_id     INTEGER REFERENCES inbox (id) ON DELETE CASCADE,  -- NULL while waiting for siblings
+    modem        TEXT    NOT NULL,
+    pdu          TEXT    NOT NULL,
+    sender       TEXT,
+    concat_ref   INTEGER,
+    concat_total INTEGER,
+    concat_seq   INTEGER,
+    text         TEXT,
+    encoding     TEXT,
+    sent_at      TEXT,
+    decode_error TEXT,
+    received_at  INTEGER NOT NULL
+);
+CREATE INDEX inbox_parts_waiting ON inbox_parts (inbox_id, sender, concat_ref);
+
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    inbox_id        INTEGER NOT NULL REFERENCES inbox (id) ON DELETE CASCADE,
+    forwarder       TEXT    NOT NULL,
+    state           TEXT    NOT NULL CHECK (state IN ('pending','delivered','emailing','emailed','gave_up')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error      TEXT,
+    delivered_at    INTEGER,
+    UNIQUE (inbox_id, forwarder)
+);
+
+CREATE TABLE delivery_attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    at          INTEGER NOT NULL,
+    channel     TEXT    NOT NULL CHECK (channel IN ('http','email')),
+    http_status INTEGER,
+    error       TEXT
+);
+
+CREATE TABLE optouts (
+    number     TEXT PRIMARY KEY,
+    source     TEXT    NOT NULL,           -- sms | cli
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE events (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    subject TEXT,
+    detail  TEXT
+);
+
+CREATE TABLE webhook_calls (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    direction TEXT    NOT NULL CHECK (direction IN ('in','out')),
+    endpoint  TEXT    NOT NULL,
+    status    INTEGER,
+    detail    TEXT
+);
+"#;
+
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        sql: V2,
+    },
+];
+
+/// The schema version this build writes.
+pub const LATEST: u32 = 2;

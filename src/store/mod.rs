@@ -1,0 +1,386 @@
+//! SQLite: the truth for every message. The only module that writes SQL; everything else
+//! calls the typed functions on [`Db`].
+//!
+//! - WAL mode, `synchronous=FULL` (a power cut on a Pi is a normal event, and every write here
+//!   is a queue state change that must survive it), foreign keys on, a busy timeout so the CLI
+//!   and the daemon can share the file.
+//! - Migrations run at open, each in its own transaction; a database from a newer smshub is
+//!   refused before anything is written to it.
+//! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
+//!   it, so async code never blocks the runtime on disk I/O and there is one writer.
+
+mod inbox;
+pub(crate) mod migrations;
+mod outbox;
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary};
+pub use migrations::LATEST as SCHEMA_VERSION;
+pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
+pub use state::{OutboxState, PartState};
+
+/// What can go wrong in the store. Messages name the database file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} was written by a newer smshub (schema version {found}, this smshub knows up to {known}); it was not modified. Install the newer smshub again, or restore a backup of the database"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error(
+        "migrating database {path} to schema version {version} failed (nothing was changed): {source}"
+    )]
+    Migration {
+        path: PathBuf,
+        version: u32,
+        source: rusqlite::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("outbox message {0} not found")]
+    NotFound(i64),
+    #[error("outbox message {id} is {from}; it cannot become {to}")]
+    IllegalTransition {
+        id: i64,
+        from: OutboxState,
+        to: OutboxState,
+    },
+    #[error("the store thread has stopped")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch: the store's clock for every timestamp.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A synchronous connection with the typed queries. The CLI uses it directly; the daemon
+/// reaches it through [`Store`].
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Db> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
+                    "{}: {e}",
+                    dir.display()
+                ))),
+            })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::setup(conn, path)
+    }
+
+    /// Opens an existing database without creating or migrating it (for `doctor`).
+    pub fn open_existing_read_only(path: &Path) -> Result<Db> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+        Ok(Db {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn setup(mut conn: Connection, path: &Path) -> Result<Db> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        // Check the version before anything writes to the file (journal_mode=WAL does).
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version > migrations::LATEST {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                known: migrations::LATEST,
+            });
+        }
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(open_err)?;
+        for m in migrations::MIGRATIONS
+            .iter()
+            .filter(|m| m.version > version)
+        {
+            let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                tx.execute_batch(m.sql)?;
+                tx.pragma_update(None, "user_version", m.version)?;
+                tx.commit()
+            };
+            migrate(&mut conn).map_err(|source| StoreError::Migration {
+                path: path.to_path_buf(),
+                version: m.version,
+                source,
+            })?;
+            tracing::info!(path = %path.display(), version = m.version, "database schema migrated");
+        }
+        Ok(Db {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version in the file.
+    pub fn schema_version(&self) -> Result<u32> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
+    pub fn integrity_check(&self) -> Result<std::result::Result<(), Vec<String>>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.len() == 1 && rows[0] == "ok" {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(rows))
+        }
+    }
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn kv_set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Appends to the event log (what the status page and `doctor` show as recent history).
+    pub fn log_event(&self, kind: &str, subject: Option<&str>, detail: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO events (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![now_ms(), kind, subject, detail],
+        )?;
+        Ok(())
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Db) + Send>;
+
+/// The async handle to the database: cheap to clone; every call runs on the store thread.
+#[derive(Clone)]
+pub struct Store {
+    jobs: std::sync::mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database (migrating it) and starts the store thread.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut db = Db::open(path)?;
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("smshub-store".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&mut db);
+                }
+            })
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
+            })?;
+        Ok(Store {
+            jobs,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the store thread and waits for its result without blocking the runtime.
+    pub async fn call<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&mut Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_gets_the_latest_schema_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("new.db")).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let mode: String = db
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = db
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        let fk: i64 = db
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        assert_eq!(db.integrity_check().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn a_version_1_database_is_upgraded_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(migrations::MIGRATIONS[0].sql).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at) VALUES ('cli', '+358401234567', 'hi', 'fetched', 1, 1)",
+                [],
+            )
+            .unwrap();
+            conn.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')", [])
+                .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), 2);
+        assert_eq!(db.kv_get("k").unwrap().as_deref(), Some("v"));
+        let outbox = db.list_outbox(&OutboxFilter::default()).unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox[0].state, OutboxState::Fetched);
+        // The version-2 tables exist and work.
+        db.log_event("test", None, None).unwrap();
+        assert!(db.list_inbox(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_from_a_newer_smshub_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("future.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Db::open(&path).err().expect("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("newer smshub"), "{msg}");
+        assert!(msg.contains("schema version 99"), "{msg}");
+        assert!(msg.contains("not modified"), "{msg}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file must not change"
+        );
+        assert!(!dir.path().join("future.db-wal").exists());
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clash.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(migrations::MIGRATIONS[0].sql).unwrap();
+            // A table that version 2 wants to create already exists: its migration fails.
+            conn.execute_batch("CREATE TABLE events (x); PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let err = Db::open(&path).err().expect("migration must fail");
+        assert!(err.to_string().contains("schema version 2"), "{err}");
+        let conn = Connection::open(&path).unwrap();
+        let v: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+        let inbox: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'inbox'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(inbox, 0, "the half-done step was rolled back");
+    }
+
+    #[tokio::test]
+    async fn the_async_handle_runs_queries_on_the_store_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db")).unwrap();
+        store.call(|db| db.kv_set("a", "1")).await.unwrap();
+        let v = store.call(|db| db.kv_get("a")).await.unwrap();
+        assert_eq!(v.as_deref(), Some("1"));
+    }
+}

@@ -1,0 +1,552 @@
+//! Outbox queries: messages to send and their parts.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Db, OutboxState, PartState, Result, StoreError, now_ms};
+use crate::phone::PhoneNumber;
+
+/// The row id of an outbox message.
+pub type OutboxId = i64;
+
+/// One encoded part, ready for AT+CMGS.
+#[derive(Debug, Clone)]
+pub struct NewPart {
+    pub pdu: String,
+    pub tpdu_len: usize,
+}
+
+/// A line of `smshub outbox list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxSummary {
+    pub id: OutboxId,
+    pub source: String,
+    pub instance: Option<String>,
+    pub external_id: Option<i64>,
+    pub recipient: Option<String>,
+    pub state: OutboxState,
+    pub outcome: Option<String>,
+    pub fail_reason: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub parts: i64,
+    pub parts_acked: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One part as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartRow {
+    pub seq: i64,
+    pub state: PartState,
+    pub tpdu_len: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub modem: Option<String>,
+    pub message_ref: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub delivery_status: Option<i64>,
+    pub pdu: String,
+}
+
+/// `smshub outbox show`: the message, its body and its parts.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxDetail {
+    #[serde(flatten)]
+    pub summary: OutboxSummary,
+    pub body: Option<String>,
+    pub concat_ref: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub part_rows: Vec<PartRow>,
+}
+
+/// Which messages `list_outbox` returns.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter {
+    pub state: Option<OutboxState>,
+    pub limit: Option<usize>,
+}
+
+const SUMMARY_COLUMNS: &str = "o.id, o.source, o.instance, o.external_id, o.recipient, o.state, o.outcome, o.fail_reason, \
+     o.attempts, o.last_error, o.created_at, o.updated_at, \
+     (SELECT count(*) FROM outbox_parts p WHERE p.outbox_id = o.id), \
+     (SELECT count(*) FROM outbox_parts p WHERE p.outbox_id = o.id AND p.state = 'acked')";
+
+fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxSummary> {
+    let state: String = r.get(5)?;
+    Ok(OutboxSummary {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        instance: r.get(2)?,
+        external_id: r.get(3)?,
+        recipient: r.get(4)?,
+        state: state.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
+        outcome: r.get(6)?,
+        fail_reason: r.get(7)?,
+        attempts: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        parts: r.get(12)?,
+        parts_acked: r.get(13)?,
+    })
+}
+
+impl Db {
+    /// Queues a message whose text and number are known (CLI `send`, TwiML and keyword
+    /// replies): it starts in `fetched`.
+    pub fn insert_local(
+        &self,
+        source: &str,
+        recipient: &PhoneNumber,
+        body: &str,
+    ) -> Result<OutboxId> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'fetched', ?4, ?4)",
+            params![source, recipient.as_str(), body, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records that Provet instance `instance` has work `external_id` of kind `source`. Returns
+    /// the id and whether it was new; a repeated webhook for the same id changes nothing.
+    pub fn insert_received(
+        &self,
+        source: &str,
+        instance: &str,
+        external_id: i64,
+    ) -> Result<(OutboxId, bool)> {
+        let now = now_ms();
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO outbox (source, instance, external_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'received', ?4, ?4)",
+            params![source, instance, external_id, now],
+        )?;
+        let id: i64 = self.conn.query_row(
+            "SELECT id FROM outbox WHERE source = ?1 AND instance = ?2 AND external_id = ?3",
+            params![source, instance, external_id],
+            |r| r.get(0),
+        )?;
+        Ok((id, inserted == 1))
+    }
+
+    fn state_of(&self, id: OutboxId) -> Result<OutboxState> {
+        let state: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        let state = state.ok_or(StoreError::NotFound(id))?;
+        state.parse().map_err(|e: String| {
+            StoreError::Sql(rusqlite::Error::InvalidColumnType(
+                0,
+                e,
+                rusqlite::types::Type::Text,
+            ))
+        })
+    }
+
+    /// Moves message `id` to `to` if the state machine allows it from its current state;
+    /// `reason` is recorded for `failed`. Resets the per-stage attempt counter.
+    pub fn transition(&self, id: OutboxId, to: OutboxState, reason: Option<&str>) -> Result<()> {
+        let from = self.state_of(id)?;
+        if !from.can_become(to) {
+            return Err(StoreError::IllegalTransition { id, from, to });
+        }
+        let outcome = match to {
+            OutboxState::Sent => Some("sent"),
+            OutboxState::Failed => Some("failed"),
+            OutboxState::Fetched => None,
+            _ => None,
+        };
+        let now = now_ms();
+        match to {
+            OutboxState::Sent | OutboxState::Failed | OutboxState::Fetched => {
+                self.conn.execute(
+                    "UPDATE outbox SET state = ?2, outcome = ?3, fail_reason = ?4, attempts = 0, next_attempt_at = NULL, updated_at = ?5 WHERE id = ?1",
+                    params![id, to.as_str(), outcome, reason, now],
+                )?;
+            }
+            _ => {
+                self.conn.execute(
+                    "UPDATE outbox SET state = ?2, attempts = 0, next_attempt_at = NULL, updated_at = ?3 WHERE id = ?1",
+                    params![id, to.as_str(), now],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the text and number of a received message: `received → fetched`.
+    pub fn mark_fetched(&self, id: OutboxId, recipient: &PhoneNumber, body: &str) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        self.transition(id, OutboxState::Fetched, None)?;
+        tx.execute(
+            "UPDATE outbox SET recipient = ?2, body = ?3 WHERE id = ?1",
+            params![id, recipient.as_str(), body],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `fetched → sending`, storing the encoded parts and their concatenation reference the
+    /// first time. On a later pass (after a retry) the existing parts are kept, so acknowledged
+    /// parts are never sent again and the reference stays the same.
+    pub fn begin_sending(
+        &self,
+        id: OutboxId,
+        parts: &[NewPart],
+        concat_ref: Option<u8>,
+    ) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        self.transition(id, OutboxState::Sending, None)?;
+        let existing: i64 = tx.query_row(
+            "SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        if existing == 0 {
+            for (i, p) in parts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO outbox_parts (outbox_id, seq, pdu, tpdu_len, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                    params![id, i as i64 + 1, p.pdu, p.tpdu_len as i64],
+                )?;
+            }
+            tx.execute(
+                "UPDATE outbox SET concat_ref = ?2 WHERE id = ?1",
+                params![id, concat_ref.map(i64::from)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks part `seq` as handed to the modem (before the PDU is written). Refused unless
+    /// the message is `sending` and the part is `pending`, so a part is never sent twice.
+    pub fn part_begin(&self, id: OutboxId, seq: i64, modem: &str) -> Result<()> {
+        let changed = self.conn.execute(
+            "UPDATE outbox_parts SET state = 'sending', modem = ?3, attempts = attempts + 1 \
+             WHERE outbox_id = ?1 AND seq = ?2 AND state = 'pending' \
+             AND (SELECT state FROM outbox WHERE id = ?1) = 'sending'",
+            params![id, seq, modem],
+        )?;
+        if changed != 1 {
+            let from = self.state_of(id)?;
+            return Err(StoreError::IllegalTransition {
+                id,
+                from,
+                to: OutboxState::Sending,
+            });
+        }
+        Ok(())
+    }
+
+    /// The modem acknowledged part `seq` with message reference `mr`.
+    pub fn part_acked(&self, id: OutboxId, seq: i64, mr: u8) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox_parts SET state = 'acked', message_ref = ?3, acked_at = ?4, last_error = NULL \
+             WHERE outbox_id = ?1 AND seq = ?2 AND state = 'sending'",
+            params![id, seq, i64::from(mr), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Part `seq` was refused before the network took it: back to `pending` for a retry
+    /// (`permanent = false`) or `failed`.
+    pub fn part_refused(&self, id: OutboxId, seq: i64, error: &str, permanent: bool) -> Result<()> {
+        let state = if permanent { "failed" } else { "pending" };
+        self.conn.execute(
+            "UPDATE outbox_parts SET state = ?3, last_error = ?4 WHERE outbox_id = ?1 AND seq = ?2 AND state = 'sending'",
+            params![id, seq, state, error],
+        )?;
+        Ok(())
+    }
+
+    /// Part `seq` may or may not have gone out (timeout after the PDU was written).
+    pub fn part_unknown(&self, id: OutboxId, seq: i64, error: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox_parts SET state = 'unknown', last_error = ?3 WHERE outbox_id = ?1 AND seq = ?2 AND state = 'sending'",
+            params![id, seq, error],
+        )?;
+        Ok(())
+    }
+
+    /// At start-up: parts left in `sending` were in the crash window; they become `unknown`.
+    /// Returns how many.
+    pub fn recover_interrupted_parts(&self) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outbox_parts SET state = 'unknown', last_error = 'smshub stopped while the modem had this part; it may or may not have been sent' WHERE state = 'sending'",
+            [],
+        )?)
+    }
+
+    /// The operator's retry: `failed → fetched`; parts that failed or whose outcome is unknown
+    /// go back to `pending`, acknowledged parts stay acknowledged.
+    pub fn retry(&self, id: OutboxId) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        self.transition(id, OutboxState::Fetched, None)?;
+        tx.execute(
+            "UPDATE outbox_parts SET state = 'pending', attempts = 0 WHERE outbox_id = ?1 AND state IN ('failed','unknown')",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The operator's cancel: the message becomes `failed` with `reason`, if it is not yet
+    /// sent and no part is in the modem's hands right now.
+    pub fn cancel(&self, id: OutboxId, reason: &str) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let in_modem: i64 = tx.query_row(
+            "SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1 AND state = 'sending'",
+            [id],
+            |r| r.get(0),
+        )?;
+        if in_modem > 0 {
+            let from = self.state_of(id)?;
+            return Err(StoreError::IllegalTransition {
+                id,
+                from,
+                to: OutboxState::Failed,
+            });
+        }
+        self.transition(id, OutboxState::Failed, Some(reason))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many messages are in each state (for the status page).
+    pub fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Messages, newest first.
+    pub fn list_outbox(&self, filter: &OutboxFilter) -> Result<Vec<OutboxSummary>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM outbox o WHERE (?1 IS NULL OR o.state = ?1) ORDER BY o.id DESC LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
+        let rows = stmt.query_map(
+            params![filter.state.map(|s| s.as_str()), limit],
+            summary_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One message with its body and parts.
+    pub fn get_outbox(&self, id: OutboxId) -> Result<Option<OutboxDetail>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS}, o.body, o.concat_ref, o.next_attempt_at FROM outbox o WHERE o.id = ?1"
+        );
+        let found = self
+            .conn
+            .query_row(&sql, [id], |r| {
+                Ok((summary_from_row(r)?, r.get(14)?, r.get(15)?, r.get(16)?))
+            })
+            .optional()?;
+        let Some((summary, body, concat_ref, next_attempt_at)) = found else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, state, tpdu_len, attempts, last_error, modem, message_ref, acked_at, delivery_status, pdu \
+             FROM outbox_parts WHERE outbox_id = ?1 ORDER BY seq",
+        )?;
+        let part_rows = stmt
+            .query_map([id], |r| {
+                let state: String = r.get(1)?;
+                Ok(PartRow {
+                    seq: r.get(0)?,
+                    state: state.parse().map_err(|e: String| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })?,
+                    tpdu_len: r.get(2)?,
+                    attempts: r.get(3)?,
+                    last_error: r.get(4)?,
+                    modem: r.get(5)?,
+                    message_ref: r.get(6)?,
+                    acked_at: r.get(7)?,
+                    delivery_status: r.get(8)?,
+                    pdu: r.get(9)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Some(OutboxDetail {
+            summary,
+            body,
+            concat_ref,
+            next_attempt_at,
+            part_rows,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    fn number() -> PhoneNumber {
+        PhoneNumber::parse("+358401234567", None).unwrap()
+    }
+
+    fn parts(n: usize) -> Vec<NewPart> {
+        (0..n)
+            .map(|i| NewPart {
+                pdu: format!("00{i:02X}"),
+                tpdu_len: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_provet_id_is_stored_once() {
+        let (_d, db) = db();
+        let (a, new_a) = db.insert_received("provet", "helsinki", 123).unwrap();
+        let (b, new_b) = db.insert_received("provet", "helsinki", 123).unwrap();
+        let (c, new_c) = db.insert_received("provet", "espoo", 123).unwrap();
+        assert!(new_a && !new_b && new_c);
+        assert_eq!(a, b);
+        assert_ne!(a, c, "the key is (instance, id)");
+        assert_eq!(db.list_outbox(&OutboxFilter::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn illegal_transitions_are_rejected_and_change_nothing() {
+        let (_d, db) = db();
+        let (id, _) = db.insert_received("provet", "x", 1).unwrap();
+        let err = db.begin_sending(id, &parts(1), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::IllegalTransition {
+                    from: OutboxState::Received,
+                    to: OutboxState::Sending,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            db.get_outbox(id).unwrap().unwrap().part_rows.len(),
+            0,
+            "the rejected step stored no parts"
+        );
+        db.mark_fetched(id, &number(), "hello").unwrap();
+        db.begin_sending(id, &parts(1), None).unwrap();
+        db.part_begin(id, 1, "main").unwrap();
+        db.part_acked(id, 1, 7).unwrap();
+        db.transition(id, OutboxState::Sent, None).unwrap();
+        let err = db
+            .transition(id, OutboxState::Failed, Some("x"))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is sent; it cannot become failed"),
+            "{err}"
+        );
+        db.transition(id, OutboxState::Reported, None).unwrap();
+        assert!(
+            db.retry(id).is_err(),
+            "a reported message cannot be retried"
+        );
+        assert!(matches!(
+            db.transition(999, OutboxState::Sent, None),
+            Err(StoreError::NotFound(999))
+        ));
+    }
+
+    #[test]
+    fn an_acknowledged_part_cannot_be_begun_again() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "hi").unwrap();
+        db.begin_sending(id, &parts(2), Some(42)).unwrap();
+        db.part_begin(id, 1, "main").unwrap();
+        db.part_acked(id, 1, 1).unwrap();
+        assert!(db.part_begin(id, 1, "main").is_err());
+        db.part_begin(id, 2, "main").unwrap();
+        assert!(
+            db.part_begin(id, 2, "main").is_err(),
+            "a part in the modem's hands is not begun twice"
+        );
+    }
+
+    #[test]
+    fn a_crash_while_sending_leaves_the_part_unknown_and_retry_keeps_acked_parts() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "long").unwrap();
+        db.begin_sending(id, &parts(3), Some(9)).unwrap();
+        db.part_begin(id, 1, "main").unwrap();
+        db.part_acked(id, 1, 10).unwrap();
+        db.part_begin(id, 2, "main").unwrap();
+        // crash here; next start:
+        assert_eq!(db.recover_interrupted_parts().unwrap(), 1);
+        let d = db.get_outbox(id).unwrap().unwrap();
+        assert_eq!(d.part_rows[1].state, PartState::Unknown);
+        db.transition(id, OutboxState::Failed, Some("outcome unknown"))
+            .unwrap();
+        db.retry(id).unwrap();
+        db.begin_sending(id, &parts(3), Some(99)).unwrap();
+        let d = db.get_outbox(id).unwrap().unwrap();
+        let states: Vec<PartState> = d.part_rows.iter().map(|p| p.state).collect();
+        assert_eq!(
+            states,
+            [PartState::Acked, PartState::Pending, PartState::Pending]
+        );
+        assert_eq!(
+            d.concat_ref,
+            Some(9),
+            "the reference is kept so the phone joins the parts"
+        );
+        assert_eq!(d.part_rows[0].message_ref, Some(10));
+    }
+
+    #[test]
+    fn cancel_works_before_sending_and_not_while_the_modem_has_a_part() {
+        let (_d, db) = db();
+        let a = db.insert_local("cli", &number(), "a").unwrap();
+        db.cancel(a, "cancelled by operator").unwrap();
+        let d = db.get_outbox(a).unwrap().unwrap();
+        assert_eq!(d.summary.state, OutboxState::Failed);
+        assert_eq!(
+            d.summary.fail_reason.as_deref(),
+            Some("cancelled by operator")
+        );
+        let b = db.insert_local("cli", &number(), "b").unwrap();
+        db.begin_sending(b, &parts(1), None).unwrap();
+        db.part_begin(b, 1, "main").unwrap();
+        assert!(db.cancel(b, "x").is_err());
+    }
+
+    #[test]
+    fn list_filters_by_state_newest_first() {
+        let (_d, db) = db();
+        let a = db.insert_local("cli", &number(), "a").unwrap();
+        let b = db.insert_local("cli", &number(), "b").unwrap();
+        db.cancel(a, "x").unwrap();
+        let all = db.list_outbox(&OutboxFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), [b, a]);
+        let failed = db
+            .list_outbox(&OutboxFilter {
+                state: Some(OutboxState::Failed),
+                limit: None,
+            })
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].id, a);
+    }
+}

@@ -1,0 +1,106 @@
+//! The HTTP server: `/healthz` and `/status` now; the Provet webhook and the local API plug
+//! into [`route`].
+//!
+//! hyper 1 with one task per connection. On shutdown the listener stops accepting at once
+//! and open connections get a bounded grace period to finish their request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::daemon::AppState;
+use crate::shutdown::ShutdownSignal;
+
+/// How long open connections may take to finish once shutdown starts.
+const GRACE: Duration = Duration::from_secs(5);
+
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Builds a JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Builds a plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body.into())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Dispatches one request.
+pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => {
+            let report = state.health.report();
+            let status = if report.healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(status, &serde_json::to_value(&report).unwrap_or_default())
+        }
+        (&Method::GET, "/status") => json(StatusCode::OK, &state.status_json().await),
+        (_, "/healthz") | (_, "/status") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` fires, then drains connections for [`GRACE`].
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: ShutdownSignal) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait() => break,
+        };
+        let (stream, peer): (_, SocketAddr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Running out of file descriptors must not spin the CPU.
+                tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(req, state).await) }
+        });
+        let conn = http1::Builder::new()
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open HTTP connections did not finish within {GRACE:?}; closing them");
+    }
+}
