@@ -153,16 +153,10 @@ pub struct Failure {
 
 impl Failure {
     fn input(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
+        Failure { code: 2, message: message.into() }
     }
     fn runtime(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
-        }
+        Failure { code: 1, message: message.into() }
     }
 }
 
@@ -175,8 +169,9 @@ impl From<config::ConfigError> for Failure {
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NotFound(_)
-            | crate::store::StoreError::IllegalTransition { .. } => Failure::input(e.to_string()),
+            crate::store::StoreError::NotFound(_) | crate::store::StoreError::IllegalTransition { .. } => {
+                Failure::input(e.to_string())
+            }
             other => Failure::runtime(other.to_string()),
         }
     }
@@ -238,9 +233,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run => {
             let config = Config::load(&cli.config)?;
             crate::logging::init(log_format(&cli, Some(&config)), &config.logging.level);
-            runtime()?
-                .block_on(crate::daemon::run(config))
-                .map_err(|e| Failure::runtime(format!("{e:#}")))
+            runtime()?.block_on(crate::daemon::run(config)).map_err(|e| Failure::runtime(format!("{e:#}")))
         }
         Command::Doctor { json } => {
             crate::logging::init(log_format(&cli, None), "warn");
@@ -253,17 +246,12 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             if checks.iter().all(|c| c.ok) {
                 Ok(())
             } else {
-                Err(Failure {
-                    code: 1,
-                    message: "some checks failed".into(),
-                })
+                Err(Failure { code: 1, message: "some checks failed".into() })
             }
         }
         Command::Send { to, text, json } => {
             let config = Config::load(&cli.config)?;
-            let number = config
-                .parse_number(to)
-                .map_err(|e| Failure::input(format!("--to: {e}")))?;
+            let number = config.parse_number(to).map_err(|e| Failure::input(format!("--to: {e}")))?;
             if text.is_empty() {
                 return Err(Failure::input("--text: the message is empty"));
             }
@@ -293,16 +281,10 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
     match cmd {
         OutboxCommand::List { state, limit, out } => {
             let state = match state {
-                Some(s) => Some(
-                    s.parse::<OutboxState>()
-                        .map_err(|e| Failure::input(format!("--state: {e}")))?,
-                ),
+                Some(s) => Some(s.parse::<OutboxState>().map_err(|e| Failure::input(format!("--state: {e}")))?),
                 None => None,
             };
-            let rows = db.list_outbox(&OutboxFilter {
-                state,
-                limit: Some(*limit),
-            })?;
+            let rows = db.list_outbox(&OutboxFilter { state, limit: Some(*limit) })?;
             if out.json {
                 print_json(&rows);
                 return Ok(());
@@ -316,30 +298,19 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
                             (Some(i), Some(e)) => format!("{}:{i}/{e}", r.source),
                             _ => r.source.clone(),
                         },
-                        r.recipient
-                            .as_deref()
-                            .map(crate::phone::mask_number)
-                            .unwrap_or_else(|| "-".into()),
+                        r.recipient.as_deref().map(crate::phone::mask_number).unwrap_or_else(|| "-".into()),
                         r.state.to_string(),
                         format!("{}/{}", r.parts_acked, r.parts),
                         age(r.updated_at),
-                        r.fail_reason
-                            .clone()
-                            .or_else(|| r.last_error.clone())
-                            .unwrap_or_default(),
+                        r.fail_reason.clone().or_else(|| r.last_error.clone()).unwrap_or_default(),
                     ]
                 })
                 .collect();
-            print_table(
-                &["ID", "SOURCE", "TO", "STATE", "PARTS", "UPDATED", "NOTE"],
-                &table,
-            );
+            print_table(&["ID", "SOURCE", "TO", "STATE", "PARTS", "UPDATED", "NOTE"], &table);
             Ok(())
         }
         OutboxCommand::Show { id, out } => {
-            let detail = db
-                .get_outbox(*id)?
-                .ok_or(crate::store::StoreError::NotFound(*id))?;
+            let detail = db.get_outbox(*id)?.ok_or(crate::store::StoreError::NotFound(*id))?;
             if out.json {
                 print_json(&detail);
                 return Ok(());
@@ -358,10 +329,7 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
             println!(
                 "  state:      {}{}",
                 s.state,
-                s.outcome
-                    .as_ref()
-                    .map(|o| format!(" (outcome: {o})"))
-                    .unwrap_or_default()
+                s.outcome.as_ref().map(|o| format!(" (outcome: {o})")).unwrap_or_default()
             );
             if let Some(r) = &s.fail_reason {
                 println!("  reason:     {r}");
@@ -369,10 +337,7 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
             if let Some(e) = &s.last_error {
                 println!("  last error: {e} (attempt {})", s.attempts);
             }
-            println!(
-                "  text:       {}",
-                detail.body.as_deref().unwrap_or("(not fetched yet)")
-            );
+            println!("  text:       {}", detail.body.as_deref().unwrap_or("(not fetched yet)"));
             let parts: Vec<Vec<String>> = detail
                 .part_rows
                 .iter()
@@ -419,10 +384,7 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 .map(|r| {
                     vec![
                         r.id.to_string(),
-                        r.sender
-                            .as_deref()
-                            .map(crate::phone::mask_number)
-                            .unwrap_or_else(|| "?".into()),
+                        r.sender.as_deref().map(crate::phone::mask_number).unwrap_or_else(|| "?".into()),
                         r.parts.to_string(),
                         age(r.received_at),
                         r.deliveries_pending.to_string(),
@@ -438,16 +400,11 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                     ]
                 })
                 .collect();
-            print_table(
-                &["ID", "FROM", "PARTS", "RECEIVED", "PENDING", "NOTE"],
-                &table,
-            );
+            print_table(&["ID", "FROM", "PARTS", "RECEIVED", "PENDING", "NOTE"], &table);
             Ok(())
         }
         InboxCommand::Show { id, out } => {
-            let detail = db
-                .get_inbox(*id)?
-                .ok_or_else(|| Failure::input(format!("inbox message {id} not found")))?;
+            let detail = db.get_inbox(*id)?.ok_or_else(|| Failure::input(format!("inbox message {id} not found")))?;
             if out.json {
                 print_json(&detail);
                 return Ok(());
@@ -479,20 +436,14 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 .collect();
             if !deliveries.is_empty() {
                 println!();
-                print_table(
-                    &["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"],
-                    &deliveries,
-                );
+                print_table(&["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
             }
             for p in &detail.part_rows {
                 println!(
                     "  part {}: {}{}",
                     p.concat_seq.unwrap_or(1),
                     p.pdu,
-                    p.decode_error
-                        .as_ref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
+                    p.decode_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
                 );
             }
             Ok(())
@@ -503,22 +454,14 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
 /// "12s ago", "3m ago", "in 5m" from a unix-ms timestamp.
 fn age(ms: i64) -> String {
     let delta = (crate::store::now_ms() - ms) / 1000;
-    let (n, future) = if delta < 0 {
-        (-delta, true)
-    } else {
-        (delta, false)
-    };
+    let (n, future) = if delta < 0 { (-delta, true) } else { (delta, false) };
     let span = match n {
         0..=59 => format!("{n}s"),
         60..=3599 => format!("{}m", n / 60),
         3600..=86_399 => format!("{}h", n / 3600),
         _ => format!("{}d", n / 86_400),
     };
-    if future {
-        format!("in {span}")
-    } else {
-        format!("{span} ago")
-    }
+    if future { format!("in {span}") } else { format!("{span} ago") }
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
@@ -535,11 +478,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(header.to_vec());

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::shutdown::{Shutdown, wait_for_stop_signal};
+use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
 
 /// How long a stop may take before the daemon gives up waiting for its tasks (systemd's
@@ -34,11 +34,7 @@ pub struct AppState {
 impl AppState {
     /// The `/status` document.
     pub async fn status_json(&self) -> serde_json::Value {
-        let outbox = self
-            .store
-            .call(|db| db.outbox_counts())
-            .await
-            .unwrap_or_default();
+        let outbox = self.store.call(|db| db.outbox_counts()).await.unwrap_or_default();
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "clinic_code": self.config.clinic_code,
@@ -72,23 +68,13 @@ pub struct HealthReport {
 
 impl Health {
     pub fn new() -> Health {
-        Health {
-            started: Instant::now(),
-            inner: Mutex::new(BTreeMap::new()),
-        }
+        Health { started: Instant::now(), inner: Mutex::new(BTreeMap::new()) }
     }
 
     /// Records that `component` made progress, with its current problem if any.
     pub fn update(&self, component: &str, stall_after: Duration, problem: Option<String>) {
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(
-                component.to_string(),
-                Component {
-                    problem,
-                    last_progress: Instant::now(),
-                    stall_after,
-                },
-            );
+            map.insert(component.to_string(), Component { problem, last_progress: Instant::now(), stall_after });
         }
     }
 
@@ -108,11 +94,7 @@ impl Health {
             }
             Err(_) => problems.push("health table poisoned".into()),
         }
-        HealthReport {
-            healthy: problems.is_empty(),
-            problems,
-            uptime_s: self.started.elapsed().as_secs(),
-        }
+        HealthReport { healthy: problems.is_empty(), problems, uptime_s: self.started.elapsed().as_secs() }
     }
 }
 
@@ -132,6 +114,7 @@ fn notify(states: &[NotifyState<'_>]) {
 /// with what to do; once running, problems are logged and shown on `/healthz`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    let mut stop = StopSignals::install().context("installing the SIGTERM/SIGINT handlers")?;
     let store = Store::open(&config.store.path)?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
     if interrupted > 0 {
@@ -140,18 +123,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "parts were in the modem's hands when smshub last stopped; their outcome is unknown"
         );
     }
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (http.listen in {}): is another program using the port?",
-                config.http.listen,
-                config.source.display()
-            )
-        })?;
-    let local = listener
-        .local_addr()
-        .context("reading the listener's address")?;
+    let listener = TcpListener::bind(config.http.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (http.listen in {}): is another program using the port?",
+            config.http.listen,
+            config.source.display()
+        )
+    })?;
+    let local = listener.local_addr().context("reading the listener's address")?;
 
     let health = Arc::new(Health::new());
     let state = Arc::new(AppState {
@@ -171,16 +150,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 
     let watchdog = sd_notify::watchdog_enabled();
-    let tick = watchdog
-        .map(|w| w / 2)
-        .unwrap_or(Duration::from_secs(5))
-        .min(Duration::from_secs(5));
+    let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(tick);
-    let stop = wait_for_stop_signal();
-    tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
-            sig = &mut stop => break sig.unwrap_or("signal handler failed"),
+            sig = stop.recv() => break sig,
             _ = ticker.tick() => {
                 let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.schema_version())).await;
                 let problem = match store_ok {
@@ -214,9 +188,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(
-            "some tasks did not stop within {STOP_TIMEOUT:?}; exiting anyway (the store keeps their state)"
-        );
+        tracing::warn!("some tasks did not stop within {STOP_TIMEOUT:?}; exiting anyway (the store keeps their state)");
     }
     tracing::info!("stopped");
     Ok(())

@@ -23,24 +23,10 @@ pub struct Check {
 
 impl Check {
     fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
-        Check {
-            name: name.into(),
-            ok: true,
-            detail: detail.into(),
-            remedy: None,
-        }
+        Check { name: name.into(), ok: true, detail: detail.into(), remedy: None }
     }
-    fn fail(
-        name: impl Into<String>,
-        detail: impl Into<String>,
-        remedy: impl Into<String>,
-    ) -> Check {
-        Check {
-            name: name.into(),
-            ok: false,
-            detail: detail.into(),
-            remedy: Some(remedy.into()),
-        }
+    fn fail(name: impl Into<String>, detail: impl Into<String>, remedy: impl Into<String>) -> Check {
+        Check { name: name.into(), ok: false, detail: detail.into(), remedy: Some(remedy.into()) }
     }
 }
 
@@ -49,10 +35,7 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
     let mut checks = Vec::new();
     let config = match Config::load(config_path) {
         Ok(c) => {
-            checks.push(Check::pass(
-                "config",
-                format!("{} is valid", config_path.display()),
-            ));
+            checks.push(Check::pass("config", format!("{} is valid", config_path.display())));
             c
         }
         Err(e) => {
@@ -83,13 +66,7 @@ fn check_database(path: &Path) -> Check {
     if !path.exists() {
         let dir = path.parent().unwrap_or(Path::new("."));
         return if dir.is_dir() {
-            Check::pass(
-                name,
-                format!(
-                    "{} does not exist yet; `smshub run` creates it",
-                    path.display()
-                ),
-            )
+            Check::pass(name, format!("{} does not exist yet; `smshub run` creates it", path.display()))
         } else {
             Check::fail(
                 name,
@@ -119,10 +96,7 @@ fn check_database(path: &Path) -> Check {
                 ),
                 "install the newer smshub again, or restore a backup",
             ),
-            Ok(v) => Check::pass(
-                name,
-                format!("{} opens, integrity ok, schema version {v}", path.display()),
-            ),
+            Ok(v) => Check::pass(name, format!("{} opens, integrity ok, schema version {v}", path.display())),
             Err(e) => Check::fail(name, e.to_string(), "restore the database from a backup"),
         },
         Ok(Err(problems)) => Check::fail(

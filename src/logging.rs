@@ -56,24 +56,14 @@ pub fn init(format: LogFormat, level: &str) -> Target {
     if target == Target::Journald
         && let Ok(journal) = systemd_journal_logger::JournalLog::new()
     {
-        let layer = JournaldLayer {
-            journal: journal.with_syslog_identifier("smshub".to_string()),
-        };
-        if tracing_subscriber::registry()
-            .with(filter)
-            .with(layer)
-            .try_init()
-            .is_ok()
-        {
+        let layer = JournaldLayer { journal: journal.with_syslog_identifier("smshub".to_string()) };
+        if tracing_subscriber::registry().with(filter).with(layer).try_init().is_ok() {
             return Target::Journald;
         }
         return Target::Stderr;
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
     Target::Stderr
 }
 
@@ -93,8 +83,7 @@ impl Visit for FieldCollector {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.fields
-                .push((field.name().to_string(), value.to_string()));
+            self.fields.push((field.name().to_string(), value.to_string()));
         }
     }
 
@@ -102,8 +91,7 @@ impl Visit for FieldCollector {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.fields
-                .push((field.name().to_string(), format!("{value:?}")));
+            self.fields.push((field.name().to_string(), format!("{value:?}")));
         }
     }
 }
@@ -125,11 +113,7 @@ impl<S: Subscriber> Layer<S> for JournaldLayer {
         for (k, v) in &collected.fields {
             let _ = write!(text, " {k}={v}");
         }
-        let kvs: Vec<(&str, &str)> = collected
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let kvs: Vec<(&str, &str)> = collected.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let kv_slice: &[(&str, &str)] = &kvs;
         let args = format_args!("{text}");
         let record = log::Record::builder()

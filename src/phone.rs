@@ -19,17 +19,13 @@ pub struct PhoneNumber(String);
 pub enum PhoneError {
     #[error("empty phone number")]
     Empty,
-    #[error(
-        "phone number {0:?} contains {1:?}: only digits, a leading + and the separators space - . ( ) are allowed"
-    )]
+    #[error("phone number {0:?} contains {1:?}: only digits, a leading + and the separators space - . ( ) are allowed")]
     BadCharacter(String, char),
     #[error(
         "phone number {0:?} is national (no + or 00 prefix) and no default country is configured: write it as +<country><number>"
     )]
     NationalWithoutCountry(String),
-    #[error(
-        "phone number {0:?} has {1} digits: E.164 numbers have 8 to 15 digits including the country code"
-    )]
+    #[error("phone number {0:?} has {1} digits: E.164 numbers have 8 to 15 digits including the country code")]
     BadLength(String, usize),
 }
 
@@ -63,10 +59,7 @@ impl PhoneNumber {
             format!("{}{}", cc.trim_start_matches('+'), national)
         };
         if !(8..=15).contains(&international.len()) || international.starts_with('0') {
-            return Err(PhoneError::BadLength(
-                trimmed.to_string(),
-                international.len(),
-            ));
+            return Err(PhoneError::BadLength(trimmed.to_string(), international.len()));
         }
         Ok(PhoneNumber(format!("+{international}")))
     }
@@ -106,10 +99,7 @@ impl From<PhoneNumber> for String {
 /// writes four stars (so the length is not told), leaves short codes of up to 4 digits as they
 /// are, and keeps alphanumeric sender names (they are public brand names, not personal data).
 pub fn mask_number(number: &str) -> String {
-    let is_number = number
-        .chars()
-        .enumerate()
-        .all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'));
+    let is_number = number.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'));
     if !is_number {
         return number.to_string();
     }
@@ -132,17 +122,8 @@ mod tests {
 
     #[test]
     fn e164_forms_are_normalised() {
-        for input in [
-            "+358401234567",
-            "+358 40 123 4567",
-            "00358401234567",
-            "+358-40-(123)-4567",
-        ] {
-            assert_eq!(
-                PhoneNumber::parse(input, None).unwrap().as_str(),
-                "+358401234567",
-                "{input}"
-            );
+        for input in ["+358401234567", "+358 40 123 4567", "00358401234567", "+358-40-(123)-4567"] {
+            assert_eq!(PhoneNumber::parse(input, None).unwrap().as_str(), "+358401234567", "{input}");
         }
     }
 
@@ -177,9 +158,6 @@ mod tests {
         assert_eq!(mask_number("12345"), "12****45");
         assert_eq!(mask_number("1234"), "1234");
         assert_eq!(mask_number("ExampleVet"), "ExampleVet");
-        assert_eq!(
-            PhoneNumber::parse("+358401234567", None).unwrap().masked(),
-            "+35840****567"
-        );
+        assert_eq!(PhoneNumber::parse("+358401234567", None).unwrap().masked(), "+35840****567");
     }
 }

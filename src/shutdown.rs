@@ -46,15 +46,26 @@ impl ShutdownSignal {
     }
 }
 
-/// Waits for SIGTERM or SIGINT and says which arrived.
-pub async fn wait_for_stop_signal() -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT handlers. Installed before the daemon says it is ready, so a stop that
+/// arrives right after READY=1 is a clean stop, not a kill by the default signal action.
+pub struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for either signal and says which arrived.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -68,10 +79,7 @@ mod tests {
         let waiter = tokio::spawn(async move { a.wait().await });
         assert!(!signal.is_triggered());
         shutdown.trigger();
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
         assert!(signal.is_triggered());
         let mut late = signal.clone();
         late.wait().await; // already triggered: returns at once

@@ -73,9 +73,7 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<InboxSummary> {
 impl Db {
     /// Received messages, newest first.
     pub fn list_inbox(&self, limit: usize) -> Result<Vec<InboxSummary>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SUMMARY} FROM inbox i ORDER BY i.id DESC LIMIT ?1"
-        ))?;
+        let mut stmt = self.conn.prepare(&format!("SELECT {SUMMARY} FROM inbox i ORDER BY i.id DESC LIMIT ?1"))?;
         let rows = stmt.query_map([limit as i64], summary)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -85,9 +83,7 @@ impl Db {
         let found = self
             .conn
             .query_row(
-                &format!(
-                    "SELECT {SUMMARY}, i.body, i.encoding, i.sent_at FROM inbox i WHERE i.id = ?1"
-                ),
+                &format!("SELECT {SUMMARY}, i.body, i.encoding, i.sent_at FROM inbox i WHERE i.id = ?1"),
                 [id],
                 |r| Ok((summary(r)?, r.get(10)?, r.get(11)?, r.get(12)?)),
             )
@@ -123,13 +119,6 @@ impl Db {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(InboxDetail {
-            summary,
-            body,
-            encoding,
-            sent_at,
-            part_rows,
-            deliveries,
-        }))
+        Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries }))
     }
 }

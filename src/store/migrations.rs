@@ -134,16 +134,7 @@ CREATE TABLE webhook_calls (
 );
 "#;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: V1,
-    },
-    Migration {
-        version: 2,
-        sql: V2,
-    },
-];
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }];
 
 /// The schema version this build writes.
 pub const LATEST: u32 = 2;

@@ -28,36 +28,19 @@ pub use state::{OutboxState, PartState};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error(
         "database {path} was written by a newer smshub (schema version {found}, this smshub knows up to {known}); it was not modified. Install the newer smshub again, or restore a backup of the database"
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: u32,
-        known: u32,
-    },
-    #[error(
-        "migrating database {path} to schema version {version} failed (nothing was changed): {source}"
-    )]
-    Migration {
-        path: PathBuf,
-        version: u32,
-        source: rusqlite::Error,
-    },
+    NewerSchema { path: PathBuf, found: u32, known: u32 },
+    #[error("migrating database {path} to schema version {version} failed (nothing was changed): {source}")]
+    Migration { path: PathBuf, version: u32, source: rusqlite::Error },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("outbox message {0} not found")]
     NotFound(i64),
     #[error("outbox message {id} is {from}; it cannot become {to}")]
-    IllegalTransition {
-        id: i64,
-        from: OutboxState,
-        to: OutboxState,
-    },
+    IllegalTransition { id: i64, from: OutboxState, to: OutboxState },
     #[error("the store thread has stopped")]
     Closed,
 }
@@ -66,10 +49,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Milliseconds since the Unix epoch: the store's clock for every timestamp.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A synchronous connection with the typed queries. The CLI uses it directly; the daemon
@@ -88,48 +68,26 @@ impl Db {
         {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
-                    "{}: {e}",
-                    dir.display()
-                ))),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(format!("{}: {e}", dir.display()))),
             })?;
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )
-        .map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         Self::setup(conn, path)
     }
 
     /// Opens an existing database without creating or migrating it (for `doctor`).
     pub fn open_existing_read_only(path: &Path) -> Result<Db> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
-        Ok(Db {
-            conn,
-            path: path.to_path_buf(),
-        })
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        Ok(Db { conn, path: path.to_path_buf() })
     }
 
     fn setup(mut conn: Connection, path: &Path) -> Result<Db> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         // Check the version before anything writes to the file (journal_mode=WAL does).
-        let version: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_err)?;
         if version > migrations::LATEST {
             return Err(StoreError::NewerSchema {
                 path: path.to_path_buf(),
@@ -137,20 +95,13 @@ impl Db {
                 known: migrations::LATEST,
             });
         }
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(open_err)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .map_err(open_err)?;
-        for m in migrations::MIGRATIONS
-            .iter()
-            .filter(|m| m.version > version)
-        {
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        for m in migrations::MIGRATIONS.iter().filter(|m| m.version > version) {
             let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
                 let tx = conn.transaction()?;
                 tx.execute_batch(m.sql)?;
@@ -164,10 +115,7 @@ impl Db {
             })?;
             tracing::info!(path = %path.display(), version = m.version, "database schema migrated");
         }
-        Ok(Db {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Db { conn, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -176,29 +124,18 @@ impl Db {
 
     /// The schema version in the file.
     pub fn schema_version(&self) -> Result<u32> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
     pub fn integrity_check(&self) -> Result<std::result::Result<(), Vec<String>>> {
         let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
-        let rows: Vec<String> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if rows.len() == 1 && rows[0] == "ok" {
-            Ok(Ok(()))
-        } else {
-            Ok(Err(rows))
-        }
+        let rows: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        if rows.len() == 1 && rows[0] == "ok" { Ok(Ok(())) } else { Ok(Err(rows)) }
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        Ok(self.conn.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
     pub fn kv_set(&self, key: &str, value: &str) -> Result<()> {
@@ -244,10 +181,7 @@ impl Store {
                 path: path.to_path_buf(),
                 source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
             })?;
-        Ok(Store {
-            jobs,
-            path: path.to_path_buf(),
-        })
+        Ok(Store { jobs, path: path.to_path_buf() })
     }
 
     pub fn path(&self) -> &Path {
@@ -279,20 +213,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("new.db")).unwrap();
         assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
-        let mode: String = db
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
+        let mode: String = db.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = db
-            .conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
+        let sync: i64 = db.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
-        let fk: i64 = db
-            .conn
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
+        let fk: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(fk, 1);
         assert_eq!(db.integrity_check().unwrap(), Ok(()));
     }
@@ -310,8 +235,7 @@ mod tests {
                 [],
             )
             .unwrap();
-            conn.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')", [])
-                .unwrap();
+            conn.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')", []).unwrap();
         }
         let db = Db::open(&path).unwrap();
         assert_eq!(db.schema_version().unwrap(), 2);
@@ -330,8 +254,7 @@ mod tests {
         let path = dir.path().join("future.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
-                .unwrap();
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;").unwrap();
         }
         let before = std::fs::read(&path).unwrap();
         let err = Db::open(&path).err().expect("must refuse");
@@ -339,11 +262,7 @@ mod tests {
         assert!(msg.contains("newer smshub"), "{msg}");
         assert!(msg.contains("schema version 99"), "{msg}");
         assert!(msg.contains("not modified"), "{msg}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            before,
-            "the file must not change"
-        );
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the file must not change");
         assert!(!dir.path().join("future.db-wal").exists());
     }
 
@@ -355,23 +274,15 @@ mod tests {
             let conn = Connection::open(&path).unwrap();
             conn.execute_batch(migrations::MIGRATIONS[0].sql).unwrap();
             // A table that version 2 wants to create already exists: its migration fails.
-            conn.execute_batch("CREATE TABLE events (x); PRAGMA user_version = 1;")
-                .unwrap();
+            conn.execute_batch("CREATE TABLE events (x); PRAGMA user_version = 1;").unwrap();
         }
         let err = Db::open(&path).err().expect("migration must fail");
         assert!(err.to_string().contains("schema version 2"), "{err}");
         let conn = Connection::open(&path).unwrap();
-        let v: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
+        let v: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(v, 1);
-        let inbox: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'inbox'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let inbox: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'inbox'", [], |r| r.get(0)).unwrap();
         assert_eq!(inbox, 0, "the half-done step was rolled back");
     }
 

@@ -81,9 +81,9 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxSummary> {
         instance: r.get(2)?,
         external_id: r.get(3)?,
         recipient: r.get(4)?,
-        state: state.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-        })?,
+        state: state
+            .parse()
+            .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into()))?,
         outcome: r.get(6)?,
         fail_reason: r.get(7)?,
         attempts: r.get(8)?,
@@ -98,12 +98,7 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxSummary> {
 impl Db {
     /// Queues a message whose text and number are known (CLI `send`, TwiML and keyword
     /// replies): it starts in `fetched`.
-    pub fn insert_local(
-        &self,
-        source: &str,
-        recipient: &PhoneNumber,
-        body: &str,
-    ) -> Result<OutboxId> {
+    pub fn insert_local(&self, source: &str, recipient: &PhoneNumber, body: &str) -> Result<OutboxId> {
         let now = now_ms();
         self.conn.execute(
             "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'fetched', ?4, ?4)",
@@ -114,12 +109,7 @@ impl Db {
 
     /// Records that Provet instance `instance` has work `external_id` of kind `source`. Returns
     /// the id and whether it was new; a repeated webhook for the same id changes nothing.
-    pub fn insert_received(
-        &self,
-        source: &str,
-        instance: &str,
-        external_id: i64,
-    ) -> Result<(OutboxId, bool)> {
+    pub fn insert_received(&self, source: &str, instance: &str, external_id: i64) -> Result<(OutboxId, bool)> {
         let now = now_ms();
         let inserted = self.conn.execute(
             "INSERT OR IGNORE INTO outbox (source, instance, external_id, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'received', ?4, ?4)",
@@ -134,18 +124,12 @@ impl Db {
     }
 
     fn state_of(&self, id: OutboxId) -> Result<OutboxState> {
-        let state: Option<String> = self
-            .conn
-            .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?;
+        let state: Option<String> =
+            self.conn.query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0)).optional()?;
         let state = state.ok_or(StoreError::NotFound(id))?;
-        state.parse().map_err(|e: String| {
-            StoreError::Sql(rusqlite::Error::InvalidColumnType(
-                0,
-                e,
-                rusqlite::types::Type::Text,
-            ))
-        })
+        state
+            .parse()
+            .map_err(|e: String| StoreError::Sql(rusqlite::Error::InvalidColumnType(0, e, rusqlite::types::Type::Text)))
     }
 
     /// Moves message `id` to `to` if the state machine allows it from its current state;
@@ -183,10 +167,7 @@ impl Db {
     pub fn mark_fetched(&self, id: OutboxId, recipient: &PhoneNumber, body: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         self.transition(id, OutboxState::Fetched, None)?;
-        tx.execute(
-            "UPDATE outbox SET recipient = ?2, body = ?3 WHERE id = ?1",
-            params![id, recipient.as_str(), body],
-        )?;
+        tx.execute("UPDATE outbox SET recipient = ?2, body = ?3 WHERE id = ?1", params![id, recipient.as_str(), body])?;
         tx.commit()?;
         Ok(())
     }
@@ -194,19 +175,11 @@ impl Db {
     /// `fetched → sending`, storing the encoded parts and their concatenation reference the
     /// first time. On a later pass (after a retry) the existing parts are kept, so acknowledged
     /// parts are never sent again and the reference stays the same.
-    pub fn begin_sending(
-        &self,
-        id: OutboxId,
-        parts: &[NewPart],
-        concat_ref: Option<u8>,
-    ) -> Result<()> {
+    pub fn begin_sending(&self, id: OutboxId, parts: &[NewPart], concat_ref: Option<u8>) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         self.transition(id, OutboxState::Sending, None)?;
-        let existing: i64 = tx.query_row(
-            "SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+        let existing: i64 =
+            tx.query_row("SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1", [id], |r| r.get(0))?;
         if existing == 0 {
             for (i, p) in parts.iter().enumerate() {
                 tx.execute(
@@ -214,10 +187,7 @@ impl Db {
                     params![id, i as i64 + 1, p.pdu, p.tpdu_len as i64],
                 )?;
             }
-            tx.execute(
-                "UPDATE outbox SET concat_ref = ?2 WHERE id = ?1",
-                params![id, concat_ref.map(i64::from)],
-            )?;
+            tx.execute("UPDATE outbox SET concat_ref = ?2 WHERE id = ?1", params![id, concat_ref.map(i64::from)])?;
         }
         tx.commit()?;
         Ok(())
@@ -234,11 +204,7 @@ impl Db {
         )?;
         if changed != 1 {
             let from = self.state_of(id)?;
-            return Err(StoreError::IllegalTransition {
-                id,
-                from,
-                to: OutboxState::Sending,
-            });
+            return Err(StoreError::IllegalTransition { id, from, to: OutboxState::Sending });
         }
         Ok(())
     }
@@ -299,18 +265,13 @@ impl Db {
     /// sent and no part is in the modem's hands right now.
     pub fn cancel(&self, id: OutboxId, reason: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
-        let in_modem: i64 = tx.query_row(
-            "SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1 AND state = 'sending'",
-            [id],
-            |r| r.get(0),
-        )?;
+        let in_modem: i64 =
+            tx.query_row("SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1 AND state = 'sending'", [id], |r| {
+                r.get(0)
+            })?;
         if in_modem > 0 {
             let from = self.state_of(id)?;
-            return Err(StoreError::IllegalTransition {
-                id,
-                from,
-                to: OutboxState::Failed,
-            });
+            return Err(StoreError::IllegalTransition { id, from, to: OutboxState::Failed });
         }
         self.transition(id, OutboxState::Failed, Some(reason))?;
         tx.commit()?;
@@ -319,9 +280,7 @@ impl Db {
 
     /// How many messages are in each state (for the status page).
     pub fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
+        let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -333,23 +292,17 @@ impl Db {
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
-        let rows = stmt.query_map(
-            params![filter.state.map(|s| s.as_str()), limit],
-            summary_from_row,
-        )?;
+        let rows = stmt.query_map(params![filter.state.map(|s| s.as_str()), limit], summary_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// One message with its body and parts.
     pub fn get_outbox(&self, id: OutboxId) -> Result<Option<OutboxDetail>> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS}, o.body, o.concat_ref, o.next_attempt_at FROM outbox o WHERE o.id = ?1"
-        );
+        let sql =
+            format!("SELECT {SUMMARY_COLUMNS}, o.body, o.concat_ref, o.next_attempt_at FROM outbox o WHERE o.id = ?1");
         let found = self
             .conn
-            .query_row(&sql, [id], |r| {
-                Ok((summary_from_row(r)?, r.get(14)?, r.get(15)?, r.get(16)?))
-            })
+            .query_row(&sql, [id], |r| Ok((summary_from_row(r)?, r.get(14)?, r.get(15)?, r.get(16)?)))
             .optional()?;
         let Some((summary, body, concat_ref, next_attempt_at)) = found else {
             return Ok(None);
@@ -364,11 +317,7 @@ impl Db {
                 Ok(PartRow {
                     seq: r.get(0)?,
                     state: state.parse().map_err(|e: String| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            1,
-                            rusqlite::types::Type::Text,
-                            e.into(),
-                        )
+                        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
                     })?,
                     tpdu_len: r.get(2)?,
                     attempts: r.get(3)?,
@@ -381,13 +330,7 @@ impl Db {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(OutboxDetail {
-            summary,
-            body,
-            concat_ref,
-            next_attempt_at,
-            part_rows,
-        }))
+        Ok(Some(OutboxDetail { summary, body, concat_ref, next_attempt_at, part_rows }))
     }
 }
 
@@ -406,12 +349,7 @@ mod tests {
     }
 
     fn parts(n: usize) -> Vec<NewPart> {
-        (0..n)
-            .map(|i| NewPart {
-                pdu: format!("00{i:02X}"),
-                tpdu_len: 1,
-            })
-            .collect()
+        (0..n).map(|i| NewPart { pdu: format!("00{i:02X}"), tpdu_len: 1 }).collect()
     }
 
     #[test]
@@ -432,42 +370,20 @@ mod tests {
         let (id, _) = db.insert_received("provet", "x", 1).unwrap();
         let err = db.begin_sending(id, &parts(1), None).unwrap_err();
         assert!(
-            matches!(
-                err,
-                StoreError::IllegalTransition {
-                    from: OutboxState::Received,
-                    to: OutboxState::Sending,
-                    ..
-                }
-            ),
+            matches!(err, StoreError::IllegalTransition { from: OutboxState::Received, to: OutboxState::Sending, .. }),
             "{err}"
         );
-        assert_eq!(
-            db.get_outbox(id).unwrap().unwrap().part_rows.len(),
-            0,
-            "the rejected step stored no parts"
-        );
+        assert_eq!(db.get_outbox(id).unwrap().unwrap().part_rows.len(), 0, "the rejected step stored no parts");
         db.mark_fetched(id, &number(), "hello").unwrap();
         db.begin_sending(id, &parts(1), None).unwrap();
         db.part_begin(id, 1, "main").unwrap();
         db.part_acked(id, 1, 7).unwrap();
         db.transition(id, OutboxState::Sent, None).unwrap();
-        let err = db
-            .transition(id, OutboxState::Failed, Some("x"))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("is sent; it cannot become failed"),
-            "{err}"
-        );
+        let err = db.transition(id, OutboxState::Failed, Some("x")).unwrap_err();
+        assert!(err.to_string().contains("is sent; it cannot become failed"), "{err}");
         db.transition(id, OutboxState::Reported, None).unwrap();
-        assert!(
-            db.retry(id).is_err(),
-            "a reported message cannot be retried"
-        );
-        assert!(matches!(
-            db.transition(999, OutboxState::Sent, None),
-            Err(StoreError::NotFound(999))
-        ));
+        assert!(db.retry(id).is_err(), "a reported message cannot be retried");
+        assert!(matches!(db.transition(999, OutboxState::Sent, None), Err(StoreError::NotFound(999))));
     }
 
     #[test]
@@ -479,10 +395,7 @@ mod tests {
         db.part_acked(id, 1, 1).unwrap();
         assert!(db.part_begin(id, 1, "main").is_err());
         db.part_begin(id, 2, "main").unwrap();
-        assert!(
-            db.part_begin(id, 2, "main").is_err(),
-            "a part in the modem's hands is not begun twice"
-        );
+        assert!(db.part_begin(id, 2, "main").is_err(), "a part in the modem's hands is not begun twice");
     }
 
     #[test]
@@ -497,21 +410,13 @@ mod tests {
         assert_eq!(db.recover_interrupted_parts().unwrap(), 1);
         let d = db.get_outbox(id).unwrap().unwrap();
         assert_eq!(d.part_rows[1].state, PartState::Unknown);
-        db.transition(id, OutboxState::Failed, Some("outcome unknown"))
-            .unwrap();
+        db.transition(id, OutboxState::Failed, Some("outcome unknown")).unwrap();
         db.retry(id).unwrap();
         db.begin_sending(id, &parts(3), Some(99)).unwrap();
         let d = db.get_outbox(id).unwrap().unwrap();
         let states: Vec<PartState> = d.part_rows.iter().map(|p| p.state).collect();
-        assert_eq!(
-            states,
-            [PartState::Acked, PartState::Pending, PartState::Pending]
-        );
-        assert_eq!(
-            d.concat_ref,
-            Some(9),
-            "the reference is kept so the phone joins the parts"
-        );
+        assert_eq!(states, [PartState::Acked, PartState::Pending, PartState::Pending]);
+        assert_eq!(d.concat_ref, Some(9), "the reference is kept so the phone joins the parts");
         assert_eq!(d.part_rows[0].message_ref, Some(10));
     }
 
@@ -522,10 +427,7 @@ mod tests {
         db.cancel(a, "cancelled by operator").unwrap();
         let d = db.get_outbox(a).unwrap().unwrap();
         assert_eq!(d.summary.state, OutboxState::Failed);
-        assert_eq!(
-            d.summary.fail_reason.as_deref(),
-            Some("cancelled by operator")
-        );
+        assert_eq!(d.summary.fail_reason.as_deref(), Some("cancelled by operator"));
         let b = db.insert_local("cli", &number(), "b").unwrap();
         db.begin_sending(b, &parts(1), None).unwrap();
         db.part_begin(b, 1, "main").unwrap();
@@ -540,12 +442,7 @@ mod tests {
         db.cancel(a, "x").unwrap();
         let all = db.list_outbox(&OutboxFilter::default()).unwrap();
         assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), [b, a]);
-        let failed = db
-            .list_outbox(&OutboxFilter {
-                state: Some(OutboxState::Failed),
-                limit: None,
-            })
-            .unwrap();
+        let failed = db.list_outbox(&OutboxFilter { state: Some(OutboxState::Failed), limit: None }).unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, a);
     }

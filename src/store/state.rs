@@ -70,10 +70,7 @@ impl fmt::Display for OutboxState {
 impl FromStr for OutboxState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OutboxState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown outbox state {s:?}"))
+        OutboxState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown outbox state {s:?}"))
     }
 }
 
@@ -106,16 +103,10 @@ impl PartState {
 impl FromStr for PartState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            PartState::Pending,
-            PartState::Sending,
-            PartState::Acked,
-            PartState::Failed,
-            PartState::Unknown,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-        .ok_or_else(|| format!("unknown part state {s:?}"))
+        [PartState::Pending, PartState::Sending, PartState::Acked, PartState::Failed, PartState::Unknown]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown part state {s:?}"))
     }
 }
 
@@ -133,15 +124,9 @@ mod tests {
             .collect();
         assert_eq!(allowed.len(), 10);
         assert!(!Reported.can_become(Fetched), "reported is final");
-        assert!(
-            !Sent.can_become(Sending),
-            "a sent message is never sent again"
-        );
+        assert!(!Sent.can_become(Sending), "a sent message is never sent again");
         assert!(!Sent.can_become(Failed));
-        assert!(
-            !Received.can_become(Sending),
-            "nothing is sent before it is fetched"
-        );
+        assert!(!Received.can_become(Sending), "nothing is sent before it is fetched");
     }
 
     #[test]

@@ -28,10 +28,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -39,10 +36,8 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
 pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     let mut resp = Response::new(Full::new(Bytes::from(body.into())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
@@ -51,11 +46,7 @@ pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => {
             let report = state.health.report();
-            let status = if report.healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json(status, &serde_json::to_value(&report).unwrap_or_default())
         }
         (&Method::GET, "/status") => json(StatusCode::OK, &state.status_json().await),
@@ -87,6 +78,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Sh
             async move { Ok::<_, std::convert::Infallible>(route(req, state).await) }
         });
         let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -97,10 +89,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Sh
         });
     }
     drop(listener);
-    if tokio::time::timeout(GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("open HTTP connections did not finish within {GRACE:?}; closing them");
     }
 }

@@ -1,0 +1,682 @@
+//! The TOML configuration: file → typed [`Config`], with errors that name the file, the line,
+//! the key and what is wrong, because the person reading them is a clinic's IT contact
+//! looking at a text file over SSH.
+//!
+//! Loading happens in two steps: serde parses the text into `Raw*` structs
+//! (`deny_unknown_fields`, so a misspelt key is an error, never a silent default), then
+//! [`Config::from_raw`] checks meaning (URLs, numbers, names) and resolves secrets.
+//!
+//! Secrets (Provet client secret, webhook token, SIM PIN, Twilio auth token, SMTP password,
+//! custom-integration salt) can be given three ways: inline (`client_secret = "..."`), as a
+//! file (`client_secret_file = "/etc/smshub/provet-secret"`, which must not be readable by
+//! other users), or as a systemd credential (`client_secret_credential = "provet-secret"`,
+//! read from `$CREDENTIALS_DIRECTORY`). Exactly one way per secret.
+
+mod raw;
+mod source;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::phone::PhoneNumber;
+use raw::*;
+use source::Context;
+
+/// Where smshub looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/smshub/smshub.toml";
+
+/// A config error, printed as `file:line: key: reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A secret value: never printed, never logged. `Debug` and `Display` show `****`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must use it (an HTTP header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("****")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The effective config (what the program uses)
+// ---------------------------------------------------------------------------------------------
+
+/// The whole effective configuration, defaults filled in and secrets resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub source: PathBuf,
+    pub clinic_code: Option<String>,
+    /// Calling code (e.g. "358") used for national numbers given without `+`.
+    pub default_country: Option<String>,
+    pub store: StoreConfig,
+    pub http: HttpConfig,
+    pub logging: LoggingConfig,
+    pub modems: Vec<ModemConfig>,
+    pub provet: Vec<ProvetConfig>,
+    pub outbound: OutboundConfig,
+    pub inbound: InboundConfig,
+    pub forwarders: Vec<ForwarderConfig>,
+    pub smtp: Option<SmtpConfig>,
+    pub keywords: KeywordsConfig,
+    pub custom_integration: Option<CustomIntegrationConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// journald when stderr is the journal (`JOURNAL_STREAM`), readable lines otherwise.
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggingConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModemProfile {
+    Auto,
+    Sim800,
+    Sim7600,
+    Ec25,
+    E3372,
+    Generic,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModemConfig {
+    pub name: String,
+    pub device: PathBuf,
+    pub baud: u32,
+    pub pin: Option<Secret>,
+    pub profile: ModemProfile,
+    pub min_send_interval: Duration,
+    pub send_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvetConfig {
+    pub name: String,
+    pub base_url: String,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub webhook_token: Option<Secret>,
+    pub poll_interval: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub request_timeout: Duration,
+    pub allow_insecure_http: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownOutcome {
+    /// Report the message failed in Provet (staff can resend it): the default, because an
+    /// SMS sent twice to a client is worse than one they have to resend by hand.
+    MarkFailed,
+    Resend,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundConfig {
+    pub on_unknown_outcome: UnknownOutcome,
+    pub max_attempts: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub request_status_report: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundConfig {
+    pub concat_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ForwarderConfig {
+    Twilio(TwilioForwarder),
+    Pbx(PbxForwarder),
+}
+
+impl ForwarderConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            ForwarderConfig::Twilio(t) => &t.name,
+            ForwarderConfig::Pbx(p) => &p.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TwilioForwarder {
+    pub name: String,
+    pub url: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub to_number: PhoneNumber,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PbxForwarder {
+    pub name: String,
+    pub url: String,
+    pub service_id: String,
+    pub sms_number: String,
+    pub fallback_email: Option<String>,
+    pub max_attempts: u32,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// SMTP submission with STARTTLS (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain text: only for a local test sink.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeywordsConfig {
+    pub help_reply: Option<String>,
+    pub stop_reply: Option<String>,
+    pub start_reply: Option<String>,
+    pub confirm_reply: Option<String>,
+    pub cancel_reply: Option<String>,
+    pub reschedule_reply: Option<String>,
+    pub unknown_sender_reply: Option<String>,
+    pub reply_min_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CustomIntegrationConfig {
+    pub salt: Secret,
+    pub max_age: Duration,
+    pub timestamp_param: String,
+    pub verification_param: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: None,
+            reason: format!("cannot read the config file: {e}"),
+        })?;
+        let cx = Context { file: path, text: &text };
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| cx.toml_error(&e))?;
+        let config = Config::from_raw(&cx, raw)?;
+        cx.check_inline_secrets_are_private(&config)?;
+        Ok(config)
+    }
+
+    fn from_raw(cx: &Context<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+        let default_country = match raw.default_country {
+            Some(cc) => {
+                let digits = cc.trim_start_matches('+');
+                if digits.is_empty() || digits.len() > 3 || !digits.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(cx.error(
+                        &[],
+                        "default_country",
+                        format!("{cc:?} is not a country calling code (1 to 3 digits, e.g. \"358\")"),
+                    ));
+                }
+                Some(digits.to_string())
+            }
+            None => None,
+        };
+        let listen_text = raw.http.listen.unwrap_or_else(|| "0.0.0.0:8080".to_string());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            cx.error(&["http"], "listen", format!("{listen_text:?} is not an address:port such as \"0.0.0.0:8080\""))
+        })?;
+        let http = HttpConfig {
+            listen,
+            public_url: raw.http.public_url,
+            max_body_bytes: raw.http.max_body_bytes.unwrap_or(64 * 1024),
+        };
+        let logging = LoggingConfig {
+            level: raw.logging.level.unwrap_or_else(|| "info".into()),
+            format: raw.logging.format.unwrap_or(LogFormat::Auto),
+        };
+        if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
+            return Err(cx.error(
+                &["logging"],
+                "level",
+                format!(
+                    "{:?} is not a log level (error, warn, info, debug, trace, or a filter like \"smshub=debug\")",
+                    logging.level
+                ),
+            ));
+        }
+
+        let mut names = BTreeSet::new();
+        let mut modems = Vec::new();
+        for (i, m) in raw.modem.into_iter().enumerate() {
+            let section = ["modem"];
+            check_name(cx, &section, &m.name)?;
+            if !names.insert(("modem", m.name.clone())) {
+                return Err(cx.error_at(&section, i, "name", format!("modem name {:?} is used twice", m.name)));
+            }
+            let pin = cx.secret(&section, i, "pin", m.pin, m.pin_file, m.pin_credential, false)?;
+            if let Some(pin) = &pin {
+                let p = pin.expose();
+                if !(4..=8).contains(&p.len()) || !p.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(cx.error_at(&section, i, "pin", "a SIM PIN is 4 to 8 digits".to_string()));
+                }
+            }
+            modems.push(ModemConfig {
+                name: m.name,
+                device: m.device,
+                baud: m.baud.unwrap_or(115_200),
+                pin,
+                profile: m.profile.unwrap_or(ModemProfile::Auto),
+                min_send_interval: Duration::from_millis(m.min_send_interval_ms.unwrap_or(0)),
+                send_timeout: Duration::from_secs(m.send_timeout_s.unwrap_or(120)),
+            });
+        }
+
+        let mut provet = Vec::new();
+        for (i, p) in raw.provet.into_iter().enumerate() {
+            let section = ["provet"];
+            check_name(cx, &section, &p.name)?;
+            if !names.insert(("provet", p.name.clone())) {
+                return Err(cx.error_at(&section, i, "name", format!("provet name {:?} is used twice", p.name)));
+            }
+            let allow_insecure_http = p.allow_insecure_http.unwrap_or(false);
+            let base_url = normalise_base_url(&p.base_url);
+            check_url(cx, &section, i, "base_url", &base_url, allow_insecure_http)?;
+            let token_url = match p.token_url {
+                Some(u) => u,
+                None => default_token_url(&base_url).ok_or_else(|| {
+                    cx.error_at(
+                        &section,
+                        i,
+                        "token_url",
+                        "not given, and base_url does not end in /api/0.1/ so it cannot be derived".to_string(),
+                    )
+                })?,
+            };
+            check_url(cx, &section, i, "token_url", &token_url, allow_insecure_http)?;
+            let client_secret = cx
+                .secret(
+                    &section,
+                    i,
+                    "client_secret",
+                    p.client_secret,
+                    p.client_secret_file,
+                    p.client_secret_credential,
+                    true,
+                )?
+                .ok_or_else(|| cx.error_at(&section, i, "client_secret", "missing".into()))?;
+            let webhook_token = cx.secret(
+                &section,
+                i,
+                "webhook_token",
+                p.webhook_token,
+                p.webhook_token_file,
+                p.webhook_token_credential,
+                false,
+            )?;
+            if let Some(t) = &webhook_token
+                && t.expose().len() < 16
+            {
+                return Err(cx.error_at(&section, i, "webhook_token", "too short: use at least 16 random characters (e.g. `openssl rand -hex 16`), it is the only guard of the webhook URL".into()));
+            }
+            let retry_initial = Duration::from_secs(p.retry_initial_s.unwrap_or(5).max(1));
+            provet.push(ProvetConfig {
+                name: p.name,
+                base_url,
+                token_url,
+                client_id: p.client_id,
+                client_secret,
+                webhook_token,
+                poll_interval: Duration::from_secs(p.poll_interval_s.unwrap_or(60)),
+                retry_initial,
+                retry_max: Duration::from_secs(p.retry_max_s.unwrap_or(600)).max(retry_initial),
+                request_timeout: Duration::from_secs(p.request_timeout_s.unwrap_or(30).max(1)),
+                allow_insecure_http,
+            });
+        }
+
+        let outbound = OutboundConfig {
+            on_unknown_outcome: raw.outbound.on_unknown_outcome.unwrap_or(UnknownOutcome::MarkFailed),
+            max_attempts: raw.outbound.max_attempts.unwrap_or(5).max(1),
+            retry_initial: Duration::from_secs(raw.outbound.retry_initial_s.unwrap_or(5)),
+            retry_max: Duration::from_secs(raw.outbound.retry_max_s.unwrap_or(300)),
+            request_status_report: raw.outbound.request_status_report.unwrap_or(true),
+        };
+        let inbound =
+            InboundConfig { concat_timeout: Duration::from_secs(raw.inbound.concat_timeout_s.unwrap_or(600)) };
+
+        let mut forwarders = Vec::new();
+        for (i, f) in raw.forward.into_iter().enumerate() {
+            let section = ["forward"];
+            let fwd = match f {
+                RawForward::Twilio {
+                    name,
+                    url,
+                    account_sid,
+                    auth_token,
+                    auth_token_file,
+                    auth_token_credential,
+                    to_number,
+                    retry_initial_s,
+                    retry_max_s,
+                    give_up_after_s,
+                } => {
+                    check_url(cx, &section, i, "url", &url, true)?;
+                    if !(account_sid.starts_with("AC") && account_sid.len() == 34) {
+                        return Err(cx.error_at(&section, i, "account_sid", format!("{account_sid:?} is not a Twilio account SID (\"AC\" followed by 32 hex digits); any such value works, the receiving software only compares it")));
+                    }
+                    let auth_token = cx
+                        .secret(&section, i, "auth_token", auth_token, auth_token_file, auth_token_credential, true)?
+                        .ok_or_else(|| {
+                            cx.error_at(
+                                &section,
+                                i,
+                                "auth_token",
+                                "missing: the receiving software checks X-Twilio-Signature with it".into(),
+                            )
+                        })?;
+                    let to_number = PhoneNumber::parse(&to_number, default_country.as_deref())
+                        .map_err(|e| cx.error_at(&section, i, "to_number", e.to_string()))?;
+                    ForwarderConfig::Twilio(TwilioForwarder {
+                        name: name.unwrap_or_else(|| format!("twilio{}", i + 1)),
+                        url,
+                        account_sid,
+                        auth_token,
+                        to_number,
+                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
+                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
+                        give_up_after: Duration::from_secs(give_up_after_s.unwrap_or(7 * 24 * 3600)),
+                    })
+                }
+                RawForward::Pbx {
+                    name,
+                    url,
+                    service_id,
+                    sms_number,
+                    fallback_email,
+                    max_attempts,
+                    retry_initial_s,
+                    retry_max_s,
+                } => {
+                    check_url(cx, &section, i, "url", &url, true)?;
+                    if let Some(mail) = &fallback_email
+                        && !looks_like_email(mail)
+                    {
+                        return Err(cx.error_at(
+                            &section,
+                            i,
+                            "fallback_email",
+                            format!("{mail:?} is not an e-mail address"),
+                        ));
+                    }
+                    ForwarderConfig::Pbx(PbxForwarder {
+                        name: name.unwrap_or_else(|| format!("pbx{}", i + 1)),
+                        url,
+                        service_id,
+                        sms_number,
+                        fallback_email,
+                        max_attempts: max_attempts.unwrap_or(10).max(1),
+                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
+                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
+                    })
+                }
+            };
+            if !names.insert(("forward", fwd.name().to_string())) {
+                return Err(cx.error_at(&section, i, "name", format!("forwarder name {:?} is used twice", fwd.name())));
+            }
+            forwarders.push(fwd);
+        }
+
+        let smtp = match raw.smtp {
+            Some(s) => {
+                let section: [&str; 1] = ["smtp"];
+                let tls = s.tls.unwrap_or(SmtpTls::Starttls);
+                let password =
+                    cx.secret(&section, 0, "password", s.password, s.password_file, s.password_credential, true)?;
+                if !looks_like_email(&s.from) {
+                    return Err(cx.error(&section, "from", format!("{:?} is not an e-mail address", s.from)));
+                }
+                Some(SmtpConfig {
+                    host: s.host,
+                    port: s.port.unwrap_or(match tls {
+                        SmtpTls::Implicit => 465,
+                        SmtpTls::Starttls => 587,
+                        SmtpTls::None => 25,
+                    }),
+                    tls,
+                    username: s.username,
+                    password,
+                    from: s.from,
+                })
+            }
+            None => None,
+        };
+        let needs_smtp = forwarders.iter().any(|f| matches!(f, ForwarderConfig::Pbx(p) if p.fallback_email.is_some()));
+        if needs_smtp && smtp.is_none() {
+            return Err(cx.error(&[], "smtp", "missing: a [[forward]] of kind \"pbx\" has a fallback_email, so an [smtp] section is needed to send it".into()));
+        }
+
+        let k = raw.keywords;
+        let keywords = KeywordsConfig {
+            help_reply: k.help_reply,
+            stop_reply: k.stop_reply,
+            start_reply: k.start_reply,
+            confirm_reply: k.confirm_reply,
+            cancel_reply: k.cancel_reply,
+            reschedule_reply: k.reschedule_reply,
+            unknown_sender_reply: k.unknown_sender_reply,
+            reply_min_interval: Duration::from_secs(k.reply_min_interval_s.unwrap_or(3600)),
+        };
+
+        let custom_integration = match raw.custom_integration {
+            Some(c) => {
+                let section = ["custom_integration"];
+                let salt =
+                    cx.secret(&section, 0, "salt", c.salt, c.salt_file, c.salt_credential, true)?.ok_or_else(|| {
+                        cx.error(
+                            &section,
+                            "salt",
+                            "missing: the verification salt set in Provet's custom integration".into(),
+                        )
+                    })?;
+                Some(CustomIntegrationConfig {
+                    salt,
+                    max_age: Duration::from_secs(c.max_age_s.unwrap_or(12 * 3600)),
+                    timestamp_param: c.timestamp_param.unwrap_or_else(|| "timestamp".into()),
+                    verification_param: c.verification_param.unwrap_or_else(|| "verification".into()),
+                })
+            }
+            None => None,
+        };
+
+        Ok(Config {
+            source: cx.file.to_path_buf(),
+            clinic_code: raw.clinic_code,
+            default_country,
+            store: StoreConfig { path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")) },
+            http,
+            logging,
+            modems,
+            provet,
+            outbound,
+            inbound,
+            forwarders,
+            smtp,
+            keywords,
+            custom_integration,
+        })
+    }
+
+    /// The effective config as TOML-like JSON with every secret shown as `****`.
+    pub fn masked_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Parses a phone number with this config's default country.
+    pub fn parse_number(&self, input: &str) -> Result<PhoneNumber, crate::phone::PhoneError> {
+        PhoneNumber::parse(input, self.default_country.as_deref())
+    }
+}
+
+fn check_name(cx: &Context<'_>, section: &[&str], name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(cx.error(
+            section,
+            "name",
+            format!("{name:?} must be non-empty letters, digits, - or _ (it appears in URLs and logs)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_url(
+    cx: &Context<'_>,
+    section: &[&str],
+    index: usize,
+    key: &str,
+    url: &str,
+    allow_http: bool,
+) -> Result<(), ConfigError> {
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !allow_http {
+            return Err(cx.error_at(
+                section,
+                index,
+                key,
+                format!("{url:?} is plain http: use https (or set allow_insecure_http = true, for tests only)"),
+            ));
+        }
+        rest
+    } else {
+        return Err(cx.error_at(section, index, key, format!("{url:?} is not an http(s) URL")));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(cx.error_at(section, index, key, format!("{url:?} has no host name")));
+    }
+    Ok(())
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((user, domain)) => !user.is_empty() && domain.contains('.') && !s.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+fn normalise_base_url(url: &str) -> String {
+    if url.ends_with('/') { url.to_string() } else { format!("{url}/") }
+}
+
+/// `https://host/4321/api/0.1/` → `https://host/4321/oauth2/token/` (PROTOCOLS.md §1).
+fn default_token_url(base_url: &str) -> Option<String> {
+    base_url.strip_suffix("api/0.1/").map(|prefix| format!("{prefix}oauth2/token/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_url_is_derived_from_the_base_url() {
+        assert_eq!(
+            default_token_url("https://provetcloud.com/4321/api/0.1/").as_deref(),
+            Some("https://provetcloud.com/4321/oauth2/token/")
+        );
+        assert_eq!(default_token_url("https://x/other/"), None);
+    }
+}

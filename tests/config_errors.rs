@@ -1,0 +1,185 @@
+//! Every kind of config error names the file, the line, the key and what is wrong, and exits 2.
+
+mod common;
+use common::*;
+
+fn check(dir: &TestDir, text: &str) -> (i32, String) {
+    let cfg = dir.write("bad.toml", text, 0o600);
+    let out = dir.smshub(&cfg, &["config", "check"]);
+    (out.status.code().unwrap_or(-1), stderr(&out))
+}
+
+#[test]
+fn a_missing_required_key_names_the_section_and_line() {
+    let dir = TestDir::new();
+    let (code, err) = check(
+        &dir,
+        "clinic_code = \"x\"\n\n[[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_secret = \"s\"\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.toml:3"), "line of the [[provet]] table: {err}");
+    assert!(err.contains("provet.client_id"), "{err}");
+    assert!(err.contains("missing required key"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_the_line() {
+    let dir = TestDir::new();
+    let (code, err) = check(&dir, "[[modem]]\nname = \"main\"\ndevice = \"/dev/null\"\nbaud = \"fast\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:4"), "{err}");
+    assert!(err.contains("modem.baud"), "{err}");
+    assert!(err.contains("wrong type"), "{err}");
+}
+
+#[test]
+fn an_unknown_key_gets_a_did_you_mean() {
+    let dir = TestDir::new();
+    let (code, err) = check(&dir, "clinic_cod = \"x\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:1"), "{err}");
+    assert!(err.contains("unknown key `clinic_cod`, did you mean `clinic_code`?"), "{err}");
+
+    let (_, err) = check(&dir, "[http]\nlisten = \"127.0.0.1:0\"\n\n[[provet]]\nname = \"a\"\npoll_intervall_s = 5\n");
+    assert!(err.contains("bad.toml:6"), "{err}");
+    assert!(err.contains("provet.poll_intervall_s"), "{err}");
+    assert!(err.contains("did you mean `poll_interval_s`?"), "{err}");
+}
+
+#[test]
+fn an_unreadable_file_is_named() {
+    let dir = TestDir::new();
+    let missing = dir.path().join("nope.toml");
+    let out = dir.smshub(&missing, &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("nope.toml: cannot read the config file"), "{err}");
+}
+
+#[test]
+fn a_secret_file_readable_by_everyone_is_refused() {
+    let dir = TestDir::new();
+    let secret = dir.write("provet-secret", "s3cr3t\n", 0o644);
+    let text = format!(
+        "[[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    let (code, err) = check(&dir, &text);
+    assert_eq!(code, 2);
+    assert!(err.contains("bad.toml:5"), "{err}");
+    assert!(err.contains("provet[0].client_secret_file"), "{err}");
+    assert!(err.contains("insecure permissions"), "{err}");
+    assert!(err.contains("chmod 640"), "{err}");
+    assert!(!err.contains("s3cr3t"), "the secret itself is never printed: {err}");
+}
+
+#[test]
+fn an_inline_secret_in_a_world_readable_config_is_refused() {
+    let dir = TestDir::new();
+    let cfg = dir.write(
+        "open.toml",
+        "[[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret = \"s3cr3t\"\n",
+        0o644,
+    );
+    let out = dir.smshub(&cfg, &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("open.toml:5: client_secret: insecure permissions"), "{err}");
+}
+
+#[test]
+fn bad_values_are_explained() {
+    let dir = TestDir::new();
+    let cases: &[(&str, &str)] = &[
+        ("[http]\nlisten = \"localhost\"\n", "bad.toml:2: http.listen: \"localhost\" is not an address:port"),
+        ("[logging]\nformat = \"syslog\"\n", "logging.format"),
+        (
+            "[[provet]]\nname = \"a\"\nbase_url = \"http://provet.local/1/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\n",
+            "provet[0].base_url: \"http://provet.local/1/api/0.1/\" is plain http",
+        ),
+        (
+            "[[modem]]\nname = \"a\"\ndevice = \"/dev/null\"\npin = \"12\"\n",
+            "bad.toml:4: modem[0].pin: a SIM PIN is 4 to 8 digits",
+        ),
+        (
+            "[[forward]]\nkind = \"pbx\"\nurl = \"https://x.example/in\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nfallback_email = \"a@b.example\"\n",
+            "smtp: missing",
+        ),
+        (
+            "[[modem]]\nname = \"a\"\ndevice = \"/dev/null\"\n[[modem]]\nname = \"a\"\ndevice = \"/dev/null\"\n",
+            "modem name \"a\" is used twice",
+        ),
+        ("default_country = \"FI\"\n", "bad.toml:1: default_country: \"FI\" is not a country calling code"),
+    ];
+    for (text, expected) in cases {
+        let (code, err) = check(&dir, text);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    }
+}
+
+#[test]
+fn credentials_come_from_the_systemd_credentials_directory() {
+    let dir = TestDir::new();
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("provet-secret"), "from-credential\n").unwrap();
+    let cfg = dir.write(
+        "c.toml",
+        "[[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret_credential = \"provet-secret\"\n",
+        0o600,
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "config", "check", "--json"])
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["provet"][0]["client_secret"], "****");
+    assert_eq!(v["provet"][0]["token_url"], "https://provetcloud.com/1/oauth2/token/");
+
+    let out = dir.smshub(&cfg, &["config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("$CREDENTIALS_DIRECTORY is not set"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_check_masks_every_secret() {
+    let dir = TestDir::new();
+    let cfg = dir.write(
+        "c.toml",
+        "[[modem]]\nname = \"m\"\ndevice = \"/dev/null\"\npin = \"4321\"\n\n\
+         [[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret = \"secret-one\"\nwebhook_token = \"webhook-token-0123456789\"\n\n\
+         [[forward]]\nkind = \"twilio\"\nurl = \"https://x.example/sms\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"auth-token-two\"\nto_number = \"+358401234567\"\n\n\
+         [smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\npassword = \"smtp-password-three\"\n\n\
+         [custom_integration]\nsalt = \"salt-four\"\n",
+        0o600,
+    );
+    let out = dir.smshub(&cfg, &["config", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    for secret in
+        ["4321", "secret-one", "webhook-token-0123456789", "auth-token-two", "smtp-password-three", "salt-four"]
+    {
+        assert!(!printed.contains(secret), "{secret} leaked: {printed}");
+    }
+    assert_eq!(printed.matches("\"****\"").count(), 6, "{printed}");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let dir = TestDir::new();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/smshub.example.toml")).unwrap();
+    for name in ["provet-secret", "provet-webhook-token", "twilio-token", "smtp-password", "provet-ci-salt"] {
+        dir.write(name, "0123456789abcdef0123\n", 0o600);
+    }
+    let text = example.replace("/etc/smshub/", &format!("{}/", dir.path().display()));
+    let cfg = dir.write("example.toml", &text, 0o640);
+    let out = dir.smshub(&cfg, &["config", "check", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["modems"][0]["name"], "main");
+    assert_eq!(v["forwarders"].as_array().unwrap().len(), 2);
+    assert_eq!(v["outbound"]["on_unknown_outcome"], "mark_failed");
+}
