@@ -18,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod logging;
+pub mod modem;
 pub mod pdu;
 pub mod phone;
 pub mod shutdown;
