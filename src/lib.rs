@@ -1,1 +1,2 @@
 //! smshub: the clinic's SMS gateway. See ARCHITECTURE.md for the map.
+pub mod modem;

@@ -1,0 +1,3 @@
+//! The modem stack: the serial line (`tty`) and the modem simulator (`sim`).
+pub mod sim;
+pub mod tty;
