@@ -1,2 +1,3 @@
 //! smshub: the clinic's SMS gateway. See ARCHITECTURE.md for the map.
 pub mod modem;
+pub mod pdu;

@@ -1,0 +1,1 @@
+//! Hex reading and writing with octet offsets for errors.
