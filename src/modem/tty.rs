@@ -184,9 +184,9 @@ impl AsyncRead for TtyStream {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from)
-            }) {
+            match guard
+                .try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from))
+            {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -240,7 +240,10 @@ mod tests {
 
     async fn read_exactly(s: &mut TtyStream, n: usize) -> Vec<u8> {
         let mut buf = vec![0u8; n];
-        timeout(WAIT, s.read_exact(&mut buf)).await.unwrap().unwrap();
+        timeout(WAIT, s.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         buf
     }
 
@@ -295,7 +298,10 @@ mod tests {
         let (_master, path, _slave) = open_pty_pair().unwrap();
         let first = open_serial(&path, 115200).unwrap();
         let err = open_serial(&path, 115200).unwrap_err();
-        assert!(err.to_string().contains("in use by another process"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
         drop(first);
         open_serial(&path, 115200).unwrap();
     }
