@@ -64,8 +64,10 @@ pub enum PduError {
     },
     #[error("text needs {parts} parts; at most 255 fit in a concatenated SMS")]
     TooManyParts { parts: usize },
-    #[error("empty text cannot be sent")]
-    EmptyText,
+    #[error("character {ch:?} is not in the GSM 7-bit alphabet")]
+    NotGsm7 { ch: char },
+    #[error("user data of {octets} octets does not fit one SMS (at most 140)")]
+    PartTooLong { octets: usize },
     #[error(
         "alphanumeric address {text:?} is longer than 11 GSM-7 characters or has characters outside GSM-7"
     )]

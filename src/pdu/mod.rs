@@ -5,7 +5,7 @@
 //! - [`gsm7`] / [`ucs2`]: text alphabets and septet packing (with UDH fill bits),
 //! - [`address`], [`timestamp`]: the TP fields shared by all message types,
 //! - [`submit`], [`deliver`], [`status_report`]: one module per TPDU type,
-//! - [`concat`]: how a text is split into parts, and the concatenation IEs,
+//! - [`concat`]: how a text is split into parts; `user_data`: DCS, UDH and its IEs,
 //! - [`json`]: the shape printed by `smshub pdu decode|encode` (other tools read these keys).
 
 mod address;
@@ -19,12 +19,13 @@ mod status_report;
 mod submit;
 mod timestamp;
 pub mod ucs2;
+mod user_data;
 
 pub use address::{Address, AddressKind};
 pub use concat::{ConcatInfo, split_text};
-pub use deliver::{Deliver, encode_deliver};
+pub use deliver::{Deliver, SIMULATED_SMSC, encode_deliver};
 pub use error::PduError;
-pub use json::{decode_json, encode_json};
+pub use json::{decode_json, encode_json, to_json};
 pub use status_report::{StatusReport, encode_status_report};
 pub use submit::{Submit, SubmitOptions, SubmitPart, encode_submit};
 pub use timestamp::Timestamp;
@@ -67,8 +68,30 @@ pub enum Message {
 }
 
 /// Decode a PDU given as hex. `with_smsc`: the input starts with the SMSC address field, as modems
-/// print it in +CMGR/+CMGL/+CMT.
+/// print it in +CMGR/+CMGL/+CMT. Errors name the octet offset in the full input.
+///
+/// TP-MTI is read as the modem shows stored messages: 00 DELIVER (received), 01 SUBMIT (sent),
+/// 10 STATUS-REPORT; 11 is reserved and rejected.
 pub fn decode(hex: &str, with_smsc: bool) -> Result<DecodedPdu, PduError> {
-    let _ = (hex, with_smsc);
-    Err(PduError::NotImplemented { what: "decode" })
+    let bytes = hex::decode_hex(hex)?;
+    let mut r = hex::Reader::new(&bytes);
+    let smsc = if with_smsc {
+        address::read_smsc(&mut r)?.map(|a| a.to_string())
+    } else {
+        None
+    };
+    let first_offset = r.offset();
+    let first = r.u8("first octet (TP-MTI)")?;
+    let message = match first & 0x03 {
+        0x00 => Message::Deliver(deliver::read_deliver(first, &mut r)?),
+        0x01 => Message::Submit(submit::read_submit(first, &mut r)?),
+        0x02 => Message::StatusReport(status_report::read_status_report(&mut r)?),
+        mti => {
+            return Err(PduError::UnknownMti {
+                offset: first_offset,
+                mti,
+            });
+        }
+    };
+    Ok(DecodedPdu { smsc, message })
 }
