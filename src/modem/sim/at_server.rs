@@ -1116,7 +1116,8 @@ fn num_arg(a: &[String], i: usize) -> Option<u64> {
 
 /// Octets after the SMSC field of a hex PDU, as AT+CMGS/+CMGR/+CMGL count them.
 pub fn tpdu_len(hex: &str) -> Option<usize> {
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     let smsc_len = usize::from_str_radix(hex.get(0..2)?, 16).ok()?;

@@ -78,8 +78,14 @@ fn basic_commands_answer_in_modem_framing() {
         ("AT+CEREG=1\r", "\r\nOK\r\n"),
         ("AT+CEREG?\r", "\r\n+CEREG: 1,1\r\n\r\nOK\r\n"),
         ("AT+CPIN?\r", "\r\n+CPIN: READY\r\n\r\nOK\r\n"),
-        ("AT+CSCA?\r", "\r\n+CSCA: \"+358405202000\",145\r\n\r\nOK\r\n"),
-        ("AT+CPMS=\"SM\",\"SM\",\"SM\"\r", "\r\n+CPMS: 0,5,0,5,0,5\r\n\r\nOK\r\n"),
+        (
+            "AT+CSCA?\r",
+            "\r\n+CSCA: \"+358405202000\",145\r\n\r\nOK\r\n",
+        ),
+        (
+            "AT+CPMS=\"SM\",\"SM\",\"SM\"\r",
+            "\r\n+CPMS: 0,5,0,5,0,5\r\n\r\nOK\r\n",
+        ),
         ("AT+CNMI=2,1,0,2,0\r", "\r\nOK\r\n"),
         ("AT+CNMI?\r", "\r\n+CNMI: 2,1,0,2,0\r\n\r\nOK\r\n"),
         ("AT+CSMS=1\r", "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"),
@@ -151,13 +157,19 @@ fn identity_answers_follow_the_model() {
 fn three_wrong_pins_lock_the_sim_and_the_puk_unlocks_it() {
     let mut m = modem_with(|c, _| c.pin = Some("1234".into()));
     talk(&mut m, "AT+CMEE=1\r");
-    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CPIN?\r"),
+        "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
+    );
     assert_eq!(talk(&mut m, "AT+CMGL=4\r"), "\r\n+CMS ERROR: 311\r\n");
     assert_eq!(talk(&mut m, "AT+CIMI\r"), "\r\n+CME ERROR: 11\r\n");
     for _ in 0..3 {
         assert_eq!(talk(&mut m, "AT+CPIN=\"0000\"\r"), "\r\n+CME ERROR: 16\r\n");
     }
-    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CPIN?\r"),
+        "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n"
+    );
     // The right PIN no longer helps.
     assert_eq!(talk(&mut m, "AT+CPIN=\"1234\"\r"), "\r\n+CME ERROR: 16\r\n");
     assert_eq!(talk(&mut m, "AT+CMGL=4\r"), "\r\n+CMS ERROR: 316\r\n");
@@ -173,9 +185,15 @@ fn three_wrong_pins_lock_the_sim_and_the_puk_unlocks_it() {
 fn right_pin_unlocks_and_a_power_cycle_asks_again() {
     let mut m = modem_with(|c, _| c.pin = Some("1234".into()));
     assert_eq!(talk(&mut m, "AT+CPIN=1234\r"), "\r\nOK\r\n");
-    assert_eq!(talk(&mut m, "AT+CIMI\r"), "\r\n244910000000001\r\n\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CIMI\r"),
+        "\r\n244910000000001\r\n\r\nOK\r\n"
+    );
     m.power_cycle();
-    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
+    assert_eq!(
+        talk(&mut m, "AT+CPIN?\r"),
+        "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
+    );
 }
 
 #[test]
@@ -200,7 +218,14 @@ fn pdu_send_is_logged_decoded_and_asks_for_a_status_report() {
     assert_eq!(bytes_of(&outs), "\r\n+CMGS: 0\r\n\r\nOK\r\n");
     assert!(outs.iter().any(|o| matches!(
         o,
-        Out::Schedule(_, Event::StatusReport { message_ref: 0, status: 0, .. })
+        Out::Schedule(
+            _,
+            Event::StatusReport {
+                message_ref: 0,
+                status: 0,
+                ..
+            }
+        )
     )));
     let rec = &m.sent[0];
     assert_eq!(rec.to, "+358401234567");
@@ -345,7 +370,10 @@ fn full_store_holds_deliveries_in_the_network_until_a_slot_frees() {
     assert!(outs.is_empty());
     assert!(m.retry_network_queue().is_empty());
     assert_eq!(talk(&mut m, "AT+CMGD=2\r"), "\r\nOK\r\n");
-    assert_eq!(bytes_of(&m.retry_network_queue()), "\r\n+CMTI: \"SM\",2\r\n");
+    assert_eq!(
+        bytes_of(&m.retry_network_queue()),
+        "\r\n+CMTI: \"SM\",2\r\n"
+    );
     assert_eq!(m.storage.queued(), 0);
     assert!(talk(&mut m, "AT+CMGR=2\r").contains(&pdus[0]));
 }
@@ -367,7 +395,10 @@ fn cnmi_mt2_delivers_directly_and_csms1_expects_one_cnma() {
     let (idx, outs) = m.deliver(pdus.clone());
     assert_eq!(idx, vec![None]);
     let len = tpdu_len(&pdus[0]).unwrap();
-    assert_eq!(bytes_of(&outs), format!("\r\n+CMT: ,{len}\r\n{}\r\n", pdus[0]));
+    assert_eq!(
+        bytes_of(&outs),
+        format!("\r\n+CMT: ,{len}\r\n{}\r\n", pdus[0])
+    );
     assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\n+CMS ERROR: 340\r\n");
 }
@@ -375,9 +406,16 @@ fn cnmi_mt2_delivers_directly_and_csms1_expects_one_cnma() {
 #[test]
 fn status_reports_follow_cnmi_ds() {
     let mut m = modem_with(|_, _| {});
-    assert!(m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap().is_empty());
+    assert!(
+        m.status_report(3, "+358401234567", 0, 1_700_000_000)
+            .unwrap()
+            .is_empty()
+    );
     talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
-    let cds = bytes_of(&m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap());
+    let cds = bytes_of(
+        &m.status_report(3, "+358401234567", 0, 1_700_000_000)
+            .unwrap(),
+    );
     let pdu_line = cds.split("\r\n").nth(2).unwrap().to_string();
     assert!(cds.starts_with("\r\n+CDS: "), "{cds}");
     match pdu::decode(&pdu_line, true).unwrap().message {
@@ -388,7 +426,10 @@ fn status_reports_follow_cnmi_ds() {
         other => panic!("not a status report: {other:?}"),
     }
     talk(&mut m, "AT+CNMI=2,1,0,2,0\r");
-    let cdsi = bytes_of(&m.status_report(4, "+358401234567", 0x46, 1_700_000_000).unwrap());
+    let cdsi = bytes_of(
+        &m.status_report(4, "+358401234567", 0x46, 1_700_000_000)
+            .unwrap(),
+    );
     assert_eq!(cdsi, "\r\n+CDSI: \"SM\",1\r\n");
 }
 
@@ -422,10 +463,16 @@ fn text_mode_reads_show_sender_and_text() {
     m.deliver(pdus);
     talk(&mut m, "AT+CMGF=1\r");
     let r = talk(&mut m, "AT+CMGR=1\r");
-    assert!(r.starts_with("\r\n+CMGR: \"REC UNREAD\",\"+358401234567\",,\""), "{r}");
+    assert!(
+        r.starts_with("\r\n+CMGR: \"REC UNREAD\",\"+358401234567\",,\""),
+        "{r}"
+    );
     assert!(r.ends_with("\r\nHei\r\n\r\nOK\r\n"), "{r}");
     let r = talk(&mut m, "AT+CMGL=\"ALL\"\r");
-    assert!(r.starts_with("\r\n+CMGL: 1,\"REC READ\",\"+358401234567\""), "{r}");
+    assert!(
+        r.starts_with("\r\n+CMGL: 1,\"REC READ\",\"+358401234567\""),
+        "{r}"
+    );
 }
 
 #[test]
@@ -456,8 +503,14 @@ fn stats_keys_name_the_command_and_its_form() {
 
 #[test]
 fn argument_and_command_splitting_respect_quotes() {
-    assert_eq!(split_args("\"SM\",\"a,b\", 3"), vec!["\"SM\"", "\"a,b\"", "3"]);
-    assert_eq!(split_commands("+CMGF=0;+CSCA=\"+1;2\""), vec!["+CMGF=0", "+CSCA=\"+1;2\""]);
+    assert_eq!(
+        split_args("\"SM\",\"a,b\", 3"),
+        vec!["\"SM\"", "\"a,b\"", "3"]
+    );
+    assert_eq!(
+        split_commands("+CMGF=0;+CSCA=\"+1;2\""),
+        vec!["+CMGF=0", "+CSCA=\"+1;2\""]
+    );
     assert_eq!(split_commands(""), Vec::<String>::new());
 }
 
