@@ -68,8 +68,37 @@ pub enum Command {
     /// List received messages.
     #[command(subcommand)]
     Inbox(InboxCommand),
+    /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
+    #[command(subcommand)]
+    Pdu(PduCommand),
+    /// Run the modem simulator on a pseudo-terminal (the test rig; no hardware needed).
+    Sim(crate::modem::sim::SimOptions),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PduCommand {
+    /// Decode a PDU as modems print it (+CMGR/+CMGL/+CMT): prints one JSON object.
+    Decode {
+        /// The PDU in hex.
+        hex: String,
+        /// The PDU has no leading SMSC field (a bare TPDU).
+        #[arg(long)]
+        no_smsc: bool,
+    },
+    /// Encode an SMS-SUBMIT: prints a JSON array of {"pdu", "length"} (length is for AT+CMGS).
+    Encode {
+        /// Recipient: +international, national digits, or a short code.
+        #[arg(long)]
+        to: String,
+        /// The text (split into parts when it does not fit one SMS).
+        #[arg(long)]
+        text: String,
+        /// Ask the network for a delivery report (TP-SRR).
+        #[arg(long)]
+        request_report: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +247,39 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Version => {
             println!("smshub {}", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+        Command::Pdu(PduCommand::Decode { hex, no_smsc }) => {
+            let value =
+                crate::pdu::decode_json(hex, !no_smsc).map_err(|e| Failure::input(format!("pdu decode: {e}")))?;
+            println!("{value}");
+            Ok(())
+        }
+        Command::Pdu(PduCommand::Encode { to, text, request_report }) => {
+            let value = crate::pdu::encode_json(to, text, *request_report)
+                .map_err(|e| Failure::input(format!("pdu encode: {e}")))?;
+            println!("{value}");
+            Ok(())
+        }
+        Command::Sim(opts) => {
+            crate::logging::init(log_format(&cli, None), "info");
+            let opts = opts.clone();
+            runtime()?.block_on(async move {
+                let (shutdown, signal) = crate::shutdown::Shutdown::new();
+                let mut stop = crate::shutdown::StopSignals::install()
+                    .map_err(|e| Failure::runtime(format!("installing signal handlers: {e}")))?;
+                let sim = tokio::spawn(crate::modem::sim::run(opts, signal.receiver()));
+                tokio::select! {
+                    _ = stop.recv() => shutdown.trigger(),
+                    res = sim => return match res {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(Failure::runtime(format!("simulator: {e:#}"))),
+                        Err(e) => Err(Failure::runtime(format!("simulator task: {e}"))),
+                    },
+                }
+                // Give the simulator a moment to remove its link and socket.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Ok(())
+            })
         }
         Command::Config(ConfigCommand::Check { file, json }) => {
             let path = file.as_ref().unwrap_or(&cli.config);

@@ -15,7 +15,11 @@ use sd_notify::NotifyState;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, ModemConfig, ModemProfile};
+use crate::inbound::receive::ModemReceiver;
+use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
+use crate::modem::profile::ProfileKind;
+use crate::outbound::{Claims, ModemSender, Wake};
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
 
@@ -45,7 +49,9 @@ impl AppState {
     }
 }
 
-/// What each part of the daemon says about itself; the watchdog is fed only while all is well.
+/// What each part of the daemon says about itself. A *problem* (modem unplugged, database
+/// error) makes `/healthz` answer 503; a *stall* (no progress for longer than the component
+/// allows) also stops the systemd watchdog, because only a restart can cure a stuck task.
 pub struct Health {
     started: Instant,
     inner: Mutex<BTreeMap<String, Component>>,
@@ -54,7 +60,6 @@ pub struct Health {
 struct Component {
     problem: Option<String>,
     last_progress: Instant,
-    /// A component that has not shown progress for this long counts as stuck.
     stall_after: Duration,
 }
 
@@ -63,6 +68,8 @@ struct Component {
 pub struct HealthReport {
     pub healthy: bool,
     pub problems: Vec<String>,
+    /// Components that stopped making progress: the watchdog is not fed while this is non-empty.
+    pub stuck: Vec<String>,
     pub uptime_s: u64,
 }
 
@@ -71,15 +78,16 @@ impl Health {
         Health { started: Instant::now(), inner: Mutex::new(BTreeMap::new()) }
     }
 
-    /// Records that `component` made progress, with its current problem if any.
-    pub fn update(&self, component: &str, stall_after: Duration, problem: Option<String>) {
+    /// Records `component`'s last progress and its current problem, if any.
+    pub fn update(&self, component: &str, last_progress: Instant, stall_after: Duration, problem: Option<String>) {
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(component.to_string(), Component { problem, last_progress: Instant::now(), stall_after });
+            map.insert(component.to_string(), Component { problem, last_progress, stall_after });
         }
     }
 
     pub fn report(&self) -> HealthReport {
         let mut problems = Vec::new();
+        let mut stuck = Vec::new();
         match self.inner.lock() {
             Ok(map) => {
                 for (name, c) in map.iter() {
@@ -88,13 +96,18 @@ impl Health {
                     }
                     let idle = c.last_progress.elapsed();
                     if idle > c.stall_after {
-                        problems.push(format!("{name}: no progress for {}s", idle.as_secs()));
+                        stuck.push(format!("{name}: no progress for {}s", idle.as_secs()));
                     }
                 }
             }
-            Err(_) => problems.push("health table poisoned".into()),
+            Err(_) => stuck.push("health table poisoned".into()),
         }
-        HealthReport { healthy: problems.is_empty(), problems, uptime_s: self.started.elapsed().as_secs() }
+        HealthReport {
+            healthy: problems.is_empty() && stuck.is_empty(),
+            problems,
+            stuck,
+            uptime_s: self.started.elapsed().as_secs(),
+        }
     }
 }
 
@@ -102,6 +115,35 @@ impl Default for Health {
     fn default() -> Self {
         Health::new()
     }
+}
+
+/// The driver's settings from a `[[modem]]` section.
+pub fn driver_config(m: &ModemConfig) -> DriverConfig {
+    DriverConfig {
+        name: m.name.clone(),
+        pin: m.pin.as_ref().map(|p| p.expose().to_string()),
+        profile: match m.profile {
+            ModemProfile::Auto => ProfileKind::Auto,
+            ModemProfile::Sim800 => ProfileKind::Sim800,
+            ModemProfile::Sim7600 => ProfileKind::Sim7600,
+            ModemProfile::Ec25 => ProfileKind::Ec25,
+            ModemProfile::E3372 => ProfileKind::E3372,
+            ModemProfile::Generic => ProfileKind::Generic,
+        },
+        send_timeout: m.send_timeout,
+        min_send_interval: m.min_send_interval,
+        ..DriverConfig::default()
+    }
+}
+
+/// Opens the modem's device (again after every unplug) with classic termios.
+pub fn serial_connector(m: &ModemConfig) -> Connector {
+    let device = m.device.clone();
+    let baud = m.baud;
+    Arc::new(move || {
+        let device = device.clone();
+        Box::pin(async move { crate::modem::tty::open_serial(&device, baud).map(|s| Box::new(s) as Box<dyn ModemIo>) })
+    })
 }
 
 fn notify(states: &[NotifyState<'_>]) {
@@ -143,11 +185,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::web::serve(listener, state.clone(), signal.clone()));
 
+    let wake = Wake::default();
+    let claims = Claims::default();
+    let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
+    let mut modems = Vec::new();
+    let mut modem_stall_after = Duration::from_secs(300);
+    for m in &config.modems {
+        let (handle, events, driver_task) = driver::spawn(driver_config(m), serial_connector(m), signal.receiver());
+        // The driver may sit in one +CMGS for send_timeout: only much longer than that is "stuck".
+        modem_stall_after = modem_stall_after.max(m.send_timeout * 2 + Duration::from_secs(60));
+        tasks.spawn(async move {
+            if let Err(e) = driver_task.await {
+                tracing::error!(error = %e, "modem driver task failed");
+            }
+        });
+        let sender = ModemSender {
+            modem_name: m.name.clone(),
+            modem: handle.clone(),
+            store: store.clone(),
+            config: config.outbound.clone(),
+            claims: claims.clone(),
+            wake: wake.clone(),
+        };
+        tasks.spawn(sender.run(signal.clone()));
+        let receiver = ModemReceiver {
+            modem_name: m.name.clone(),
+            modem: handle.clone(),
+            store: store.clone(),
+            forwarders: forwarders.clone(),
+            concat_timeout: config.inbound.concat_timeout,
+            wake_forward: Arc::new(tokio::sync::Notify::new()),
+        };
+        tasks.spawn(receiver.run(events, signal.clone()));
+        modems.push((m.name.clone(), handle));
+    }
+
     tracing::info!(listen = %local, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
     // Tests and scripts read this line to find the port when http.listen uses port 0.
     eprintln!("smshub: listening on http://{local}");
-    let status = format!("running; HTTP on {local}");
-    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    let mut last_status = format!("running; HTTP on {local}");
+    notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
 
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
@@ -162,15 +239,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     Ok(Err(e)) => Some(e.to_string()),
                     Err(_) => Some("the database did not answer within 5 s".to_string()),
                 };
-                health.update("store", tick * 4, problem);
-                health.update("main loop", tick * 4, None);
+                let now = Instant::now();
+                health.update("store", now, tick * 4, problem);
+                health.update("main loop", now, tick * 4, None);
+                for (name, modem) in &modems {
+                    let st = modem.status().borrow().clone();
+                    let problem = (st.state != ModemState::Ready).then(|| st.state.to_string());
+                    health.update(&format!("modem {name}"), st.last_progress, modem_stall_after, problem);
+                }
                 let report = health.report();
-                if report.healthy {
+                if report.stuck.is_empty() {
                     notify(&[NotifyState::Watchdog]);
                 } else {
-                    let status = format!("unhealthy: {}", report.problems.join("; "));
-                    tracing::warn!(problems = %report.problems.join("; "), "unhealthy: not feeding the watchdog");
+                    tracing::error!(stuck = %report.stuck.join("; "), "a component is stuck: not feeding the watchdog");
+                }
+                let status = if report.healthy {
+                    format!("running; HTTP on {local}; {} modem(s) ready", modems.len())
+                } else {
+                    format!("degraded: {}", report.problems.iter().chain(&report.stuck).cloned().collect::<Vec<_>>().join("; "))
+                };
+                if status != last_status {
                     notify(&[NotifyState::Status(&status)]);
+                    last_status = status;
                 }
             }
         }

@@ -212,13 +212,8 @@ impl Digester {
     /// A command was written; frame what follows as its response. `want_prompt` is set for `AT+CMGS`.
     pub fn begin(&mut self, command: &str, want_prompt: bool) {
         let command = command.trim().to_string();
-        self.flight = Some(Flight {
-            name: command_name(&command),
-            command,
-            echo_pending: true,
-            want_prompt,
-            payload_echo: None,
-        });
+        self.flight =
+            Some(Flight { name: command_name(&command), command, echo_pending: true, want_prompt, payload_echo: None });
     }
 
     /// The PDU was written after the prompt; its echo (echo on) is not a response line.
@@ -278,20 +273,13 @@ impl Digester {
                         }
                         out.push(Event::Prompt);
                     } else if self.buf.len() >= MAX_LINE {
-                        tracing::debug!(
-                            len = self.buf.len(),
-                            "AT line too long; flushing it as a line"
-                        );
+                        tracing::debug!(len = self.buf.len(), "AT line too long; flushing it as a line");
                         self.end_line(out);
                     }
                 }
                 _ => {
                     self.stray_bytes += 1;
-                    tracing::debug!(
-                        byte = b,
-                        total = self.stray_bytes,
-                        "stray byte from modem dropped"
-                    );
+                    tracing::debug!(byte = b, total = self.stray_bytes, "stray byte from modem dropped");
                 }
             }
         }
@@ -303,15 +291,10 @@ impl Digester {
         }
         let raw = String::from_utf8_lossy(&self.buf).into_owned();
         self.buf.clear();
-        let line = raw
-            .trim_start_matches(|c: char| c == '\u{fffd}' || c.is_whitespace())
-            .trim_end();
+        let line = raw.trim_start_matches(|c: char| c == '\u{fffd}' || c.is_whitespace()).trim_end();
         if line.is_empty() {
             self.stray_bytes += raw.len() as u64;
-            tracing::debug!(
-                total = self.stray_bytes,
-                "line of garbage bytes from modem dropped"
-            );
+            tracing::debug!(total = self.stray_bytes, "line of garbage bytes from modem dropped");
             return;
         }
         self.classify(line, out);
@@ -404,11 +387,7 @@ impl Digester {
                 let f = fields(rest);
                 let mem = f.first()?.as_str().to_string();
                 let index = f.get(1)?.as_u32()?;
-                Some(if name == "+CMTI" {
-                    Urc::Cmti { mem, index }
-                } else {
-                    Urc::Cdsi { mem, index }
-                })
+                Some(if name == "+CMTI" { Urc::Cmti { mem, index } } else { Urc::Cdsi { mem, index } })
             }
             "+CMT" => {
                 self.pdu_next = Some(PduOwner::Cmt(line.to_string()));
@@ -481,10 +460,7 @@ fn command_name(command: &str) -> Option<String> {
     if !(rest.starts_with('+') || rest.starts_with('^')) {
         return None;
     }
-    let name: String = rest
-        .chars()
-        .take_while(|c| !matches!(c, '=' | '?' | ';') && !c.is_whitespace())
-        .collect();
+    let name: String = rest.chars().take_while(|c| !matches!(c, '=' | '?' | ';') && !c.is_whitespace()).collect();
     (name.len() > 1).then(|| name.to_ascii_uppercase())
 }
 
@@ -501,17 +477,10 @@ pub fn parse_final(line: &str) -> Option<FinalResult> {
     }
     if let Some(rest) = line.strip_prefix("+CMS ERROR:") {
         let rest = rest.trim();
-        let code = rest
-            .parse()
-            .ok()
-            .or_else(|| lookup(CMS_TEXTS, rest))
-            .unwrap_or_else(|| {
-                tracing::debug!(
-                    text = rest,
-                    "unknown verbose +CMS ERROR, taken as 500 (unknown error)"
-                );
-                500
-            });
+        let code = rest.parse().ok().or_else(|| lookup(CMS_TEXTS, rest)).unwrap_or_else(|| {
+            tracing::debug!(text = rest, "unknown verbose +CMS ERROR, taken as 500 (unknown error)");
+            500
+        });
         return Some(FinalResult::Cms(code));
     }
     if let Some(rest) = line.strip_prefix("+CME ERROR:") {
@@ -529,10 +498,7 @@ pub fn parse_final(line: &str) -> Option<FinalResult> {
 }
 
 fn lookup(table: &[(u16, &str)], text: &str) -> Option<u16> {
-    table
-        .iter()
-        .find(|(_, t)| t.eq_ignore_ascii_case(text))
-        .map(|(c, _)| *c)
+    table.iter().find(|(_, t)| t.eq_ignore_ascii_case(text)).map(|(c, _)| *c)
 }
 
 /// One field of a response, as split by [`fields`].
@@ -700,22 +666,14 @@ impl AtClient {
         timeout: Duration,
     ) -> Result<u8, AtError> {
         let command = format!("AT+CMGS={tpdu_len}");
-        let payload = Payload {
-            hex: pdu_hex.trim().to_string(),
-            prompt_timeout,
-        };
-        let lines = self
-            .request(command.clone(), Some(payload), timeout)
-            .await?;
+        let payload = Payload { hex: pdu_hex.trim().to_string(), prompt_timeout };
+        let lines = self.request(command.clone(), Some(payload), timeout).await?;
         lines
             .iter()
             .find_map(|l| response_fields(l, "+CMGS"))
             .and_then(|f| f.first().and_then(Field::as_u32))
             .and_then(|mr| u8::try_from(mr).ok())
-            .ok_or_else(|| AtError::BadResponse {
-                command,
-                detail: format!("no +CMGS: <mr> line in {lines:?}"),
-            })
+            .ok_or_else(|| AtError::BadResponse { command, detail: format!("no +CMGS: <mr> line in {lines:?}") })
     }
 
     async fn request(
@@ -727,21 +685,12 @@ impl AtClient {
         let (reply, answer) = oneshot::channel();
         let sent_payload = payload.is_some();
         self.tx
-            .send(Request {
-                command,
-                payload,
-                timeout,
-                reply,
-            })
+            .send(Request { command, payload, timeout, reply })
             .await
-            .map_err(|_| AtError::Closed {
-                payload_sent: false,
-            })?;
+            .map_err(|_| AtError::Closed { payload_sent: false })?;
         // If the engine dies mid-exchange the oneshot is dropped; whether the PDU was written is then
         // unknown, so a send must be reported as "outcome unknown".
-        answer.await.unwrap_or(Err(AtError::Closed {
-            payload_sent: sent_payload,
-        }))
+        answer.await.unwrap_or(Err(AtError::Closed { payload_sent: sent_payload }))
     }
 }
 
@@ -817,14 +766,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), AtError> {
-        self.io
-            .write_all(bytes)
-            .await
-            .map_err(|e| AtError::Io(e.to_string()))?;
-        self.io
-            .flush()
-            .await
-            .map_err(|e| AtError::Io(e.to_string()))
+        self.io.write_all(bytes).await.map_err(|e| AtError::Io(e.to_string()))?;
+        self.io.flush().await.map_err(|e| AtError::Io(e.to_string()))
     }
 
     /// Read and route (as idle) until nothing arrived for [`RESYNC_QUIET`], at most [`RESYNC_MAX`].
@@ -960,19 +903,11 @@ mod tests {
     const OK: Event = Event::Final(FinalResult::Ok);
 
     /// (case name, command in flight and whether it expects a prompt, bytes, expected events)
-    type FramingCase = (
-        &'static str,
-        Option<(&'static str, bool)>,
-        &'static [u8],
-        Vec<Event>,
-    );
+    type FramingCase = (&'static str, Option<(&'static str, bool)>, &'static [u8], Vec<Event>);
 
     #[test]
     fn framing_table_gives_the_same_events_for_every_chunk_size() {
-        let cmti = Event::Urc(Urc::Cmti {
-            mem: "SM".into(),
-            index: 3,
-        });
+        let cmti = Event::Urc(Urc::Cmti { mem: "SM".into(), index: 3 });
         let cases: Vec<FramingCase> = vec![
             ("plain ok", Some(("AT", false)), b"\r\nOK\r\n", vec![OK]),
             ("bare cr line ends", Some(("AT+CSQ", false)), b"+CSQ: 20,99\rOK\r", vec![resp("+CSQ: 20,99"), OK]),
@@ -1094,11 +1029,7 @@ mod tests {
         ];
         for (name, cmd, input, want) in cases {
             for chunk in [1, 2, 3, 5, 7, 64] {
-                assert_eq!(
-                    digest(cmd, input, chunk),
-                    want,
-                    "case {name:?}, chunk size {chunk}"
-                );
+                assert_eq!(digest(cmd, input, chunk), want, "case {name:?}, chunk size {chunk}");
             }
         }
     }
@@ -1117,29 +1048,13 @@ mod tests {
 
     #[test]
     fn prompt_is_not_taken_when_no_prompt_is_expected() {
-        assert_eq!(
-            digest(Some(("AT", false)), b"> x\r\nOK\r\n", 1),
-            vec![resp("> x"), OK]
-        );
+        assert_eq!(digest(Some(("AT", false)), b"> x\r\nOK\r\n", 1), vec![resp("> x"), OK]);
     }
 
     #[test]
     fn urc_while_waiting_for_prompt_is_forwarded_and_prompt_still_seen() {
-        let got = digest(
-            Some(("AT+CMGS=9", true)),
-            b"\r\n+CMTI: \"SM\",1\r\n\r\n> ",
-            1,
-        );
-        assert_eq!(
-            got,
-            vec![
-                Event::Urc(Urc::Cmti {
-                    mem: "SM".into(),
-                    index: 1
-                }),
-                Event::Prompt
-            ]
-        );
+        let got = digest(Some(("AT+CMGS=9", true)), b"\r\n+CMTI: \"SM\",1\r\n\r\n> ", 1);
+        assert_eq!(got, vec![Event::Urc(Urc::Cmti { mem: "SM".into(), index: 1 }), Event::Prompt]);
     }
 
     #[test]
@@ -1180,26 +1095,13 @@ mod tests {
             ("", vec![]),
             (" 20,99", vec![B("20".into()), B("99".into())]),
             ("\"SM\",3", vec![Q("SM".into()), B("3".into())]),
-            (
-                "1,0,,23",
-                vec![B("1".into()), B("0".into()), B("".into()), B("23".into())],
-            ),
+            ("1,0,,23", vec![B("1".into()), B("0".into()), B("".into()), B("23".into())]),
             ("\"a,b\",1", vec![Q("a,b".into()), B("1".into())]),
             (
                 "\"SM\",1,30,\"SM\",1,30",
-                vec![
-                    Q("SM".into()),
-                    B("1".into()),
-                    B("30".into()),
-                    Q("SM".into()),
-                    B("1".into()),
-                    B("30".into()),
-                ],
+                vec![Q("SM".into()), B("1".into()), B("30".into()), Q("SM".into()), B("1".into()), B("30".into())],
             ),
-            (
-                "\"+358401234567\",145",
-                vec![Q("+358401234567".into()), B("145".into())],
-            ),
+            ("\"+358401234567\",145", vec![Q("+358401234567".into()), B("145".into())]),
             ("\"unterminated,1", vec![Q("unterminated,1".into())]),
             ("\"x\"junk,2", vec![Q("x".into()), B("2".into())]),
             ("1,", vec![B("1".into()), B("".into())]),
@@ -1208,10 +1110,7 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(fields(input), want, "input {input:?}");
         }
-        assert_eq!(
-            response_fields("+CSQ: 20,99", "+CSQ").unwrap()[0].as_u32(),
-            Some(20)
-        );
+        assert_eq!(response_fields("+CSQ: 20,99", "+CSQ").unwrap()[0].as_u32(), Some(20));
         assert_eq!(response_fields("+CSQ: 20,99", "+CREG"), None);
     }
 
@@ -1222,10 +1121,7 @@ mod tests {
             ("ERROR", Some(FinalResult::Error)),
             ("+CMS ERROR: 500", Some(FinalResult::Cms(500))),
             ("+CMS ERROR: gibberish", Some(FinalResult::Cms(500))),
-            (
-                "+CME ERROR: incorrect password",
-                Some(FinalResult::Cme(CmeError::Code(16))),
-            ),
+            ("+CME ERROR: incorrect password", Some(FinalResult::Cme(CmeError::Code(16)))),
             ("+CME ERROR: 10", Some(FinalResult::Cme(CmeError::Code(10)))),
             ("BUSY", Some(FinalResult::Busy)),
             ("NO ANSWER", Some(FinalResult::NoAnswer)),
@@ -1249,10 +1145,7 @@ mod tests {
     impl FakePort {
         fn new(s: DuplexStream) -> Self {
             let (r, w) = tokio::io::split(s);
-            FakePort {
-                r: BufReader::new(r),
-                w,
-            }
+            FakePort { r: BufReader::new(r), w }
         }
         async fn read_until(&mut self, end: u8) -> String {
             let mut v = Vec::new();
@@ -1277,12 +1170,7 @@ mod tests {
         let (client, mut urcs, mut port) = pair();
         let modem = tokio::spawn(async move {
             assert_eq!(port.read_until(b'\r').await, "AT+CSQ\r");
-            for part in [
-                &b"\r\n+CS"[..],
-                b"Q: 17,99\r\n+CMT",
-                b"I: \"SM\",4\r\n",
-                b"\r\nOK\r\n",
-            ] {
+            for part in [&b"\r\n+CS"[..], b"Q: 17,99\r\n+CMT", b"I: \"SM\",4\r\n", b"\r\nOK\r\n"] {
                 port.say(part).await;
                 tokio::task::yield_now().await;
             }
@@ -1290,13 +1178,7 @@ mod tests {
         });
         let lines = client.command("AT+CSQ", LONG).await.unwrap();
         assert_eq!(lines, vec!["+CSQ: 17,99"]);
-        assert_eq!(
-            urcs.recv().await,
-            Some(Urc::Cmti {
-                mem: "SM".into(),
-                index: 4
-            })
-        );
+        assert_eq!(urcs.recv().await, Some(Urc::Cmti { mem: "SM".into(), index: 4 }));
         modem.await.unwrap();
     }
 
@@ -1312,13 +1194,7 @@ mod tests {
         });
         let mr = client.send_pdu(12, "0011000B91", LONG, LONG).await.unwrap();
         assert_eq!(mr, 201);
-        assert_eq!(
-            urcs.recv().await,
-            Some(Urc::Registration {
-                kind: RegKind::Creg,
-                stat: 1
-            })
-        );
+        assert_eq!(urcs.recv().await, Some(Urc::Registration { kind: RegKind::Creg, stat: 1 }));
         modem.await.unwrap();
     }
 
@@ -1329,22 +1205,11 @@ mod tests {
             assert_eq!(port.read_until(b'\r').await, "AT+CMGS=12\r");
             // Say nothing; the next byte must be ESC, and no PDU.
             let mut b = [0u8; 1];
-            tokio::io::AsyncReadExt::read_exact(&mut port.r, &mut b)
-                .await
-                .unwrap();
+            tokio::io::AsyncReadExt::read_exact(&mut port.r, &mut b).await.unwrap();
             b[0]
         });
-        let err = client
-            .send_pdu(12, "0011", Duration::from_millis(200), LONG)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            AtError::Timeout {
-                command: "AT+CMGS=12".into(),
-                payload_sent: false
-            }
-        );
+        let err = client.send_pdu(12, "0011", Duration::from_millis(200), LONG).await.unwrap_err();
+        assert_eq!(err, AtError::Timeout { command: "AT+CMGS=12".into(), payload_sent: false });
         assert_eq!(modem.await.unwrap(), 0x1b);
     }
 
@@ -1357,17 +1222,8 @@ mod tests {
             port.read_until(0x1a).await;
             port // keeps the port open, answers nothing
         });
-        let err = client
-            .send_pdu(3, "001100", LONG, Duration::from_millis(200))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            AtError::Timeout {
-                command: "AT+CMGS=3".into(),
-                payload_sent: true
-            }
-        );
+        let err = client.send_pdu(3, "001100", LONG, Duration::from_millis(200)).await.unwrap_err();
+        assert_eq!(err, AtError::Timeout { command: "AT+CMGS=3".into(), payload_sent: true });
         drop(modem.await.unwrap());
     }
 
@@ -1384,17 +1240,8 @@ mod tests {
             port.say(b"\r\nSIMCOM_Ltd\r\n\r\nOK\r\n").await;
             port
         });
-        let err = client
-            .command("AT+CSQ", Duration::from_millis(200))
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            AtError::Timeout {
-                payload_sent: false,
-                ..
-            }
-        ));
+        let err = client.command("AT+CSQ", Duration::from_millis(200)).await.unwrap_err();
+        assert!(matches!(err, AtError::Timeout { payload_sent: false, .. }));
         let lines = client.command("AT+CGMI", LONG).await.unwrap();
         assert_eq!(lines, vec!["SIMCOM_Ltd"]);
         assert_eq!(urcs.recv().await, Some(Urc::Other("+CSQ: 3,3".into())));
@@ -1424,15 +1271,9 @@ mod tests {
             port.say(b"\r\n+CMS ERROR: 38\r\n").await;
             port
         });
-        assert_eq!(
-            client.command("AT+CPIN?", LONG).await,
-            Err(AtError::Cme(CmeError::Code(11)))
-        );
+        assert_eq!(client.command("AT+CPIN?", LONG).await, Err(AtError::Cme(CmeError::Code(11))));
         assert_eq!(client.command("AT+FOO", LONG).await, Err(AtError::Error));
-        assert_eq!(
-            client.send_pdu(1, "00", LONG, LONG).await,
-            Err(AtError::Cms(38))
-        );
+        assert_eq!(client.send_pdu(1, "00", LONG, LONG).await, Err(AtError::Cms(38)));
         modem.await.unwrap();
     }
 }

@@ -73,9 +73,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModemIo for T {}
 
 /// Opens the device. Called at start and after every loss of the device, so it should open by a stable
 /// path (`/dev/serial/by-id/...` or the udev symlink) that survives re-enumeration.
-pub type Connector = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Box<dyn ModemIo>>> + Send>> + Send + Sync,
->;
+pub type Connector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Box<dyn ModemIo>>> + Send>> + Send + Sync>;
 
 /// Where the modem is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,9 +128,7 @@ pub struct Registration {
 impl Registration {
     /// Either counts: on LTE-only modules +CREG may say denied while +CEREG says registered.
     pub fn registered(&self) -> bool {
-        [self.cs, self.eps]
-            .iter()
-            .any(|s| matches!(s, Some(1) | Some(5)))
+        [self.cs, self.eps].iter().any(|s| matches!(s, Some(1) | Some(5)))
     }
 }
 
@@ -177,17 +173,10 @@ impl ModemStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundEvent {
     /// A message stored at `mem`/`index`. Delete it with [`ModemHandle::delete`] once stored.
-    Stored {
-        mem: String,
-        index: u32,
-        pdu_hex: String,
-    },
+    Stored { mem: String, index: u32, pdu_hex: String },
     /// A status report; `stored` is where it sits on the modem (delete it likewise), `None` when it was
     /// delivered directly (`+CDS`).
-    StatusReport {
-        pdu_hex: String,
-        stored: Option<(String, u32)>,
-    },
+    StatusReport { pdu_hex: String, stored: Option<(String, u32)> },
     /// A message delivered directly (`+CMT`, e.g. class 0 or a modem ignoring our +CNMI): it is not on
     /// the modem, so there is nothing to delete, and it will not come again.
     Direct { pdu_hex: String },
@@ -257,31 +246,15 @@ pub const TRANSIENT_CMS: &[(u16, &str)] = &[
 /// Classify a `+CMS ERROR` of a send.
 pub fn classify_cms(code: u16) -> SendError {
     if let Some((_, why)) = PERMANENT_CMS.iter().find(|(c, _)| *c == code) {
-        return SendError::Permanent {
-            code,
-            reason: (*why).to_string(),
-        };
+        return SendError::Permanent { code, reason: (*why).to_string() };
     }
-    let why = TRANSIENT_CMS
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map_or("unclassified code", |(_, w)| *w);
-    SendError::Transient {
-        reason: format!("+CMS ERROR: {code} ({why})"),
-    }
+    let why = TRANSIENT_CMS.iter().find(|(c, _)| *c == code).map_or("unclassified code", |(_, w)| *w);
+    SendError::Transient { reason: format!("+CMS ERROR: {code} ({why})") }
 }
 
 enum Request {
-    Send {
-        hex: String,
-        len: usize,
-        reply: oneshot::Sender<Result<u8, SendError>>,
-    },
-    Delete {
-        mem: String,
-        index: u32,
-        reply: oneshot::Sender<Result<(), ModemError>>,
-    },
+    Send { hex: String, len: usize, reply: oneshot::Sender<Result<u8, SendError>> },
+    Delete { mem: String, index: u32, reply: oneshot::Sender<Result<(), ModemError>> },
     Drain,
 }
 
@@ -307,30 +280,18 @@ impl ModemHandle {
     /// TP-Message-Reference. One `+CMGS` at a time; `min_send_interval` is honoured.
     pub async fn send_part(&self, part_hex: &str, tpdu_len: usize) -> Result<u8, SendError> {
         let (reply, answer) = oneshot::channel();
-        let req = Request::Send {
-            hex: part_hex.to_string(),
-            len: tpdu_len,
-            reply,
-        };
+        let req = Request::Send { hex: part_hex.to_string(), len: tpdu_len, reply };
         if self.tx.send(req).await.is_err() {
-            return Err(SendError::NotReady {
-                state: "driver stopped".into(),
-            });
+            return Err(SendError::NotReady { state: "driver stopped".into() });
         }
         // If the driver vanished while holding the request we cannot know whether the PDU went out.
-        answer.await.unwrap_or(Err(SendError::Unknown {
-            reason: "modem driver stopped during the send".into(),
-        }))
+        answer.await.unwrap_or(Err(SendError::Unknown { reason: "modem driver stopped during the send".into() }))
     }
 
     /// Delete a message from the modem. Call only after the message is stored for good.
     pub async fn delete(&self, mem: &str, index: u32) -> Result<(), ModemError> {
         let (reply, answer) = oneshot::channel();
-        let req = Request::Delete {
-            mem: mem.to_string(),
-            index,
-            reply,
-        };
+        let req = Request::Delete { mem: mem.to_string(), index, reply };
         self.tx.send(req).await.map_err(|_| ModemError::Stopped)?;
         answer.await.unwrap_or(Err(ModemError::Stopped))
     }
@@ -352,11 +313,7 @@ pub fn spawn(
     cfg: DriverConfig,
     connector: Connector,
     shutdown: watch::Receiver<bool>,
-) -> (
-    ModemHandle,
-    mpsc::Receiver<InboundEvent>,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (ModemHandle, mpsc::Receiver<InboundEvent>, tokio::task::JoinHandle<()>) {
     let (tx, requests) = mpsc::channel(32);
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     let (status_tx, status_rx) = watch::channel(ModemStatus::new());
@@ -374,14 +331,7 @@ pub fn spawn(
         last_send: None,
     };
     let join = tokio::spawn(driver.run());
-    (
-        ModemHandle {
-            tx,
-            status: status_rx,
-        },
-        inbound_rx,
-        join,
-    )
+    (ModemHandle { tx, status: status_rx }, inbound_rx, join)
 }
 
 /// Why a session (one open port) stopped.
@@ -470,11 +420,7 @@ impl Driver {
                     Exit::Failed(why) => {
                         tracing::error!(modem = %self.cfg.name, reason = %why, "modem setup failed");
                         self.set_state(ModemState::Failed(why));
-                        if self
-                            .idle(self.cfg.reopen_backoff_max.max(Duration::from_secs(5)))
-                            .await
-                            .is_err()
-                        {
+                        if self.idle(self.cfg.reopen_backoff_max.max(Duration::from_secs(5))).await.is_err() {
                             break Exit::Shutdown;
                         }
                     }
@@ -537,8 +483,7 @@ impl Driver {
                     Some(req) => self.refuse(req),
                 },
             }
-            self.status
-                .send_modify(|s| s.last_progress = std::time::Instant::now());
+            self.status.send_modify(|s| s.last_progress = std::time::Instant::now());
         }
     }
 
@@ -560,12 +505,7 @@ impl Driver {
         self.at_with(c, cmd, self.cfg.command_timeout).await
     }
 
-    async fn at_with(
-        &mut self,
-        c: &AtClient,
-        cmd: &str,
-        timeout: Duration,
-    ) -> Step<Result<Vec<String>, AtError>> {
+    async fn at_with(&mut self, c: &AtClient, cmd: &str, timeout: Duration) -> Step<Result<Vec<String>, AtError>> {
         match c.command(cmd, timeout).await {
             Err(e) if e.is_device_gone() => Err(Exit::Gone(e.to_string())),
             Err(e @ AtError::Timeout { .. }) => Err(self.recover(c, &e.to_string()).await),
@@ -589,12 +529,7 @@ impl Driver {
     }
 
     /// Init then serve until something ends the session.
-    async fn session(
-        &mut self,
-        c: &AtClient,
-        urcs: &mut mpsc::Receiver<Urc>,
-        reinits: &mut u32,
-    ) -> Exit {
+    async fn session(&mut self, c: &AtClient, urcs: &mut mpsc::Receiver<Urc>, reinits: &mut u32) -> Exit {
         if let Err(exit) = self.init(c).await {
             return exit;
         }
@@ -615,38 +550,17 @@ impl Driver {
         if let Err(e) = self.at(c, "AT+CMEE=1").await? {
             tracing::warn!(modem = %self.cfg.name, error = %e, "AT+CMEE=1 refused; errors will be plain ERROR");
         }
-        let manufacturer = self
-            .at(c, "AT+CGMI")
-            .await?
-            .ok()
-            .and_then(|l| profile::first_value(&l, "+CGMI"));
-        let model = self
-            .at(c, "AT+CGMM")
-            .await?
-            .ok()
-            .and_then(|l| profile::first_value(&l, "+CGMM"));
-        let imei = self
-            .at(c, "AT+CGSN")
-            .await?
-            .ok()
-            .and_then(|l| profile::first_value(&l, "+CGSN"));
+        let manufacturer = self.at(c, "AT+CGMI").await?.ok().and_then(|l| profile::first_value(&l, "+CGMI"));
+        let model = self.at(c, "AT+CGMM").await?.ok().and_then(|l| profile::first_value(&l, "+CGMM"));
+        let imei = self.at(c, "AT+CGSN").await?.ok().and_then(|l| profile::first_value(&l, "+CGSN"));
         let kind = match self.cfg.profile {
-            ProfileKind::Auto => profile::detect(
-                manufacturer.as_deref().unwrap_or(""),
-                model.as_deref().unwrap_or(""),
-            ),
+            ProfileKind::Auto => profile::detect(manufacturer.as_deref().unwrap_or(""), model.as_deref().unwrap_or("")),
             k => k,
         };
         self.profile = kind.profile();
         tracing::info!(modem = %self.cfg.name, ?manufacturer, ?model, profile = ?kind, "modem identified");
         self.status.send_modify(|s| {
-            s.identity = Some(Identity {
-                manufacturer,
-                model,
-                imei,
-                imsi_masked: None,
-                profile: kind,
-            });
+            s.identity = Some(Identity { manufacturer, model, imei, imsi_masked: None, profile: kind });
         });
         for extra in self.profile.init_extras {
             if let Err(e) = self.at(c, extra).await? {
@@ -656,11 +570,7 @@ impl Driver {
 
         self.unlock_sim(c).await?;
 
-        let imsi = self
-            .at(c, "AT+CIMI")
-            .await?
-            .ok()
-            .and_then(|l| profile::first_value(&l, "+CIMI"));
+        let imsi = self.at(c, "AT+CIMI").await?.ok().and_then(|l| profile::first_value(&l, "+CIMI"));
         self.status.send_modify(|s| {
             if let Some(id) = s.identity.as_mut() {
                 id.imsi_masked = imsi.map(|i| profile::mask_imsi(&i));
@@ -672,19 +582,14 @@ impl Driver {
         while !self.poll_registration(c).await?.registered() {
             if Instant::now() >= deadline {
                 tracing::warn!(modem = %self.cfg.name, "not registered yet; going on (sends wait for registration)");
-                self.status.send_modify(|s| {
-                    s.last_error = Some("not registered to the mobile network".into())
-                });
+                self.status.send_modify(|s| s.last_error = Some("not registered to the mobile network".into()));
                 break;
             }
-            self.idle(Duration::from_secs(1).min(self.cfg.registration_timeout))
-                .await?;
+            self.idle(Duration::from_secs(1).min(self.cfg.registration_timeout)).await?;
         }
 
         if let Err(e) = self.at(c, "AT+CMGF=0").await? {
-            return Err(Exit::Failed(format!(
-                "the modem refused PDU mode (AT+CMGF=0): {e}"
-            )));
+            return Err(Exit::Failed(format!("the modem refused PDU mode (AT+CMGF=0): {e}")));
         }
         match self.at(c, self.profile.cpms).await? {
             Ok(lines) => self.note_storage(&lines),
@@ -698,9 +603,7 @@ impl Driver {
         if let Err(e) = self.at(c, self.profile.cnmi).await? {
             tracing::warn!(modem = %self.cfg.name, command = self.profile.cnmi, error = %e, "CNMI refused; trying without status reports");
             if let Err(e) = self.at(c, "AT+CNMI=2,1,0,0,0").await? {
-                return Err(Exit::Failed(format!(
-                    "the modem refused new-message indications (AT+CNMI): {e}"
-                )));
+                return Err(Exit::Failed(format!("the modem refused new-message indications (AT+CNMI): {e}")));
             }
         }
         let smsc = match self.at(c, "AT+CSCA?").await? {
@@ -716,10 +619,8 @@ impl Driver {
         }
         self.status.send_modify(|s| {
             if smsc.is_none() {
-                s.last_error = Some(
-                    "no SMS service centre number (AT+CSCA) on the SIM: sending will likely fail"
-                        .into(),
-                );
+                s.last_error =
+                    Some("no SMS service centre number (AT+CSCA) on the SIM: sending will likely fail".into());
             }
             s.smsc = smsc;
         });
@@ -730,24 +631,13 @@ impl Driver {
     }
 
     fn update_ready(&self) {
-        let registered = self
-            .status
-            .borrow()
-            .registration
-            .is_some_and(|r| r.registered());
+        let registered = self.status.borrow().registration.is_some_and(|r| r.registered());
         let state = self.state();
         if matches!(
             state,
-            ModemState::Ready
-                | ModemState::WaitingForRegistration
-                | ModemState::Initializing
-                | ModemState::Recovering
+            ModemState::Ready | ModemState::WaitingForRegistration | ModemState::Initializing | ModemState::Recovering
         ) {
-            self.set_state(if registered {
-                ModemState::Ready
-            } else {
-                ModemState::WaitingForRegistration
-            });
+            self.set_state(if registered { ModemState::Ready } else { ModemState::WaitingForRegistration });
         }
     }
 
@@ -766,9 +656,7 @@ impl Driver {
                     return self.sim_locked(c, "no SIM card inserted".into()).await;
                 }
                 Err(e) => {
-                    return self
-                        .sim_locked(c, format!("SIM state query failed: {e}"))
-                        .await;
+                    return self.sim_locked(c, format!("SIM state query failed: {e}")).await;
                 }
             };
             match answer.as_str() {
@@ -787,9 +675,7 @@ impl Driver {
                             self.pin = PinHistory::Rejected(why.clone());
                             Some(why)
                         }
-                        (_, None) => {
-                            Some("the SIM asks for a PIN and none is configured".to_string())
-                        }
+                        (_, None) => Some("the SIM asks for a PIN and none is configured".to_string()),
                         (_, Some(_)) => None,
                     };
                     if let Some(why) = why {
@@ -815,17 +701,10 @@ impl Driver {
                     }
                 }
                 other if other.contains("PUK") => {
-                    return self
-                        .sim_locked(
-                            c,
-                            format!("the SIM needs its PUK ({other}); unlock it in a phone"),
-                        )
-                        .await;
+                    return self.sim_locked(c, format!("the SIM needs its PUK ({other}); unlock it in a phone")).await;
                 }
                 other => {
-                    return self
-                        .sim_locked(c, format!("the SIM is not ready ({other:?})"))
-                        .await;
+                    return self.sim_locked(c, format!("the SIM is not ready ({other:?})")).await;
                 }
             }
         }
@@ -835,8 +714,7 @@ impl Driver {
     /// back). Never enters a PIN.
     async fn sim_locked(&mut self, c: &AtClient, why: String) -> Step<()> {
         tracing::error!(modem = %self.cfg.name, reason = %why, "SIM locked");
-        self.status
-            .send_modify(|s| s.last_error = Some(why.clone()));
+        self.status.send_modify(|s| s.last_error = Some(why.clone()));
         self.set_state(ModemState::SimLocked(why));
         loop {
             self.idle(self.cfg.health_interval).await?;
@@ -864,26 +742,20 @@ impl Driver {
 
     fn note_storage(&self, lines: &[String]) {
         if let Some((_, used, total)) = profile::parse_cpms_query(lines) {
-            self.status
-                .send_modify(|s| s.storage = Some(Storage { used, total }));
+            self.status.send_modify(|s| s.storage = Some(Storage { used, total }));
         }
     }
 
     /// The receive store of the profile's +CPMS (first quoted value), e.g. "SM".
     fn read_mem(&self) -> String {
         let args = self.profile.cpms.split_once('=').map_or("", |(_, a)| a);
-        fields(args)
-            .first()
-            .map_or_else(|| "SM".to_string(), |f| f.as_str().to_string())
+        fields(args).first().map_or_else(|| "SM".to_string(), |f| f.as_str().to_string())
     }
 
     /// List everything stored and hand out what is not pending yet.
     async fn drain(&mut self, c: &AtClient) -> Step<()> {
         let mem = self.read_mem();
-        let lines = match self
-            .at_with(c, "AT+CMGL=4", self.cfg.command_timeout * 3)
-            .await?
-        {
+        let lines = match self.at_with(c, "AT+CMGL=4", self.cfg.command_timeout * 3).await? {
             Ok(lines) => lines,
             Err(e) => {
                 tracing::warn!(modem = %self.cfg.name, error = %e, "listing stored messages failed");
@@ -896,10 +768,8 @@ impl Driver {
             let Some(f) = response_fields(line, "+CMGL") else {
                 continue;
             };
-            let (Some(index), Some(stat)) = (
-                f.first().and_then(|x| x.as_u32()),
-                f.get(1).and_then(|x| x.as_u32()),
-            ) else {
+            let (Some(index), Some(stat)) = (f.first().and_then(|x| x.as_u32()), f.get(1).and_then(|x| x.as_u32()))
+            else {
                 tracing::warn!(modem = %self.cfg.name, line = %line, "unreadable +CMGL line");
                 continue;
             };
@@ -922,15 +792,8 @@ impl Driver {
             return;
         }
         let ev = match tpdu_type(pdu) {
-            Some(0) => InboundEvent::Stored {
-                mem: mem.to_string(),
-                index,
-                pdu_hex: pdu.to_string(),
-            },
-            Some(2) => InboundEvent::StatusReport {
-                pdu_hex: pdu.to_string(),
-                stored: Some(key.clone()),
-            },
+            Some(0) => InboundEvent::Stored { mem: mem.to_string(), index, pdu_hex: pdu.to_string() },
+            Some(2) => InboundEvent::StatusReport { pdu_hex: pdu.to_string(), stored: Some(key.clone()) },
             other => {
                 tracing::debug!(modem = %self.cfg.name, mem, index, mti = ?other, "stored PDU is not inbound; left alone");
                 return;
@@ -962,12 +825,7 @@ impl Driver {
     }
 
     /// Run `cmd` with `mem` as the read/delete store, switching there and back when it is not ours.
-    async fn in_store(
-        &mut self,
-        c: &AtClient,
-        mem: &str,
-        cmd: &str,
-    ) -> Step<Result<Vec<String>, AtError>> {
+    async fn in_store(&mut self, c: &AtClient, mem: &str, cmd: &str) -> Step<Result<Vec<String>, AtError>> {
         let ours = self.read_mem();
         if mem == ours {
             return self.at(c, cmd).await;
@@ -990,8 +848,7 @@ impl Driver {
         // A clone, so the permit future does not borrow `self` while another branch's handler runs.
         let inbound = self.inbound.clone();
         loop {
-            self.status
-                .send_modify(|s| s.last_progress = std::time::Instant::now());
+            self.status.send_modify(|s| s.last_progress = std::time::Instant::now());
             tokio::select! {
                 changed = self.shutdown.changed() => {
                     if changed.is_err() || self.shutting_down() {
@@ -1038,12 +895,7 @@ impl Driver {
                         (Ok(()), Ok(()))
                     }
                     Ok(Err(e)) => (Err(ModemError::At(e)), Ok(())),
-                    Err(exit) => (
-                        Err(ModemError::NotReady {
-                            state: format!("{exit:?}"),
-                        }),
-                        Err(exit),
-                    ),
+                    Err(exit) => (Err(ModemError::NotReady { state: format!("{exit:?}") }), Err(exit)),
                 };
                 let _ = reply.send(answer);
                 step?;
@@ -1054,28 +906,16 @@ impl Driver {
     }
 
     /// One `+CMGS`. Returns the answer for the caller and, when the session must end, why.
-    async fn send(
-        &mut self,
-        c: &AtClient,
-        hex: &str,
-        len: usize,
-    ) -> (Result<u8, SendError>, Option<Exit>) {
+    async fn send(&mut self, c: &AtClient, hex: &str, len: usize) -> (Result<u8, SendError>, Option<Exit>) {
         let state = self.state();
         if state != ModemState::Ready {
-            return (
-                Err(SendError::NotReady {
-                    state: state.to_string(),
-                }),
-                None,
-            );
+            return (Err(SendError::NotReady { state: state.to_string() }), None);
         }
         if let Some(last) = self.last_send {
             tokio::time::sleep_until(last + self.cfg.min_send_interval).await;
         }
         let timeout = self.cfg.send_timeout.min(self.profile.send_timeout);
-        let result = c
-            .send_pdu(len, hex, self.cfg.command_timeout, timeout)
-            .await;
+        let result = c.send_pdu(len, hex, self.cfg.command_timeout, timeout).await;
         self.last_send = Some(Instant::now());
         match result {
             Ok(mr) => (Ok(mr), None),
@@ -1088,63 +928,25 @@ impl Driver {
                 (Err(classify_cms(322)), None)
             }
             Err(AtError::Cms(code)) => (Err(classify_cms(code)), None),
-            Err(AtError::Cme(e)) => (
-                Err(SendError::Transient {
-                    reason: format!("+CME ERROR: {e}"),
-                }),
-                None,
-            ),
-            Err(AtError::Error) => (
-                Err(SendError::Transient {
-                    reason: "the modem answered ERROR to AT+CMGS".into(),
-                }),
-                None,
-            ),
-            Err(
-                e @ AtError::Timeout {
-                    payload_sent: true, ..
-                },
-            )
-            | Err(e @ AtError::Closed { payload_sent: true }) => {
-                let exit = if e.is_device_gone() {
-                    Exit::Gone(e.to_string())
-                } else {
-                    self.recover(c, &e.to_string()).await
-                };
-                (
-                    Err(SendError::Unknown {
-                        reason: e.to_string(),
-                    }),
-                    Some(exit),
-                )
+            Err(AtError::Cme(e)) => (Err(SendError::Transient { reason: format!("+CME ERROR: {e}") }), None),
+            Err(AtError::Error) => {
+                (Err(SendError::Transient { reason: "the modem answered ERROR to AT+CMGS".into() }), None)
+            }
+            Err(e @ AtError::Timeout { payload_sent: true, .. }) | Err(e @ AtError::Closed { payload_sent: true }) => {
+                let exit =
+                    if e.is_device_gone() { Exit::Gone(e.to_string()) } else { self.recover(c, &e.to_string()).await };
+                (Err(SendError::Unknown { reason: e.to_string() }), Some(exit))
             }
             Err(e @ AtError::Timeout { .. }) => {
                 let exit = self.recover(c, &e.to_string()).await;
-                (
-                    Err(SendError::Transient {
-                        reason: e.to_string(),
-                    }),
-                    Some(exit),
-                )
+                (Err(SendError::Transient { reason: e.to_string() }), Some(exit))
             }
-            Err(e @ AtError::BadResponse { .. }) => (
-                Err(SendError::Unknown {
-                    reason: e.to_string(),
-                }),
-                None,
-            ),
+            Err(e @ AtError::BadResponse { .. }) => (Err(SendError::Unknown { reason: e.to_string() }), None),
             Err(e) if e.is_device_gone() => (
-                Err(SendError::Transient {
-                    reason: format!("{e} before the PDU was written"),
-                }),
+                Err(SendError::Transient { reason: format!("{e} before the PDU was written") }),
                 Some(Exit::Gone(e.to_string())),
             ),
-            Err(e) => (
-                Err(SendError::Transient {
-                    reason: e.to_string(),
-                }),
-                None,
-            ),
+            Err(e) => (Err(SendError::Transient { reason: e.to_string() }), None),
         }
     }
 
@@ -1153,10 +955,7 @@ impl Driver {
             Urc::Cmti { mem, index } => self.read_stored(c, &mem, index).await?,
             Urc::Cdsi { mem, index } => self.read_stored(c, &mem, index).await?,
             Urc::Cmt { pdu } => self.outbox.push_back(InboundEvent::Direct { pdu_hex: pdu }),
-            Urc::Cds { pdu } => self.outbox.push_back(InboundEvent::StatusReport {
-                pdu_hex: pdu,
-                stored: None,
-            }),
+            Urc::Cds { pdu } => self.outbox.push_back(InboundEvent::StatusReport { pdu_hex: pdu, stored: None }),
             Urc::Registration { kind, stat } => {
                 self.status.send_modify(|s| {
                     let reg = s.registration.get_or_insert_with(Registration::default);
@@ -1173,12 +972,9 @@ impl Driver {
             Urc::Other(line) => {
                 // A modem that restarted on its own (brown-out, firmware watchdog) announces it; its
                 // settings (echo, PDU mode, CNMI) are gone.
-                let restarted =
-                    line == "RDY" || (line.starts_with("+CPIN:") && !line.contains("READY"));
+                let restarted = line == "RDY" || (line.starts_with("+CPIN:") && !line.contains("READY"));
                 if restarted {
-                    return Err(Exit::Reinit(format!(
-                        "the modem restarted on its own ({line})"
-                    )));
+                    return Err(Exit::Reinit(format!("the modem restarted on its own ({line})")));
                 }
             }
         }
@@ -1228,8 +1024,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     /// SMS-DELIVER "How are you?" with SMSC field (the classic example PDU from the dreamfabric pages).
-    const DELIVER: &str =
-        "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07";
+    const DELIVER: &str = "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07";
     /// SMS-STATUS-REPORT with an empty SMSC field (first TPDU octet 0x06: MTI 2).
     const REPORT: &str = "0006D60B911326880736F4111011719551401110117195714000";
 
@@ -1251,12 +1046,7 @@ mod tests {
 
     impl FakeSim {
         fn new() -> Self {
-            FakeSim {
-                total: 30,
-                unlocked: true,
-                next_mr: 40,
-                ..Default::default()
-            }
+            FakeSim { total: 30, unlocked: true, next_mr: 40, ..Default::default() }
         }
         fn count(&self, prefix: &str) -> usize {
             self.log.iter().filter(|l| l.starts_with(prefix)).count()
@@ -1269,9 +1059,7 @@ mod tests {
                 format!("{n},{t},{n},{t},{n},{t}", t = s.total)
             };
             match cmd {
-                "AT" | "ATE0" | "AT+CMEE=1" | "AT+CSCLK=0" | "AT+CMGF=0" | "AT+CNMI=2,1,0,2,0" => {
-                    OK.into()
-                }
+                "AT" | "ATE0" | "AT+CMEE=1" | "AT+CSCLK=0" | "AT+CMGF=0" | "AT+CNMI=2,1,0,2,0" => OK.into(),
                 "AT+CGMI" => ok("SIMCOM_Ltd"),
                 "AT+CGMM" => ok("SIMCOM_SIM800L"),
                 "AT+CGSN" => ok("861234567890123"),
@@ -1281,20 +1069,14 @@ mod tests {
                 "AT+CPIN?" => ok("+CPIN: SIM PIN"),
                 "AT+CREG?" => {
                     self.creg_queries += 1;
-                    let stat = if self.creg_queries > self.creg_after {
-                        1
-                    } else {
-                        2
-                    };
+                    let stat = if self.creg_queries > self.creg_after { 1 } else { 2 };
                     ok(&format!("+CREG: 0,{stat}"))
                 }
                 "AT+CSQ" => ok("+CSQ: 20,99"),
                 "AT+CSCA?" => ok("+CSCA: \"+358405202000\",145"),
-                "AT+CPMS?" => ok(&format!(
-                    "+CPMS: \"SM\",{0},{1},\"SM\",{0},{1},\"SM\",{0},{1}",
-                    self.store.len(),
-                    self.total
-                )),
+                "AT+CPMS?" => {
+                    ok(&format!("+CPMS: \"SM\",{0},{1},\"SM\",{0},{1},\"SM\",{0},{1}", self.store.len(), self.total))
+                }
                 "AT+CMGL=4" => {
                     let mut s = String::new();
                     for (i, pdu) in &self.store {
@@ -1439,16 +1221,7 @@ mod tests {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (handle, inbound, join) = spawn(cfg, connector, shutdown_rx);
-        Harness {
-            handle,
-            inbound,
-            join,
-            shutdown,
-            ctls,
-            ctl: None,
-            connects,
-            sim,
-        }
+        Harness { handle, inbound, join, shutdown, ctls, ctl: None, connects, sim }
     }
 
     const WAIT: Duration = Duration::from_secs(30);
@@ -1473,10 +1246,7 @@ mod tests {
             self.ctl.clone().unwrap()
         }
         async fn next_event(&mut self) -> InboundEvent {
-            tokio::time::timeout(WAIT, self.inbound.recv())
-                .await
-                .expect("no inbound event")
-                .unwrap()
+            tokio::time::timeout(WAIT, self.inbound.recv()).await.expect("no inbound event").unwrap()
         }
         fn sim(&self) -> std::sync::MutexGuard<'_, FakeSim> {
             self.sim.lock().unwrap()
@@ -1490,20 +1260,10 @@ mod tests {
         sim.store.insert(2, REPORT.into());
         let mut h = start(sim, config());
         h.wait_state(|s| *s == ModemState::Ready).await;
+        assert_eq!(h.next_event().await, InboundEvent::Stored { mem: "SM".into(), index: 1, pdu_hex: DELIVER.into() });
         assert_eq!(
             h.next_event().await,
-            InboundEvent::Stored {
-                mem: "SM".into(),
-                index: 1,
-                pdu_hex: DELIVER.into()
-            }
-        );
-        assert_eq!(
-            h.next_event().await,
-            InboundEvent::StatusReport {
-                pdu_hex: REPORT.into(),
-                stored: Some(("SM".into(), 2))
-            }
+            InboundEvent::StatusReport { pdu_hex: REPORT.into(), stored: Some(("SM".into(), 2)) }
         );
         let status = h.handle.status().borrow().clone();
         let id = status.identity.unwrap();
@@ -1512,22 +1272,11 @@ mod tests {
         assert_eq!(status.smsc.as_deref(), Some("+358405202000"));
         assert_eq!(status.storage, Some(Storage { used: 2, total: 30 }));
         let sim = h.sim();
-        for cmd in [
-            "ATE0",
-            "AT+CMEE=1",
-            "AT+CSCLK=0",
-            "AT+CMGF=0",
-            "AT+CNMI=2,1,0,2,0",
-            "AT+CMGL=4",
-        ] {
+        for cmd in ["ATE0", "AT+CMEE=1", "AT+CSCLK=0", "AT+CMGF=0", "AT+CNMI=2,1,0,2,0", "AT+CMGL=4"] {
             assert_eq!(sim.count(cmd), 1, "{cmd} in {:?}", sim.log);
         }
         assert_eq!(sim.count("AT+CPIN="), 0);
-        assert_eq!(
-            sim.count("AT+CMGD"),
-            0,
-            "the driver must never delete on its own"
-        );
+        assert_eq!(sim.count("AT+CMGD"), 0, "the driver must never delete on its own");
     }
 
     #[tokio::test]
@@ -1535,13 +1284,7 @@ mod tests {
         let mut sim = FakeSim::new();
         sim.pin = Some("1234".into());
         sim.unlocked = false;
-        let h = start(
-            sim,
-            DriverConfig {
-                pin: Some("1234".into()),
-                ..config()
-            },
-        );
+        let h = start(sim, DriverConfig { pin: Some("1234".into()), ..config() });
         h.wait_state(|s| *s == ModemState::Ready).await;
         assert_eq!(h.sim().count("AT+CPIN="), 1);
     }
@@ -1551,19 +1294,10 @@ mod tests {
         let mut sim = FakeSim::new();
         sim.pin = Some("1234".into());
         sim.unlocked = false;
-        let cfg = DriverConfig {
-            pin: Some("0000".into()),
-            health_interval: Duration::from_millis(100),
-            ..config()
-        };
+        let cfg = DriverConfig { pin: Some("0000".into()), health_interval: Duration::from_millis(100), ..config() };
         let mut h = start(sim, cfg);
-        let state = h
-            .wait_state(|s| matches!(s, ModemState::SimLocked(_)))
-            .await;
-        assert!(
-            state.to_string().contains("refused the configured PIN"),
-            "{state}"
-        );
+        let state = h.wait_state(|s| matches!(s, ModemState::SimLocked(_))).await;
+        assert!(state.to_string().contains("refused the configured PIN"), "{state}");
         // Let the locked loop re-check +CPIN? a few times, then unplug and replug.
         tokio::time::sleep(Duration::from_millis(400)).await;
         h.ctl().await.send(Ctl::Unplug).unwrap();
@@ -1574,8 +1308,7 @@ mod tests {
         })
         .await
         .unwrap();
-        h.wait_state(|s| matches!(s, ModemState::SimLocked(_)))
-            .await;
+        h.wait_state(|s| matches!(s, ModemState::SimLocked(_))).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let sim = h.sim();
         assert_eq!(sim.count("AT+CPIN="), 1, "{:?}", sim.log);
@@ -1588,9 +1321,7 @@ mod tests {
         sim.pin = Some("1234".into());
         sim.unlocked = false;
         let h = start(sim, config());
-        let state = h
-            .wait_state(|s| matches!(s, ModemState::SimLocked(_)))
-            .await;
+        let state = h.wait_state(|s| matches!(s, ModemState::SimLocked(_))).await;
         assert!(state.to_string().contains("none is configured"), "{state}");
         let err = h.handle.send_part("0011", 1).await.unwrap_err();
         assert!(matches!(err, SendError::NotReady { .. }), "{err:?}");
@@ -1613,15 +1344,8 @@ mod tests {
     async fn not_registered_after_timeout_goes_on_but_refuses_sends() {
         let mut sim = FakeSim::new();
         sim.creg_after = u32::MAX;
-        let h = start(
-            sim,
-            DriverConfig {
-                registration_timeout: Duration::from_millis(300),
-                ..config()
-            },
-        );
-        h.wait_state(|s| *s == ModemState::WaitingForRegistration)
-            .await;
+        let h = start(sim, DriverConfig { registration_timeout: Duration::from_millis(300), ..config() });
+        h.wait_state(|s| *s == ModemState::WaitingForRegistration).await;
         // Init went on to the storage setup anyway.
         tokio::time::timeout(WAIT, async {
             while h.sim().count("AT+CMGL=4") == 0 {
@@ -1634,10 +1358,7 @@ mod tests {
         assert!(matches!(err, SendError::NotReady { .. }), "{err:?}");
         // A registration URC makes it ready.
         let mut h = h;
-        h.ctl()
-            .await
-            .send(Ctl::Say("\r\n+CREG: 5\r\n".into()))
-            .unwrap();
+        h.ctl().await.send(Ctl::Say("\r\n+CREG: 5\r\n".into())).unwrap();
         h.wait_state(|s| *s == ModemState::Ready).await;
     }
 
@@ -1646,18 +1367,8 @@ mod tests {
         let mut h = start(FakeSim::new(), config());
         h.wait_state(|s| *s == ModemState::Ready).await;
         h.sim().store.insert(5, DELIVER.into());
-        h.ctl()
-            .await
-            .send(Ctl::Say("\r\n+CMTI: \"SM\",5\r\n".into()))
-            .unwrap();
-        assert_eq!(
-            h.next_event().await,
-            InboundEvent::Stored {
-                mem: "SM".into(),
-                index: 5,
-                pdu_hex: DELIVER.into()
-            }
-        );
+        h.ctl().await.send(Ctl::Say("\r\n+CMTI: \"SM\",5\r\n".into())).unwrap();
+        assert_eq!(h.next_event().await, InboundEvent::Stored { mem: "SM".into(), index: 5, pdu_hex: DELIVER.into() });
         assert_eq!(h.sim().count("AT+CMGD"), 0);
         // Not emitted again while it waits for deletion, even when the storage is listed again.
         h.handle.request_drain().await;
@@ -1672,23 +1383,10 @@ mod tests {
         let mut h = start(FakeSim::new(), config());
         h.wait_state(|s| *s == ModemState::Ready).await;
         let ctl = h.ctl().await;
-        ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n")))
-            .unwrap();
-        assert_eq!(
-            h.next_event().await,
-            InboundEvent::StatusReport {
-                pdu_hex: REPORT.into(),
-                stored: None
-            }
-        );
-        ctl.send(Ctl::Say(format!("\r\n+CMT: ,30\r\n{DELIVER}\r\n")))
-            .unwrap();
-        assert_eq!(
-            h.next_event().await,
-            InboundEvent::Direct {
-                pdu_hex: DELIVER.into()
-            }
-        );
+        ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+        assert_eq!(h.next_event().await, InboundEvent::StatusReport { pdu_hex: REPORT.into(), stored: None });
+        ctl.send(Ctl::Say(format!("\r\n+CMT: ,30\r\n{DELIVER}\r\n"))).unwrap();
+        assert_eq!(h.next_event().await, InboundEvent::Direct { pdu_hex: DELIVER.into() });
     }
 
     #[tokio::test]
@@ -1698,27 +1396,15 @@ mod tests {
         assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(41));
         assert_eq!(h.sim().count("PDU 0011000B91"), 1);
         h.sim().cms_on_send = Some(304);
-        assert!(matches!(
-            h.handle.send_part("0011", 1).await,
-            Err(SendError::Permanent { code: 304, .. })
-        ));
+        assert!(matches!(h.handle.send_part("0011", 1).await, Err(SendError::Permanent { code: 304, .. })));
         h.sim().cms_on_send = Some(38);
-        assert!(matches!(
-            h.handle.send_part("0011", 1).await,
-            Err(SendError::Transient { .. })
-        ));
+        assert!(matches!(h.handle.send_part("0011", 1).await, Err(SendError::Transient { .. })));
         assert_eq!(h.handle.status().borrow().state, ModemState::Ready);
     }
 
     #[tokio::test]
     async fn sends_are_spaced_by_the_minimum_interval() {
-        let h = start(
-            FakeSim::new(),
-            DriverConfig {
-                min_send_interval: Duration::from_millis(300),
-                ..config()
-            },
-        );
+        let h = start(FakeSim::new(), DriverConfig { min_send_interval: Duration::from_millis(300), ..config() });
         h.wait_state(|s| *s == ModemState::Ready).await;
         let t0 = Instant::now();
         h.handle.send_part("00", 1).await.unwrap();
@@ -1730,38 +1416,21 @@ mod tests {
     async fn timeout_after_the_pdu_is_unknown_and_the_modem_is_reinitialised() {
         let mut sim = FakeSim::new();
         sim.hang_after_pdu = true;
-        let h = start(
-            sim,
-            DriverConfig {
-                send_timeout: Duration::from_millis(300),
-                ..config()
-            },
-        );
+        let h = start(sim, DriverConfig { send_timeout: Duration::from_millis(300), ..config() });
         h.wait_state(|s| *s == ModemState::Ready).await;
         let err = h.handle.send_part("0011", 1).await.unwrap_err();
         assert!(matches!(err, SendError::Unknown { .. }), "{err:?}");
         h.wait_state(|s| *s == ModemState::Ready).await;
         let sim = h.sim();
         assert_eq!(sim.count("PDU 0011"), 1, "never resent: {:?}", sim.log);
-        assert_eq!(
-            sim.count("ATE0"),
-            2,
-            "re-init after the probe: {:?}",
-            sim.log
-        );
+        assert_eq!(sim.count("ATE0"), 2, "re-init after the probe: {:?}", sim.log);
     }
 
     #[tokio::test]
     async fn missing_prompt_aborts_with_esc_and_nothing_is_sent() {
         let mut sim = FakeSim::new();
         sim.no_prompt = true;
-        let h = start(
-            sim,
-            DriverConfig {
-                command_timeout: Duration::from_millis(500),
-                ..config()
-            },
-        );
+        let h = start(sim, DriverConfig { command_timeout: Duration::from_millis(500), ..config() });
         h.wait_state(|s| *s == ModemState::Ready).await;
         let err = h.handle.send_part("0011", 1).await.unwrap_err();
         match &err {
@@ -1783,20 +1452,10 @@ mod tests {
         let mut status = h.handle.status();
         h.sim().store.insert(7, DELIVER.into());
         h.ctl().await.send(Ctl::Unplug).unwrap();
-        tokio::time::timeout(WAIT, status.wait_for(|s| s.state == ModemState::Unplugged))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(WAIT, status.wait_for(|s| s.state == ModemState::Unplugged)).await.unwrap().unwrap();
         h.wait_state(|s| *s == ModemState::Ready).await;
         assert!(h.connects.load(Ordering::SeqCst) >= 2);
-        assert_eq!(
-            h.next_event().await,
-            InboundEvent::Stored {
-                mem: "SM".into(),
-                index: 7,
-                pdu_hex: DELIVER.into()
-            }
-        );
+        assert_eq!(h.next_event().await, InboundEvent::Stored { mem: "SM".into(), index: 7, pdu_hex: DELIVER.into() });
     }
 
     #[tokio::test]
@@ -1813,10 +1472,7 @@ mod tests {
         let (shutdown, rx) = watch::channel(false);
         let (handle, _inbound, join) = spawn(config(), connector, rx);
         let mut st = handle.status();
-        tokio::time::timeout(WAIT, st.wait_for(|s| s.state == ModemState::Unplugged))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(WAIT, st.wait_for(|s| s.state == ModemState::Unplugged)).await.unwrap().unwrap();
         tokio::time::timeout(WAIT, async {
             while attempts.load(Ordering::SeqCst) < 3 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1824,15 +1480,7 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(
-            handle
-                .status()
-                .borrow()
-                .last_error
-                .as_deref()
-                .unwrap()
-                .contains("no /dev/ttyUSB2")
-        );
+        assert!(handle.status().borrow().last_error.as_deref().unwrap().contains("no /dev/ttyUSB2"));
         shutdown.send(true).unwrap();
         tokio::time::timeout(WAIT, join).await.unwrap().unwrap();
     }
@@ -1863,20 +1511,12 @@ mod tests {
     #[test]
     fn cms_classification_table() {
         let permanent = [8, 10, 21, 29, 30, 304, 305];
-        let transient = [
-            17, 22, 27, 38, 41, 42, 47, 314, 322, 331, 332, 500, 513, 1, 999,
-        ];
+        let transient = [17, 22, 27, 38, 41, 42, 47, 314, 322, 331, 332, 500, 513, 1, 999];
         for code in permanent {
-            assert!(
-                matches!(classify_cms(code), SendError::Permanent { code: c, .. } if c == code),
-                "{code}"
-            );
+            assert!(matches!(classify_cms(code), SendError::Permanent { code: c, .. } if c == code), "{code}");
         }
         for code in transient {
-            assert!(
-                matches!(classify_cms(code), SendError::Transient { .. }),
-                "{code}"
-            );
+            assert!(matches!(classify_cms(code), SendError::Transient { .. }), "{code}");
         }
     }
 
@@ -1892,14 +1532,7 @@ mod tests {
 
     #[test]
     fn state_words_are_for_people() {
-        assert_eq!(
-            ModemState::Unplugged.to_string(),
-            "modem not connected (unplugged or restarting); retrying"
-        );
-        assert!(
-            ModemState::SimLocked("x".into())
-                .to_string()
-                .starts_with("SIM card locked")
-        );
+        assert_eq!(ModemState::Unplugged.to_string(), "modem not connected (unplugged or restarting); retrying");
+        assert!(ModemState::SimLocked("x".into()).to_string().starts_with("SIM card locked"));
     }
 }

@@ -142,10 +142,7 @@ pub fn detect(manufacturer: &str, model: &str) -> ProfileKind {
         || model.contains("SIM7080")
     {
         ProfileKind::Sim7600
-    } else if m.contains("QUECTEL")
-        || model.starts_with("EC2")
-        || model.starts_with("EG2")
-        || model.starts_with("EC21")
+    } else if m.contains("QUECTEL") || model.starts_with("EC2") || model.starts_with("EG2") || model.starts_with("EC21")
     {
         ProfileKind::Ec25
     } else if m.contains("HUAWEI") || model.starts_with("E3372") || model.starts_with("E3276") {
@@ -181,10 +178,7 @@ pub struct Diagnosis {
 
 /// Mask an IMSI for display: the first 5 digits (MCC+MNC) stay, the rest become `*`.
 pub fn mask_imsi(imsi: &str) -> String {
-    imsi.chars()
-        .enumerate()
-        .map(|(i, c)| if i < 5 { c } else { '*' })
-        .collect()
+    imsi.chars().enumerate().map(|(i, c)| if i < 5 { c } else { '*' }).collect()
 }
 
 /// `+CSQ` rssi to dBm (27.007: 0 = -113 or less, 31 = -51 or more, 99 unknown).
@@ -199,11 +193,7 @@ pub fn rssi_to_dbm(rssi: u32) -> Option<i32> {
 /// prefix it (`+CGMM: EC25`), which is stripped.
 pub fn first_value(lines: &[String], name: &str) -> Option<String> {
     lines.iter().find_map(|l| {
-        let v = l
-            .strip_prefix(name)
-            .and_then(|r| r.strip_prefix(':'))
-            .unwrap_or(l)
-            .trim();
+        let v = l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).unwrap_or(l).trim();
         (!v.is_empty()).then(|| v.trim_matches('"').to_string())
     })
 }
@@ -213,11 +203,7 @@ pub fn registration_stat(lines: &[String], name: &str) -> Option<u8> {
     lines.iter().find_map(|l| {
         let f = response_fields(l, name)?;
         // Query form: <n>,<stat>; a modem with URCs enabled may show the URC form <stat> alone.
-        let stat = if f.len() >= 2 {
-            f.get(1)?.as_u32()?
-        } else {
-            f.first()?.as_u32()?
-        };
+        let stat = if f.len() >= 2 { f.get(1)?.as_u32()? } else { f.first()?.as_u32()? };
         u8::try_from(stat).ok()
     })
 }
@@ -293,12 +279,8 @@ pub async fn diagnose(client: &AtClient, timeout: Duration) -> Diagnosis {
 pub fn parse_cpms_query(lines: &[String]) -> Option<(String, u32, u32)> {
     let f = lines.iter().find_map(|l| response_fields(l, "+CPMS"))?;
     match f.first()? {
-        super::at::Field::Quoted(mem) => {
-            Some((mem.clone(), f.get(1)?.as_u32()?, f.get(2)?.as_u32()?))
-        }
-        super::at::Field::Bare(_) => {
-            Some((String::new(), f.first()?.as_u32()?, f.get(1)?.as_u32()?))
-        }
+        super::at::Field::Quoted(mem) => Some((mem.clone(), f.get(1)?.as_u32()?, f.get(2)?.as_u32()?)),
+        super::at::Field::Bare(_) => Some((String::new(), f.first()?.as_u32()?, f.get(1)?.as_u32()?)),
     }
 }
 
@@ -310,11 +292,7 @@ mod tests {
     fn detection_table() {
         let cases = [
             ("SIMCOM_Ltd", "SIMCOM_SIM800L", ProfileKind::Sim800),
-            (
-                "SIMCOM INCORPORATED",
-                "SIMCOM_SIM7600E-H",
-                ProfileKind::Sim7600,
-            ),
+            ("SIMCOM INCORPORATED", "SIMCOM_SIM7600E-H", ProfileKind::Sim7600),
             ("Quectel", "EC25", ProfileKind::Ec25),
             ("Quectel", "EG25", ProfileKind::Ec25),
             ("huawei", "E3372", ProfileKind::E3372),
@@ -328,14 +306,8 @@ mod tests {
 
     #[test]
     fn send_timeouts_follow_the_manuals() {
-        assert_eq!(
-            ProfileKind::Sim800.profile().send_timeout,
-            Duration::from_secs(60)
-        );
-        assert_eq!(
-            ProfileKind::Ec25.profile().send_timeout,
-            Duration::from_secs(120)
-        );
+        assert_eq!(ProfileKind::Sim800.profile().send_timeout, Duration::from_secs(60));
+        assert_eq!(ProfileKind::Ec25.profile().send_timeout, Duration::from_secs(120));
     }
 
     #[test]
@@ -346,13 +318,7 @@ mod tests {
 
     #[test]
     fn rssi_table() {
-        let cases = [
-            (0, Some(-113)),
-            (2, Some(-109)),
-            (31, Some(-51)),
-            (32, None),
-            (99, None),
-        ];
+        let cases = [(0, Some(-113)), (2, Some(-109)), (31, Some(-51)), (32, None), (99, None)];
         for (rssi, want) in cases {
             assert_eq!(rssi_to_dbm(rssi), want, "rssi {rssi}");
         }
@@ -362,32 +328,14 @@ mod tests {
     fn answer_parsers_table() {
         let l = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(registration_stat(&l(&["+CREG: 0,5"]), "+CREG"), Some(5));
-        assert_eq!(
-            registration_stat(&l(&["+CREG: 2,1,\"1A2B\",\"00C3\""]), "+CREG"),
-            Some(1)
-        );
+        assert_eq!(registration_stat(&l(&["+CREG: 2,1,\"1A2B\",\"00C3\""]), "+CREG"), Some(1));
         assert_eq!(registration_stat(&l(&["+CREG: x"]), "+CREG"), None);
         assert_eq!(registration_stat(&l(&[]), "+CEREG"), None);
-        assert_eq!(
-            parse_cpms_query(&l(&["+CPMS: \"SM\",3,30,\"SM\",3,30,\"SM\",3,30"])),
-            Some(("SM".into(), 3, 30))
-        );
-        assert_eq!(
-            parse_cpms_query(&l(&["+CPMS: 3,30,3,30,3,30"])),
-            Some((String::new(), 3, 30))
-        );
+        assert_eq!(parse_cpms_query(&l(&["+CPMS: \"SM\",3,30,\"SM\",3,30,\"SM\",3,30"])), Some(("SM".into(), 3, 30)));
+        assert_eq!(parse_cpms_query(&l(&["+CPMS: 3,30,3,30,3,30"])), Some((String::new(), 3, 30)));
         assert_eq!(parse_cpms_query(&l(&["+CPMS: \"SM\""])), None);
-        assert_eq!(
-            first_value(&l(&["SIMCOM_SIM800L"]), "+CGMM"),
-            Some("SIMCOM_SIM800L".into())
-        );
-        assert_eq!(
-            first_value(&l(&["+CGMM: EC25"]), "+CGMM"),
-            Some("EC25".into())
-        );
-        assert_eq!(
-            first_value(&l(&["+CPIN: SIM PIN"]), "+CPIN"),
-            Some("SIM PIN".into())
-        );
+        assert_eq!(first_value(&l(&["SIMCOM_SIM800L"]), "+CGMM"), Some("SIMCOM_SIM800L".into()));
+        assert_eq!(first_value(&l(&["+CGMM: EC25"]), "+CGMM"), Some("EC25".into()));
+        assert_eq!(first_value(&l(&["+CPIN: SIM PIN"]), "+CPIN"), Some("SIM PIN".into()));
     }
 }

@@ -91,18 +91,13 @@ fn configure_raw(fd: impl AsFd, baud: Option<BaudRate>) -> nix::Result<()> {
 
 fn open_error(path: &Path, what: &str, err: Errno) -> io::Error {
     let hint = match err {
-        Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => {
-            "device not found: is the modem plugged in? see hardware/"
-        }
+        Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => "device not found: is the modem plugged in? see hardware/",
         Errno::EACCES | Errno::EPERM => "permission denied: add the user to group dialout",
         Errno::EBUSY | Errno::EWOULDBLOCK => "in use by another process (ModemManager?)",
         Errno::ENOTTY => "not a terminal device: check the configured path",
         _ => "cannot use this device",
     };
-    io::Error::new(
-        io::Error::from(err).kind(),
-        format!("{}: {what} failed: {hint} ({err})", path.display()),
-    )
+    io::Error::new(io::Error::from(err).kind(), format!("{}: {what} failed: {hint} ({err})", path.display()))
 }
 
 /// Opens a serial device for exclusive use, raw 8N1 at `baud`, without flow control.
@@ -118,10 +113,7 @@ pub fn open_serial(path: &Path, baud: u32) -> io::Result<TtyStream> {
     let rate = baud_rate(baud).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "{}: unsupported baud rate {baud} (use a standard rate such as 115200)",
-                path.display()
-            ),
+            format!("{}: unsupported baud rate {baud} (use a standard rate such as 115200)", path.display()),
         )
     })?;
     let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
@@ -137,10 +129,8 @@ pub fn open_serial(path: &Path, baud: u32) -> io::Result<TtyStream> {
         return Err(open_error(path, "TIOCEXCL", Errno::last()));
     }
     let stream = TtyStream::new(fd, true)?;
-    configure_raw(stream.fd.get_ref(), Some(rate))
-        .map_err(|e| open_error(path, "configure (termios)", e))?;
-    termios::tcflush(stream.fd.get_ref(), FlushArg::TCIOFLUSH)
-        .map_err(|e| open_error(path, "flush", e))?;
+    configure_raw(stream.fd.get_ref(), Some(rate)).map_err(|e| open_error(path, "configure (termios)", e))?;
+    termios::tcflush(stream.fd.get_ref(), FlushArg::TCIOFLUSH).map_err(|e| open_error(path, "flush", e))?;
     Ok(stream)
 }
 
@@ -155,17 +145,10 @@ pub fn open_serial(path: &Path, baud: u32) -> io::Result<TtyStream> {
 pub fn open_pty_pair() -> io::Result<(TtyStream, PathBuf, OwnedFd)> {
     let pair = nix::pty::openpty(None, None)
         .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("openpty failed: {e}")))?;
-    let slave_path = nix::unistd::ttyname(&pair.slave).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("ttyname of new pty slave failed: {e}"),
-        )
-    })?;
+    let slave_path = nix::unistd::ttyname(&pair.slave)
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("ttyname of new pty slave failed: {e}")))?;
     configure_raw(&pair.slave, Some(BaudRate::B115200)).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("{}: configure (termios) failed: {e}", slave_path.display()),
-        )
+        io::Error::new(io::Error::from(e).kind(), format!("{}: configure (termios) failed: {e}", slave_path.display()))
     })?;
     // The master shares the slave's line settings; only its fd needs to be non-blocking.
     let flags = nix::fcntl::fcntl(&pair.master, nix::fcntl::FcntlArg::F_GETFL)?;
@@ -176,17 +159,11 @@ pub fn open_pty_pair() -> io::Result<(TtyStream, PathBuf, OwnedFd)> {
 }
 
 impl AsyncRead for TtyStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard
-                .try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), unfilled).map_err(io::Error::from)) {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -204,15 +181,10 @@ impl AsyncRead for TtyStream {
 }
 
 impl AsyncWrite for TtyStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.fd.poll_write_ready(cx))?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
@@ -240,10 +212,7 @@ mod tests {
 
     async fn read_exactly(s: &mut TtyStream, n: usize) -> Vec<u8> {
         let mut buf = vec![0u8; n];
-        timeout(WAIT, s.read_exact(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        timeout(WAIT, s.read_exact(&mut buf)).await.unwrap().unwrap();
         buf
     }
 
@@ -298,10 +267,7 @@ mod tests {
         let (_master, path, _slave) = open_pty_pair().unwrap();
         let first = open_serial(&path, 115200).unwrap();
         let err = open_serial(&path, 115200).unwrap_err();
-        assert!(
-            err.to_string().contains("in use by another process"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("in use by another process"), "{err}");
         drop(first);
         open_serial(&path, 115200).unwrap();
     }
@@ -326,10 +292,6 @@ mod tests {
         drop(client);
         let mut buf = [0u8; 4];
         // Nothing to read and no EOF: the read must still be pending.
-        assert!(
-            timeout(Duration::from_millis(200), master.read(&mut buf))
-                .await
-                .is_err()
-        );
+        assert!(timeout(Duration::from_millis(200), master.read(&mut buf)).await.is_err());
     }
 }

@@ -107,20 +107,12 @@ pub(crate) fn read_smsc(r: &mut Reader<'_>) -> Result<Option<Address>, PduError>
         semi_octets -= 1;
     }
     let value = read_digits(octets, semi_octets, digits_offset, WHAT)?;
-    Ok(Some(Address {
-        kind: AddressKind::from_toa(toa),
-        value,
-    }))
+    Ok(Some(Address { kind: AddressKind::from_toa(toa), value }))
 }
 
 /// Swapped semi-octet digits (TS 23.040 9.1.2.3); 0xA..0xE are `* # a b c`, 0xF only as the
 /// final filler.
-fn read_digits(
-    octets: &[u8],
-    semi_octets: usize,
-    offset: usize,
-    what: &'static str,
-) -> Result<String, PduError> {
+fn read_digits(octets: &[u8], semi_octets: usize, offset: usize, what: &'static str) -> Result<String, PduError> {
     let mut out = String::with_capacity(semi_octets);
     for i in 0..semi_octets {
         let octet = octets.get(i / 2).copied().unwrap_or(0xFF);
@@ -135,11 +127,7 @@ fn read_digits(
             // Some encoders count the filler in the length; as the last semi-octet it is harmless.
             0x0F if i + 1 == semi_octets => break,
             _ => {
-                return Err(PduError::BadSemiOctet {
-                    offset: offset + i / 2,
-                    nibble,
-                    what,
-                });
+                return Err(PduError::BadSemiOctet { offset: offset + i / 2, nibble, what });
             }
         };
         out.push(ch);
@@ -165,10 +153,7 @@ enum ParsedNumber<'a> {
 }
 
 fn parse_number(number: &str, allow_alphanumeric: bool) -> Result<ParsedNumber<'_>, PduError> {
-    let invalid = |reason| PduError::InvalidNumber {
-        number: number.to_string(),
-        reason,
-    };
+    let invalid = |reason| PduError::InvalidNumber { number: number.to_string(), reason };
     let (international, digits) = match number.strip_prefix('+') {
         Some(rest) => (true, rest),
         None => (false, number),
@@ -177,18 +162,12 @@ fn parse_number(number: &str, allow_alphanumeric: bool) -> Result<ParsedNumber<'
         if digits.len() > MAX_TP_SEMI_OCTETS {
             return Err(invalid("more than 20 digits"));
         }
-        return Ok(if international {
-            ParsedNumber::International(digits)
-        } else {
-            ParsedNumber::Digits(digits)
-        });
+        return Ok(if international { ParsedNumber::International(digits) } else { ParsedNumber::Digits(digits) });
     }
     if allow_alphanumeric && !number.is_empty() {
         return Ok(ParsedNumber::Alphanumeric(number));
     }
-    Err(invalid(
-        "expected +digits or digits (at most 20, no spaces)",
-    ))
+    Err(invalid("expected +digits or digits (at most 20, no spaces)"))
 }
 
 /// Encode a TP-DA for SMS-SUBMIT: "+digits" as international (TOA 0x91); plain digits with TON
@@ -197,10 +176,9 @@ pub(crate) fn encode_destination(number: &str) -> Result<Vec<u8>, PduError> {
     match parse_number(number, false)? {
         ParsedNumber::International(d) => Ok(tp_address(d, 0x91)),
         ParsedNumber::Digits(d) => Ok(tp_address(d, 0x81)),
-        ParsedNumber::Alphanumeric(_) => Err(PduError::InvalidNumber {
-            number: number.to_string(),
-            reason: "a recipient must be digits",
-        }),
+        ParsedNumber::Alphanumeric(_) => {
+            Err(PduError::InvalidNumber { number: number.to_string(), reason: "a recipient must be digits" })
+        }
     }
 }
 
@@ -211,9 +189,7 @@ pub(crate) fn encode_originator(number: &str) -> Result<Vec<u8>, PduError> {
         ParsedNumber::International(d) => Ok(tp_address(d, 0x91)),
         ParsedNumber::Digits(d) => Ok(tp_address(d, 0xA1)),
         ParsedNumber::Alphanumeric(text) => {
-            let bad = || PduError::BadAlphanumeric {
-                text: text.to_string(),
-            };
+            let bad = || PduError::BadAlphanumeric { text: text.to_string() };
             let septets = gsm7::to_septets(text).ok_or_else(bad)?;
             if septets.len() > MAX_ALPHANUMERIC_SEPTETS {
                 return Err(bad());
@@ -245,10 +221,7 @@ pub(crate) fn encode_smsc(number: &str) -> Result<Vec<u8>, PduError> {
         ParsedNumber::International(d) => (0x91, d),
         ParsedNumber::Digits(d) => (0x81, d),
         ParsedNumber::Alphanumeric(_) => {
-            return Err(PduError::InvalidNumber {
-                number: number.to_string(),
-                reason: "an SMSC must be digits",
-            });
+            return Err(PduError::InvalidNumber { number: number.to_string(), reason: "an SMSC must be digits" });
         }
     };
     let mut body = vec![toa];
@@ -279,26 +252,11 @@ mod tests {
     #[test]
     fn tp_addresses_decode_by_type_of_number() {
         let cases = [
-            (
-                "0B917238880900F1",
-                AddressKind::International,
-                "27838890001",
-                "+27838890001",
-            ),
-            (
-                "0AA14050020200",
-                AddressKind::National,
-                "0405202000",
-                "0405202000",
-            ),
+            ("0B917238880900F1", AddressKind::International, "27838890001", "+27838890001"),
+            ("0AA14050020200", AddressKind::National, "0405202000", "0405202000"),
             ("05812143F5", AddressKind::Other(0x81), "12345", "12345"),
             ("04B12143", AddressKind::Other(0xB1), "1234", "1234"),
-            (
-                "0A81213A4B5C6D",
-                AddressKind::Other(0x81),
-                "12*3#4a5b6",
-                "12*3#4a5b6",
-            ),
+            ("0A81213A4B5C6D", AddressKind::Other(0x81), "12*3#4a5b6", "12*3#4a5b6"),
         ];
         for (hex, kind, value, shown) in cases {
             let a = read(hex).unwrap();
@@ -321,35 +279,13 @@ mod tests {
     fn malformed_addresses_name_the_octet() {
         assert_eq!(
             read("15D0C4F23C7D760390EF761900").unwrap_err(),
-            PduError::BadAddressLength {
-                offset: 0,
-                len: 21,
-                reason: "a TP address holds at most 20 semi-octets"
-            }
+            PduError::BadAddressLength { offset: 0, len: 21, reason: "a TP address holds at most 20 semi-octets" }
         );
-        assert_eq!(
-            read("0B917238880900").unwrap_err(),
-            PduError::Truncated {
-                offset: 2,
-                needed: 1,
-                what: "address"
-            }
-        );
-        assert_eq!(
-            read("0491F234").unwrap_err(),
-            PduError::BadSemiOctet {
-                offset: 2,
-                nibble: 0xF,
-                what: "address"
-            }
-        );
+        assert_eq!(read("0B917238880900").unwrap_err(), PduError::Truncated { offset: 2, needed: 1, what: "address" });
+        assert_eq!(read("0491F234").unwrap_err(), PduError::BadSemiOctet { offset: 2, nibble: 0xF, what: "address" });
         assert_eq!(
             read_tp_address(&mut Reader::new(&[]), "address").unwrap_err(),
-            PduError::Truncated {
-                offset: 0,
-                needed: 1,
-                what: "address"
-            }
+            PduError::Truncated { offset: 0, needed: 1, what: "address" }
         );
     }
 
@@ -361,40 +297,21 @@ mod tests {
         assert_eq!(read_smsc(&mut Reader::new(&[0])).unwrap(), None);
         assert_eq!(
             read_smsc(&mut Reader::new(&[12])).unwrap_err(),
-            PduError::BadAddressLength {
-                offset: 0,
-                len: 12,
-                reason: "the SMSC field holds at most 11 octets"
-            }
+            PduError::BadAddressLength { offset: 0, len: 12, reason: "the SMSC field holds at most 11 octets" }
         );
-        assert_eq!(
-            encode_hex(&encode_smsc("+27381000015").unwrap()),
-            "07917283010010F5"
-        );
+        assert_eq!(encode_hex(&encode_smsc("+27381000015").unwrap()), "07917283010010F5");
     }
 
     #[test]
     fn destinations_are_international_or_as_dialled() {
-        assert_eq!(
-            encode_hex(&encode_destination("+358401234567").unwrap()),
-            "0C91534810325476"
-        );
-        assert_eq!(
-            encode_hex(&encode_destination("+46708251358").unwrap()),
-            "0B916407281553F8"
-        );
-        assert_eq!(
-            encode_hex(&encode_destination("12345").unwrap()),
-            "05812143F5"
-        );
+        assert_eq!(encode_hex(&encode_destination("+358401234567").unwrap()), "0C91534810325476");
+        assert_eq!(encode_hex(&encode_destination("+46708251358").unwrap()), "0B916407281553F8");
+        assert_eq!(encode_hex(&encode_destination("12345").unwrap()), "05812143F5");
         for bad in ["", "+", "+35840 123", "abc", "123456789012345678901", "++1"] {
             assert!(encode_destination(bad).is_err(), "{bad:?}");
         }
         assert!(encode_originator("TooLongSender").is_err());
-        assert!(
-            encode_originator("Shop€").is_ok(),
-            "extension characters count two"
-        );
+        assert!(encode_originator("Shop€").is_ok(), "extension characters count two");
         assert!(encode_originator("Émile😀").is_err());
     }
 }

@@ -29,19 +29,9 @@ pub(crate) struct Limits {
 }
 
 /// Parts with the 8-bit reference IE (what phones send, and what we send).
-pub(crate) const LIMITS_8BIT_REF: Limits = Limits {
-    gsm7_single: 160,
-    gsm7_part: 153,
-    ucs2_single: 70,
-    ucs2_part: 67,
-};
+pub(crate) const LIMITS_8BIT_REF: Limits = Limits { gsm7_single: 160, gsm7_part: 153, ucs2_single: 70, ucs2_part: 67 };
 /// Parts with the 16-bit reference IE (one octet more header).
-pub(crate) const LIMITS_16BIT_REF: Limits = Limits {
-    gsm7_single: 160,
-    gsm7_part: 152,
-    ucs2_single: 70,
-    ucs2_part: 66,
-};
+pub(crate) const LIMITS_16BIT_REF: Limits = Limits { gsm7_single: 160, gsm7_part: 152, ucs2_single: 70, ucs2_part: 66 };
 
 /// How a text is segmented (1 part, or n parts with the 8-bit reference UDH): its encoding (GSM-7
 /// when every character fits, else UCS-2) and the text of each part.
@@ -111,29 +101,16 @@ mod tests {
             ("€".repeat(80), Encoding::Gsm7, vec![160]),
             ("€".repeat(81), Encoding::Gsm7, vec![152, 10]),
             // 152 plain septets then an escape: the € moves to the next part whole.
-            (
-                format!("{}€{}", "a".repeat(152), "b".repeat(7)),
-                Encoding::Gsm7,
-                vec![152, 9],
-            ),
+            (format!("{}€{}", "a".repeat(152), "b".repeat(7)), Encoding::Gsm7, vec![152, 9]),
             ("ç".repeat(70), Encoding::Ucs2, vec![70]),
             ("ç".repeat(71), Encoding::Ucs2, vec![67, 4]),
             ("😀".repeat(35), Encoding::Ucs2, vec![70]),
             ("😀".repeat(36), Encoding::Ucs2, vec![66, 6]),
             // 66 units then an emoji: the pair is not split.
-            (
-                format!("{}😀{}", "ç".repeat(66), "ç".repeat(3)),
-                Encoding::Ucs2,
-                vec![66, 5],
-            ),
+            (format!("{}😀{}", "ç".repeat(66), "ç".repeat(3)), Encoding::Ucs2, vec![66, 5]),
         ];
         for (text, enc, sizes) in cases {
-            assert_eq!(
-                counts(&text),
-                (enc, sizes),
-                "text of {} chars",
-                text.chars().count()
-            );
+            assert_eq!(counts(&text), (enc, sizes), "text of {} chars", text.chars().count());
         }
     }
 
@@ -146,22 +123,13 @@ mod tests {
     #[test]
     fn more_than_255_parts_is_an_error() {
         assert_eq!(split_text(&"a".repeat(153 * 255)).unwrap().1.len(), 255);
-        assert_eq!(
-            split_text(&"a".repeat(153 * 255 + 1)).unwrap_err(),
-            PduError::TooManyParts { parts: 256 }
-        );
-        assert_eq!(
-            split_text(&"ç".repeat(67 * 300)).unwrap_err(),
-            PduError::TooManyParts { parts: 300 }
-        );
+        assert_eq!(split_text(&"a".repeat(153 * 255 + 1)).unwrap_err(), PduError::TooManyParts { parts: 256 });
+        assert_eq!(split_text(&"ç".repeat(67 * 300)).unwrap_err(), PduError::TooManyParts { parts: 300 });
     }
 
     #[test]
     fn sixteen_bit_reference_leaves_one_octet_less() {
         let (_, parts) = split_with(&"a".repeat(161), LIMITS_16BIT_REF).unwrap();
-        assert_eq!(
-            parts.iter().map(String::len).collect::<Vec<_>>(),
-            vec![152, 9]
-        );
+        assert_eq!(parts.iter().map(String::len).collect::<Vec<_>>(), vec![152, 9]);
     }
 }

@@ -5,9 +5,7 @@ use super::address::{Address, encode_originator, encode_smsc, read_tp_address};
 use super::concat::{ConcatInfo, LIMITS_8BIT_REF, LIMITS_16BIT_REF, split_with};
 use super::hex::{Reader, encode_hex};
 use super::timestamp::{read_timestamp, write_timestamp};
-use super::user_data::{
-    concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data,
-};
+use super::user_data::{concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data};
 use super::{Encoding, PduError, Timestamp};
 
 /// A received message (one part of it when concatenated).
@@ -42,27 +40,14 @@ pub fn encode_deliver(
     let smsc = encode_smsc(SIMULATED_SMSC)?;
     let originator = encode_originator(sender)?;
     let sixteen_bit = concat_reference > 0xFF;
-    let limits = if sixteen_bit {
-        LIMITS_16BIT_REF
-    } else {
-        LIMITS_8BIT_REF
-    };
+    let limits = if sixteen_bit { LIMITS_16BIT_REF } else { LIMITS_8BIT_REF };
     let (encoding, parts) = split_with(text, limits)?;
-    let total =
-        u8::try_from(parts.len()).map_err(|_| PduError::TooManyParts { parts: parts.len() })?;
+    let total = u8::try_from(parts.len()).map_err(|_| PduError::TooManyParts { parts: parts.len() })?;
     let mut out = Vec::with_capacity(parts.len());
     for (seq, part) in (1u8..).zip(&parts) {
-        let header = if total > 1 {
-            concat_header(concat_reference, sixteen_bit, total, seq)
-        } else {
-            Vec::new()
-        };
+        let header = if total > 1 { concat_header(concat_reference, sixteen_bit, total, seq) } else { Vec::new() };
         let mut pdu = smsc.clone();
-        pdu.push(if header.is_empty() {
-            FIRST_OCTET
-        } else {
-            FIRST_OCTET | UDHI
-        });
+        pdu.push(if header.is_empty() { FIRST_OCTET } else { FIRST_OCTET | UDHI });
         pdu.extend_from_slice(&originator);
         pdu.push(0x00); // TP-PID
         pdu.push(dcs_of_encoding(encoding));
@@ -80,12 +65,5 @@ pub(crate) fn read_deliver(first: u8, r: &mut Reader<'_>) -> Result<Deliver, Pdu
     let encoding = encoding_of_dcs(r.u8("TP-DCS")?);
     let timestamp = read_timestamp(r, "TP-SCTS")?;
     let ud = read_user_data(r, encoding, first & UDHI != 0)?;
-    Ok(Deliver {
-        sender,
-        timestamp,
-        encoding,
-        text: ud.text,
-        data: ud.data,
-        concat: ud.concat,
-    })
+    Ok(Deliver { sender, timestamp, encoding, text: ud.text, data: ud.data, concat: ud.concat })
 }

@@ -60,17 +60,12 @@ pub fn encode_char(c: char) -> Option<Septets> {
         // The 0x1B slot holds a space placeholder; spaces were handled above.
         return u8::try_from(i).ok().map(Septets::One);
     }
-    EXTENSION
-        .iter()
-        .find(|&&(_, e)| e == c)
-        .map(|&(code, _)| Septets::Escaped(code))
+    EXTENSION.iter().find(|&&(_, e)| e == c).map(|&(code, _)| Septets::Escaped(code))
 }
 
 /// Septet count of `text`, or None when some character does not fit GSM-7.
 pub fn septet_len(text: &str) -> Option<usize> {
-    text.chars()
-        .map(|c| encode_char(c).map(Septets::count))
-        .sum()
+    text.chars().map(|c| encode_char(c).map(Septets::count)).sum()
 }
 
 /// The septet values of `text`, or None when some character does not fit GSM-7.
@@ -110,10 +105,7 @@ pub fn from_septets(septets: &[u8]) -> String {
 }
 
 fn default_char(septet: u8) -> char {
-    DEFAULT
-        .get(usize::from(septet & 0x7F))
-        .copied()
-        .unwrap_or(' ')
+    DEFAULT.get(usize::from(septet & 0x7F)).copied().unwrap_or(' ')
 }
 
 /// Pack septets into octets, least significant bit first, after `fill_bits` zero bits (the fill

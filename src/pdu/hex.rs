@@ -19,9 +19,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, PduError> {
     let mut out = Vec::with_capacity(text.len() / 2);
     let mut hi: Option<u8> = None;
     for (i, ch) in text.char_indices() {
-        let nibble = ch
-            .to_digit(16)
-            .ok_or(PduError::BadHex { offset: i / 2, ch })? as u8;
+        let nibble = ch.to_digit(16).ok_or(PduError::BadHex { offset: i / 2, ch })? as u8;
         match hi.take() {
             None => hi = Some(nibble),
             Some(h) => out.push(h << 4 | nibble),
@@ -63,24 +61,18 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self, what: &'static str) -> Result<u8, PduError> {
-        let b = *self.bytes.get(self.pos).ok_or(PduError::Truncated {
-            offset: self.pos,
-            needed: 1,
-            what,
-        })?;
+        let b = *self.bytes.get(self.pos).ok_or(PduError::Truncated { offset: self.pos, needed: 1, what })?;
         self.pos += 1;
         Ok(b)
     }
 
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], PduError> {
         let end = self.pos.checked_add(n);
-        let slice =
-            end.and_then(|end| self.bytes.get(self.pos..end))
-                .ok_or(PduError::Truncated {
-                    offset: self.pos,
-                    needed: n.saturating_sub(self.remaining()),
-                    what,
-                })?;
+        let slice = end.and_then(|end| self.bytes.get(self.pos..end)).ok_or(PduError::Truncated {
+            offset: self.pos,
+            needed: n.saturating_sub(self.remaining()),
+            what,
+        })?;
         self.pos += n;
         Ok(slice)
     }
@@ -112,12 +104,7 @@ mod tests {
             ("00112", PduError::OddLength { len: 5 }),
             ("0011G2", PduError::BadHex { offset: 2, ch: 'G' }),
             ("001 22", PduError::BadHex { offset: 1, ch: ' ' }),
-            (
-                "00é1",
-                PduError::BadHex {
-                    offset: 1, ch: 'é'
-                },
-            ),
+            ("00é1", PduError::BadHex { offset: 1, ch: 'é' }),
         ];
         for (input, want) in cases {
             assert_eq!(decode_hex(input).unwrap_err(), want, "input {input:?}");
@@ -128,30 +115,12 @@ mod tests {
     fn reader_reports_truncation_at_the_offset() {
         let mut r = Reader::new(&[1, 2, 3]);
         assert_eq!(r.u8("a").unwrap(), 1);
-        assert_eq!(
-            r.take(5, "b").unwrap_err(),
-            PduError::Truncated {
-                offset: 1,
-                needed: 3,
-                what: "b"
-            }
-        );
+        assert_eq!(r.take(5, "b").unwrap_err(), PduError::Truncated { offset: 1, needed: 3, what: "b" });
         assert_eq!(
             r.take(usize::MAX, "c").unwrap_err(),
-            PduError::Truncated {
-                offset: 1,
-                needed: usize::MAX - 2,
-                what: "c"
-            }
+            PduError::Truncated { offset: 1, needed: usize::MAX - 2, what: "c" }
         );
         assert_eq!(r.take(2, "d").unwrap(), &[2, 3]);
-        assert_eq!(
-            r.u8("e").unwrap_err(),
-            PduError::Truncated {
-                offset: 3,
-                needed: 1,
-                what: "e"
-            }
-        );
+        assert_eq!(r.u8("e").unwrap_err(), PduError::Truncated { offset: 3, needed: 1, what: "e" });
     }
 }

@@ -54,15 +54,7 @@ pub fn to_json(pdu: &DecodedPdu) -> Value {
 /// Encode and render as the CLI's JSON array `[{"pdu": HEX, "length": N}]`, N being the TPDU
 /// octet count for AT+CMGS.
 pub fn encode_json(to: &str, text: &str, request_report: bool) -> Result<Value, PduError> {
-    let opts = SubmitOptions {
-        request_status_report: request_report,
-        ..SubmitOptions::default()
-    };
+    let opts = SubmitOptions { request_status_report: request_report, ..SubmitOptions::default() };
     let parts = encode_submit(to, text, &opts)?;
-    Ok(Value::Array(
-        parts
-            .into_iter()
-            .map(|p| json!({"pdu": p.hex, "length": p.tpdu_len}))
-            .collect(),
-    ))
+    Ok(Value::Array(parts.into_iter().map(|p| json!({"pdu": p.hex, "length": p.tpdu_len})).collect()))
 }

@@ -78,11 +78,7 @@ pub enum Message {
 pub fn decode(hex: &str, with_smsc: bool) -> Result<DecodedPdu, PduError> {
     let bytes = hex::decode_hex(hex)?;
     let mut r = hex::Reader::new(&bytes);
-    let smsc = if with_smsc {
-        address::read_smsc(&mut r)?.map(|a| a.to_string())
-    } else {
-        None
-    };
+    let smsc = if with_smsc { address::read_smsc(&mut r)?.map(|a| a.to_string()) } else { None };
     let first_offset = r.offset();
     let first = r.u8("first octet (TP-MTI)")?;
     let message = match first & 0x03 {
@@ -90,10 +86,7 @@ pub fn decode(hex: &str, with_smsc: bool) -> Result<DecodedPdu, PduError> {
         0x01 => Message::Submit(submit::read_submit(first, &mut r)?),
         0x02 => Message::StatusReport(status_report::read_status_report(&mut r)?),
         mti => {
-            return Err(PduError::UnknownMti {
-                offset: first_offset,
-                mti,
-            });
+            return Err(PduError::UnknownMti { offset: first_offset, mti });
         }
     };
     Ok(DecodedPdu { smsc, message })

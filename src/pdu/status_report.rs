@@ -48,11 +48,5 @@ pub(crate) fn read_status_report(r: &mut Reader<'_>) -> Result<StatusReport, Pdu
     let discharge_time = read_timestamp(r, "TP-DT")?;
     let status = r.u8("TP-ST")?;
     let _optional = r.rest();
-    Ok(StatusReport {
-        message_ref,
-        recipient,
-        scts,
-        discharge_time,
-        status,
-    })
+    Ok(StatusReport { message_ref, recipient, scts, discharge_time, status })
 }

@@ -4,9 +4,7 @@
 use super::address::{Address, encode_destination, read_tp_address};
 use super::concat::{ConcatInfo, split_text};
 use super::hex::{Reader, encode_hex};
-use super::user_data::{
-    concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data,
-};
+use super::user_data::{concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data};
 use super::{Encoding, PduError};
 
 /// A submitted message as decoded (e.g. read back from the modem's outbox).
@@ -52,23 +50,15 @@ const UDHI: u8 = 0x40;
 
 /// Encode a text to `to` as one or more SMS-SUBMIT PDUs, GSM-7 when every character fits,
 /// else UCS-2. TP-MR is 0: the modem assigns the real reference and returns it in +CMGS.
-pub fn encode_submit(
-    to: &str,
-    text: &str,
-    opts: &SubmitOptions,
-) -> Result<Vec<SubmitPart>, PduError> {
+pub fn encode_submit(to: &str, text: &str, opts: &SubmitOptions) -> Result<Vec<SubmitPart>, PduError> {
     let destination = encode_destination(to)?;
     let vp = opts.validity_minutes.map(validity_to_vp).transpose()?;
     let (encoding, parts) = split_text(text)?;
-    let total =
-        u8::try_from(parts.len()).map_err(|_| PduError::TooManyParts { parts: parts.len() })?;
+    let total = u8::try_from(parts.len()).map_err(|_| PduError::TooManyParts { parts: parts.len() })?;
     let mut out = Vec::with_capacity(parts.len());
     for (seq, part) in (1u8..).zip(&parts) {
-        let header = if total > 1 {
-            concat_header(u16::from(opts.concat_reference), false, total, seq)
-        } else {
-            Vec::new()
-        };
+        let header =
+            if total > 1 { concat_header(u16::from(opts.concat_reference), false, total, seq) } else { Vec::new() };
         let mut first = MTI_SUBMIT;
         if vp.is_some() {
             first |= VPF_RELATIVE;
@@ -87,10 +77,7 @@ pub fn encode_submit(
             tpdu.push(vp);
         }
         write_user_data(part, encoding, &header, &mut tpdu)?;
-        out.push(SubmitPart {
-            hex: format!("00{}", encode_hex(&tpdu)),
-            tpdu_len: tpdu.len(),
-        });
+        out.push(SubmitPart { hex: format!("00{}", encode_hex(&tpdu)), tpdu_len: tpdu.len() });
     }
     Ok(out)
 }
@@ -175,9 +162,7 @@ mod tests {
         }
         assert_eq!(
             validity_to_vp(MAX_VALIDITY_MINUTES + 1).unwrap_err(),
-            PduError::BadValidity {
-                minutes: MAX_VALIDITY_MINUTES + 1
-            }
+            PduError::BadValidity { minutes: MAX_VALIDITY_MINUTES + 1 }
         );
     }
 }

@@ -8,30 +8,21 @@ use super::*;
 
 fn deliver(hex: &str, with_smsc: bool) -> (Option<String>, Deliver) {
     match decode(hex, with_smsc) {
-        Ok(DecodedPdu {
-            smsc,
-            message: Message::Deliver(d),
-        }) => (smsc, d),
+        Ok(DecodedPdu { smsc, message: Message::Deliver(d) }) => (smsc, d),
         other => panic!("{hex}: expected a deliver, got {other:?}"),
     }
 }
 
 fn submit(hex: &str, with_smsc: bool) -> (Option<String>, Submit) {
     match decode(hex, with_smsc) {
-        Ok(DecodedPdu {
-            smsc,
-            message: Message::Submit(s),
-        }) => (smsc, s),
+        Ok(DecodedPdu { smsc, message: Message::Submit(s) }) => (smsc, s),
         other => panic!("{hex}: expected a submit, got {other:?}"),
     }
 }
 
 fn report(hex: &str, with_smsc: bool) -> (Option<String>, StatusReport) {
     match decode(hex, with_smsc) {
-        Ok(DecodedPdu {
-            smsc,
-            message: Message::StatusReport(r),
-        }) => (smsc, r),
+        Ok(DecodedPdu { smsc, message: Message::StatusReport(r) }) => (smsc, r),
         other => panic!("{hex}: expected a status report, got {other:?}"),
     }
 }
@@ -121,11 +112,7 @@ fn real_deliver_pdus_decode_to_what_their_senders_wrote() {
             timestamp: "2013-06-25T16:40:48+02:00",
             encoding: Encoding::Gsm7,
             text: "Hello!You have R 19.50 FREE airtime available. R 19.50 will expire on 01/07/2013. ",
-            concat: Some(ConcatInfo {
-                reference: 0xC3,
-                total: 1,
-                seq: 1,
-            }),
+            concat: Some(ConcatInfo { reference: 0xC3, total: 1, seq: 1 }),
         },
         DeliverCase {
             // Part 1 of 8 with the 8-bit reference IE; 153 septets after the 6-octet UDH.
@@ -137,11 +124,7 @@ fn real_deliver_pdus_decode_to_what_their_senders_wrote() {
             timestamp: "2020-12-29T12:53:11+01:00",
             encoding: Encoding::Gsm7,
             text: " Lorem ipsum dolor sit amet, consectetur adipiscing elit. Pellentesque vitae neque egestas, faucibus eros in, iaculis ipsum. Suspendisse dignissim portti",
-            concat: Some(ConcatInfo {
-                reference: 99,
-                total: 8,
-                seq: 1,
-            }),
+            concat: Some(ConcatInfo { reference: 99, total: 8, seq: 1 }),
         },
         DeliverCase {
             // Alphanumeric sender (TOA D0) captured on a Russian network (bg111/asterisk-chan-dongle
@@ -187,10 +170,7 @@ fn real_deliver_pdus_decode_to_what_their_senders_wrote() {
 #[test]
 fn real_submit_pdus_decode_with_validity_and_report_flag() {
     // First octet 31: SRR + relative VP; VP A9 = 169 = 3 days; MR 0x0D.
-    let (smsc, s) = submit(
-        "07911326040000F0310D0B911326880736F40000A90FF7FBDD454E87CDE1B0DB357EB701",
-        true,
-    );
+    let (smsc, s) = submit("07911326040000F0310D0B911326880736F40000A90FF7FBDD454E87CDE1B0DB357EB701", true);
     assert_eq!(smsc.as_deref(), Some("+31624000000"));
     assert_eq!(s.message_ref, 13);
     assert_eq!(s.recipient.to_string(), "+31628870634");
@@ -199,33 +179,21 @@ fn real_submit_pdus_decode_with_validity_and_report_flag() {
     assert_eq!(s.validity_minutes, Some(3 * 24 * 60));
 
     // UCS-2 submit (python-gsmmodem): U+3042 U+53F6 U+8449.
-    let (_, s) = submit(
-        "07914346466554F601000B914316565811F9000806304253F68449",
-        true,
-    );
+    let (_, s) = submit("07914346466554F601000B914316565811F9000806304253F68449", true);
     assert_eq!((s.encoding, s.text.as_str()), (Encoding::Ucs2, "あ叶葉"));
     assert_eq!(s.recipient.to_string(), "+34616585119");
     assert!(!s.status_report_requested);
     assert_eq!(s.validity_minutes, None);
 
     // 8-bit data (DCS 04) holding ASCII.
-    let (_, s) = submit(
-        "0591721891F101000B917228214365F700040C48656C6C6F20776F726C6421",
-        true,
-    );
-    assert_eq!(
-        (s.encoding, s.text.as_str()),
-        (Encoding::EightBit, "Hello world!")
-    );
+    let (_, s) = submit("0591721891F101000B917228214365F700040C48656C6C6F20776F726C6421", true);
+    assert_eq!((s.encoding, s.text.as_str()), (Encoding::EightBit, "Hello world!"));
 }
 
 #[test]
 fn real_status_reports_decode_with_and_without_smsc() {
     // +CDS from a modem in gammu's tests: MR 0x36, delivered (ST 0).
-    let (smsc, r) = report(
-        "07914875215652F006360B914892347527F3817003018104808170030181448000",
-        true,
-    );
+    let (smsc, r) = report("07914875215652F006360B914892347527F3817003018104808170030181448000", true);
     assert_eq!(smsc.as_deref(), Some("+84571265250"));
     assert_eq!(r.message_ref, 0x36);
     assert_eq!(r.recipient.to_string(), "+84294357723");
@@ -258,14 +226,7 @@ fn sixteen_bit_concatenation_reference_is_decoded() {
     // UDL = 8 header septets + 5 text septets = 13 = 0x0D.
     let pdu = format!("{}0D{}", &hex[..hex.len() - 2], udh);
     let (_, d) = deliver(&pdu, true);
-    assert_eq!(
-        d.concat,
-        Some(ConcatInfo {
-            reference: 0x1234,
-            total: 3,
-            seq: 2
-        })
-    );
+    assert_eq!(d.concat, Some(ConcatInfo { reference: 0x1234, total: 3, seq: 2 }));
     assert_eq!(d.text, "Test2");
 }
 
@@ -290,18 +251,8 @@ fn ucs2_deliver_with_emoji_and_concatenation_decodes() {
     assert_eq!(smsc.as_deref(), Some("+35840502020"));
     assert_eq!(d.encoding, Encoding::Ucs2);
     assert_eq!(d.text, "Hi 😀");
-    assert_eq!(
-        d.data,
-        vec![0x00, 0x48, 0x00, 0x69, 0x00, 0x20, 0xD8, 0x3D, 0xDE, 0x00]
-    );
-    assert_eq!(
-        d.concat,
-        Some(ConcatInfo {
-            reference: 0x2A,
-            total: 2,
-            seq: 1
-        })
-    );
+    assert_eq!(d.data, vec![0x00, 0x48, 0x00, 0x69, 0x00, 0x20, 0xD8, 0x3D, 0xDE, 0x00]);
+    assert_eq!(d.concat, Some(ConcatInfo { reference: 0x2A, total: 2, seq: 1 }));
     assert_eq!(d.timestamp.to_rfc3339(), "2026-11-23T10:00:00+00:00");
 }
 
@@ -311,42 +262,23 @@ fn submit_encoding_matches_published_pdus() {
     let parts = encode_submit("+27820001111", "Hello World!", &SubmitOptions::default()).unwrap();
     assert_eq!(
         parts,
-        vec![SubmitPart {
-            hex: "0001000B917228001011F100000CC8329BFD065DDF72363904".into(),
-            tpdu_len: 24
-        }]
+        vec![SubmitPart { hex: "0001000B917228001011F100000CC8329BFD065DDF72363904".into(), tpdu_len: 24 }]
     );
     // Same source, UCS-2 with a 52-week validity (VP F4): its TPDU after the SMSC field.
-    let opts = SubmitOptions {
-        validity_minutes: Some(52 * 7 * 24 * 60),
-        ..Default::default()
-    };
+    let opts = SubmitOptions { validity_minutes: Some(52 * 7 * 24 * 60), ..Default::default() };
     let parts = encode_submit("+123456789", "世界您好！", &opts).unwrap();
     assert_eq!(parts.len(), 1);
-    assert_eq!(
-        parts[0].hex,
-        "001100099121436587F90008F40A4E16754C60A8597DFF01"
-    );
+    assert_eq!(parts[0].hex, "001100099121436587F90008F40A4E16754C60A8597DFF01");
     assert_eq!(parts[0].tpdu_len, (parts[0].hex.len() - 2) / 2);
     // The dreamfabric tutorial's SUBMIT of "hellohello" with VP AA (4 days).
-    let opts = SubmitOptions {
-        validity_minutes: Some(4 * 24 * 60),
-        ..Default::default()
-    };
+    let opts = SubmitOptions { validity_minutes: Some(4 * 24 * 60), ..Default::default() };
     let parts = encode_submit("+46708251358", "hellohello", &opts).unwrap();
-    assert_eq!(
-        parts[0].hex,
-        "0011000B916407281553F80000AA0AE8329BFD4697D9EC37"
-    );
+    assert_eq!(parts[0].hex, "0011000B916407281553F80000AA0AE8329BFD4697D9EC37");
 }
 
 #[test]
 fn submit_sets_status_report_request_and_concatenation_header() {
-    let opts = SubmitOptions {
-        request_status_report: true,
-        concat_reference: 0x7F,
-        ..Default::default()
-    };
+    let opts = SubmitOptions { request_status_report: true, concat_reference: 0x7F, ..Default::default() };
     let text = "x".repeat(200);
     let parts = encode_submit("+358401234567", &text, &opts).unwrap();
     assert_eq!(parts.len(), 2);
@@ -356,14 +288,7 @@ fn submit_sets_status_report_request_and_concatenation_header() {
         let (smsc, s) = submit(&p.hex, true);
         assert_eq!(smsc, None);
         assert!(s.status_report_requested);
-        assert_eq!(
-            s.concat,
-            Some(ConcatInfo {
-                reference: 0x7F,
-                total: 2,
-                seq: i as u8 + 1
-            })
-        );
+        assert_eq!(s.concat, Some(ConcatInfo { reference: 0x7F, total: 2, seq: i as u8 + 1 }));
         assert_eq!(p.tpdu_len * 2 + 2, p.hex.len());
     }
     // First part: UDL 160 septets (6-octet UDH = 7 septets + 153), 140 octets of UD.
@@ -393,10 +318,7 @@ fn deliver_and_status_report_encoders_round_trip() {
             let (_, d) = deliver(pdu, true);
             assert_eq!(d.encoding, Encoding::Ucs2);
             let c = d.concat.unwrap();
-            assert_eq!(
-                (c.reference, usize::from(c.total), usize::from(c.seq)),
-                (reference, pdus.len(), i + 1)
-            );
+            assert_eq!((c.reference, usize::from(c.total), usize::from(c.seq)), (reference, pdus.len(), i + 1));
             joined.push_str(&d.text);
         }
         assert_eq!(joined, long);
@@ -405,24 +327,14 @@ fn deliver_and_status_report_encoders_round_trip() {
     let hex = encode_status_report(42, "+358401234567", &ts, &discharge, 0x46).unwrap();
     let (_, r) = report(&hex, true);
     assert_eq!(
-        (
-            r.message_ref,
-            r.recipient.to_string(),
-            r.scts,
-            r.discharge_time,
-            r.status
-        ),
+        (r.message_ref, r.recipient.to_string(), r.scts, r.discharge_time, r.status),
         (42, "+358401234567".to_string(), ts, discharge, 0x46)
     );
 }
 
 #[test]
 fn json_has_the_keys_other_tools_read() {
-    let v = decode_json(
-        "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37",
-        true,
-    )
-    .unwrap();
+    let v = decode_json("07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37", true).unwrap();
     assert_eq!(
         v,
         serde_json::json!({
@@ -446,26 +358,13 @@ fn json_has_the_keys_other_tools_read() {
         true,
     )
     .unwrap();
-    assert_eq!(
-        v["concat"],
-        serde_json::json!({"ref": 195, "total": 1, "seq": 1})
-    );
-    let v = decode_json(
-        "07914346466554F601000B914316565811F9000806304253F68449",
-        true,
-    )
-    .unwrap();
-    assert_eq!(
-        (v["type"].as_str(), v["encoding"].as_str()),
-        (Some("submit"), Some("ucs2"))
-    );
+    assert_eq!(v["concat"], serde_json::json!({"ref": 195, "total": 1, "seq": 1}));
+    let v = decode_json("07914346466554F601000B914316565811F9000806304253F68449", true).unwrap();
+    assert_eq!((v["type"].as_str(), v["encoding"].as_str()), (Some("submit"), Some("ucs2")));
     assert_eq!(v["timestamp"], serde_json::Value::Null);
 
     let v = encode_json("+27820001111", "Hello World!", false).unwrap();
-    assert_eq!(
-        v,
-        serde_json::json!([{"pdu": "0001000B917228001011F100000CC8329BFD065DDF72363904", "length": 24}])
-    );
+    assert_eq!(v, serde_json::json!([{"pdu": "0001000B917228001011F100000CC8329BFD065DDF72363904", "length": 24}]));
     let v = encode_json("+27820001111", "Hello World!", true).unwrap();
     assert_eq!(v[0]["pdu"].as_str().map(|s| &s[..4]), Some("0021"));
 }
@@ -476,146 +375,58 @@ fn malformed_pdus_are_rejected_with_the_octet() {
     let cases: Vec<(String, bool, PduError)> = vec![
         ("".into(), true, PduError::Empty),
         ("0791728".into(), true, PduError::OddLength { len: 7 }),
-        (
-            "07917X83".into(),
-            true,
-            PduError::BadHex { offset: 2, ch: 'X' },
-        ),
+        ("07917X83".into(), true, PduError::BadHex { offset: 2, ch: 'X' }),
         // Truncated in the SMSC field, in the first octet, in the sender, in the timestamp.
-        (
-            "079172830100".into(),
-            true,
-            PduError::Truncated {
-                offset: 2,
-                needed: 2,
-                what: "SMSC address",
-            },
-        ),
-        (
-            "07917283010010F5".into(),
-            true,
-            PduError::Truncated {
-                offset: 8,
-                needed: 1,
-                what: "first octet (TP-MTI)",
-            },
-        ),
-        (
-            classic[..26].into(),
-            true,
-            PduError::Truncated {
-                offset: 11,
-                needed: 4,
-                what: "TP-OA",
-            },
-        ),
-        (
-            classic[..44].into(),
-            true,
-            PduError::Truncated {
-                offset: 19,
-                needed: 4,
-                what: "TP-SCTS",
-            },
-        ),
+        ("079172830100".into(), true, PduError::Truncated { offset: 2, needed: 2, what: "SMSC address" }),
+        ("07917283010010F5".into(), true, PduError::Truncated { offset: 8, needed: 1, what: "first octet (TP-MTI)" }),
+        (classic[..26].into(), true, PduError::Truncated { offset: 11, needed: 4, what: "TP-OA" }),
+        (classic[..44].into(), true, PduError::Truncated { offset: 19, needed: 4, what: "TP-SCTS" }),
         // Missing UDL.
-        (
-            classic[..52].into(),
-            true,
-            PduError::Truncated {
-                offset: 26,
-                needed: 1,
-                what: "user data length",
-            },
-        ),
+        (classic[..52].into(), true, PduError::Truncated { offset: 26, needed: 1, what: "user data length" }),
         // UDL 10 septets need 9 octets; one is missing.
         (
             classic[..classic.len() - 2].into(),
             true,
-            PduError::UdlTooLong {
-                offset: 26,
-                udl: 10,
-                needed: 9,
-                available: 8,
-            },
+            PduError::UdlTooLong { offset: 26, udl: 10, needed: 9, available: 8 },
         ),
         // One octet too many after the user data.
-        (
-            format!("{classic}00"),
-            true,
-            PduError::TrailingData { offset: 36 },
-        ),
+        (format!("{classic}00"), true, PduError::TrailingData { offset: 36 }),
         // SMSC length 12 octets is more than the field can hold.
         (
             "0C917283010010F5".into(),
             true,
-            PduError::BadAddressLength {
-                offset: 0,
-                len: 12,
-                reason: "the SMSC field holds at most 11 octets",
-            },
+            PduError::BadAddressLength { offset: 0, len: 12, reason: "the SMSC field holds at most 11 octets" },
         ),
         // Sender length 0x1F semi-octets.
         (
             classic.replacen("040BC8", "041FC8", 1),
             true,
-            PduError::BadAddressLength {
-                offset: 9,
-                len: 31,
-                reason: "a TP address holds at most 20 semi-octets",
-            },
+            PduError::BadAddressLength { offset: 9, len: 31, reason: "a TP address holds at most 20 semi-octets" },
         ),
         // A filler nibble inside the sender number.
         (
             classic.replacen("7238880900F1", "72388809F0F1", 1),
             true,
-            PduError::BadSemiOctet {
-                offset: 15,
-                nibble: 0xF,
-                what: "TP-OA",
-            },
+            PduError::BadSemiOctet { offset: 15, nibble: 0xF, what: "TP-OA" },
         ),
         // Reserved MTI 11.
-        (
-            classic.replacen("F5040B", "F5070B", 1),
-            true,
-            PduError::UnknownMti { offset: 8, mti: 3 },
-        ),
+        (classic.replacen("F5040B", "F5070B", 1), true, PduError::UnknownMti { offset: 8, mti: 3 }),
         // Decoding without the SMSC flag reads 07 as the first octet: MTI 11.
-        (
-            classic.into(),
-            false,
-            PduError::UnknownMti { offset: 0, mti: 3 },
-        ),
+        (classic.into(), false, PduError::UnknownMti { offset: 0, mti: 3 }),
         // A month 13 in the time stamp.
         (
             classic.replacen("99309251", "99319251", 1),
             true,
-            PduError::BadTimestamp {
-                offset: 19,
-                reason: "month out of range",
-            },
+            PduError::BadTimestamp { offset: 19, reason: "month out of range" },
         ),
         // Real PDU whose UCS-2 UDL (A0) is longer than its data (python-gsmmodem).
         (
             "0041010C910661345542F60008A0050003000301306F3044".into(),
             true,
-            PduError::UdlTooLong {
-                offset: 13,
-                udl: 160,
-                needed: 160,
-                available: 10,
-            },
+            PduError::UdlTooLong { offset: 13, udl: 160, needed: 160, available: 10 },
         ),
         // UDHI set, UDHL 0x09 runs past the 6 octets of UCS-2 user data.
-        (
-            "00400491214300086211320100000006090003000201".into(),
-            true,
-            PduError::UdhlPastEnd {
-                offset: 16,
-                udhl: 9,
-            },
-        ),
+        ("00400491214300086211320100000006090003000201".into(), true, PduError::UdhlPastEnd { offset: 16, udhl: 9 }),
         // IE 00 with length 2.
         (
             "004004912143000862113201000000070400020102FFFF".into(),
@@ -630,21 +441,10 @@ fn malformed_pdus_are_rejected_with_the_octet() {
         (
             "00400491214300086211320100000006030805FF0041".into(),
             true,
-            PduError::BadInformationElement {
-                offset: 17,
-                iei: 8,
-                reason: "runs past the end of the header",
-            },
+            PduError::BadInformationElement { offset: 17, iei: 8, reason: "runs past the end of the header" },
         ),
         // GSM-7: UDHL 5 (6 octets = 7 septets) but UDL says 3 septets.
-        (
-            "00400491214300006211320100000006050003010201".into(),
-            true,
-            PduError::UdhlPastEnd {
-                offset: 16,
-                udhl: 5,
-            },
-        ),
+        ("00400491214300006211320100000006050003010201".into(), true, PduError::UdhlPastEnd { offset: 16, udhl: 5 }),
     ];
     for (hex, with_smsc, want) in cases {
         assert_eq!(decode(&hex, with_smsc).unwrap_err(), want, "{hex}");
@@ -657,11 +457,7 @@ fn malformed_pdus_are_rejected_with_the_octet() {
 fn concatenation_ie_with_impossible_numbers_is_ignored_as_the_spec_asks() {
     // seq 3 of total 2, then seq 0: the IE is ignored, the text is kept.
     for ie in ["0500030A0203", "0500030A0200", "0500030A0001"] {
-        let hex = format!(
-            "004004912143000862113201000000{:02X}{}0041",
-            ie.len() / 2 + 2,
-            ie
-        );
+        let hex = format!("004004912143000862113201000000{:02X}{}0041", ie.len() / 2 + 2, ie);
         let (_, d) = deliver(&hex, true);
         assert_eq!((d.concat, d.text.as_str()), (None, "A"), "{ie}");
     }
@@ -670,35 +466,16 @@ fn concatenation_ie_with_impossible_numbers_is_ignored_as_the_spec_asks() {
 #[test]
 fn encoder_rejects_what_cannot_be_sent() {
     let o = SubmitOptions::default();
-    assert!(matches!(
-        encode_submit("+35840 123", "hi", &o),
-        Err(PduError::InvalidNumber { .. })
-    ));
-    assert!(matches!(
-        encode_submit("Clinic", "hi", &o),
-        Err(PduError::InvalidNumber { .. })
-    ));
+    assert!(matches!(encode_submit("+35840 123", "hi", &o), Err(PduError::InvalidNumber { .. })));
+    assert!(matches!(encode_submit("Clinic", "hi", &o), Err(PduError::InvalidNumber { .. })));
     assert_eq!(
         encode_submit("+358401234567", &"a".repeat(153 * 255 + 1), &o).unwrap_err(),
         PduError::TooManyParts { parts: 256 }
     );
-    let o = SubmitOptions {
-        validity_minutes: Some(u32::MAX),
-        ..Default::default()
-    };
-    assert_eq!(
-        encode_submit("+358401234567", "hi", &o).unwrap_err(),
-        PduError::BadValidity { minutes: u32::MAX }
-    );
-    let ts = Timestamp {
-        month: 2,
-        day: 30,
-        ..Timestamp::from_unix(0, 0)
-    };
-    assert!(matches!(
-        encode_deliver("+1", "x", &ts, 0),
-        Err(PduError::BadTimestamp { .. })
-    ));
+    let o = SubmitOptions { validity_minutes: Some(u32::MAX), ..Default::default() };
+    assert_eq!(encode_submit("+358401234567", "hi", &o).unwrap_err(), PduError::BadValidity { minutes: u32::MAX });
+    let ts = Timestamp { month: 2, day: 30, ..Timestamp::from_unix(0, 0) };
+    assert!(matches!(encode_deliver("+1", "x", &ts, 0), Err(PduError::BadTimestamp { .. })));
     assert!(matches!(
         encode_deliver("AVeryLongSenderName", "x", &Timestamp::from_unix(0, 0), 0),
         Err(PduError::BadAlphanumeric { .. })
@@ -723,11 +500,7 @@ fn text_strategy() -> impl Strategy<Value = String> {
 fn phone_part_count(text: &str) -> usize {
     let gsm = gsm7::septet_len(text).is_some();
     let cost = |c: char| {
-        if gsm {
-            gsm7::septet_len(&c.to_string()).unwrap_or(1)
-        } else {
-            c.len_utf16()
-        }
+        if gsm { gsm7::septet_len(&c.to_string()).unwrap_or(1) } else { c.len_utf16() }
     };
     let (single, part) = if gsm { (160, 153) } else { (70, 67) };
     let total: usize = text.chars().map(cost).sum();

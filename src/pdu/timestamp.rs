@@ -60,15 +60,8 @@ impl Timestamp {
 
     /// Seconds since the Unix epoch of this local time.
     pub fn to_unix(&self) -> i64 {
-        let days = days_from_civil(
-            i64::from(self.year),
-            i64::from(self.month),
-            i64::from(self.day),
-        );
-        days * 86_400
-            + i64::from(self.hour) * 3600
-            + i64::from(self.minute) * 60
-            + i64::from(self.second)
+        let days = days_from_civil(i64::from(self.year), i64::from(self.month), i64::from(self.day));
+        days * 86_400 + i64::from(self.hour) * 3600 + i64::from(self.minute) * 60 + i64::from(self.second)
             - i64::from(self.offset_quarters) * 900
     }
 
@@ -129,10 +122,7 @@ fn civil_from_days(z: i64) -> (i64, u8, u8) {
 }
 
 /// Read a 7-octet time stamp (TP-SCTS, TP-DT).
-pub(crate) fn read_timestamp(
-    r: &mut Reader<'_>,
-    what: &'static str,
-) -> Result<Timestamp, PduError> {
+pub(crate) fn read_timestamp(r: &mut Reader<'_>, what: &'static str) -> Result<Timestamp, PduError> {
     let start = r.offset();
     let octets = r.take(7, what)?;
     let bcd = |i: usize| -> Result<u8, PduError> {
@@ -140,11 +130,7 @@ pub(crate) fn read_timestamp(
         let (tens, units) = (octet & 0x0F, octet >> 4);
         for nibble in [tens, units] {
             if nibble > 9 {
-                return Err(PduError::BadSemiOctet {
-                    offset: start + i,
-                    nibble,
-                    what,
-                });
+                return Err(PduError::BadSemiOctet { offset: start + i, nibble, what });
             }
         }
         Ok(tens * 10 + units)
@@ -153,11 +139,7 @@ pub(crate) fn read_timestamp(
     let zone = octets.get(6).copied().unwrap_or(0);
     let (tens, units) = (zone & 0x07, zone >> 4);
     if units > 9 {
-        return Err(PduError::BadSemiOctet {
-            offset: start + 6,
-            nibble: units,
-            what,
-        });
+        return Err(PduError::BadSemiOctet { offset: start + 6, nibble: units, what });
     }
     // tens <= 7 and units <= 9, so the value is at most 79 and fits an i8.
     let quarters = (tens * 10 + units) as i8;
@@ -169,25 +151,15 @@ pub(crate) fn read_timestamp(
         hour: bcd(3)?,
         minute: bcd(4)?,
         second: bcd(5)?,
-        offset_quarters: if zone & 0x08 != 0 {
-            -quarters
-        } else {
-            quarters
-        },
+        offset_quarters: if zone & 0x08 != 0 { -quarters } else { quarters },
     };
-    ts.check().map_err(|reason| PduError::BadTimestamp {
-        offset: start,
-        reason,
-    })?;
+    ts.check().map_err(|reason| PduError::BadTimestamp { offset: start, reason })?;
     Ok(ts)
 }
 
 /// Write a 7-octet time stamp; the year is sent modulo 100.
 pub(crate) fn write_timestamp(ts: &Timestamp, out: &mut Vec<u8>) -> Result<(), PduError> {
-    ts.check().map_err(|reason| PduError::BadTimestamp {
-        offset: out.len(),
-        reason,
-    })?;
+    ts.check().map_err(|reason| PduError::BadTimestamp { offset: out.len(), reason })?;
     let swap = |v: u8| (v % 10) << 4 | (v / 10 % 10);
     out.push(swap((ts.year % 100) as u8));
     out.extend([ts.month, ts.day, ts.hour, ts.minute, ts.second].map(swap));
@@ -253,41 +225,20 @@ mod tests {
     fn impossible_dates_and_bad_digits_are_rejected() {
         assert_eq!(
             read("99309251619A80").unwrap_err(),
-            PduError::BadSemiOctet {
-                offset: 5,
-                nibble: 0xA,
-                what: "SCTS"
-            }
+            PduError::BadSemiOctet { offset: 5, nibble: 0xA, what: "SCTS" }
         );
         assert_eq!(
             read("99039251619580").unwrap_err(),
-            PduError::BadTimestamp {
-                offset: 0,
-                reason: "month out of range"
-            }
+            PduError::BadTimestamp { offset: 0, reason: "month out of range" }
         );
         assert_eq!(
             read("99209251619580").unwrap_err(),
-            PduError::BadTimestamp {
-                offset: 0,
-                reason: "day out of range"
-            }
+            PduError::BadTimestamp { offset: 0, reason: "day out of range" }
         );
         assert_eq!(
             read("993092516195F0").unwrap_err(),
-            PduError::BadSemiOctet {
-                offset: 6,
-                nibble: 0xF,
-                what: "SCTS"
-            }
+            PduError::BadSemiOctet { offset: 6, nibble: 0xF, what: "SCTS" }
         );
-        assert_eq!(
-            read("993092516195").unwrap_err(),
-            PduError::Truncated {
-                offset: 0,
-                needed: 1,
-                what: "SCTS"
-            }
-        );
+        assert_eq!(read("993092516195").unwrap_err(), PduError::Truncated { offset: 0, needed: 1, what: "SCTS" });
     }
 }

@@ -19,9 +19,7 @@ pub fn decode_lossy(octets: &[u8]) -> String {
         [hi, lo] => u16::from_be_bytes([hi, lo]),
         _ => 0xFFFD,
     });
-    char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect()
+    char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect()
 }
 
 #[cfg(test)]

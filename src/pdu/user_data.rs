@@ -55,11 +55,7 @@ pub(crate) struct UserData {
 }
 
 /// Read TP-UDL and TP-UD, which must end the PDU.
-pub(crate) fn read_user_data(
-    r: &mut Reader<'_>,
-    encoding: Encoding,
-    has_udh: bool,
-) -> Result<UserData, PduError> {
+pub(crate) fn read_user_data(r: &mut Reader<'_>, encoding: Encoding, has_udh: bool) -> Result<UserData, PduError> {
     let udl_offset = r.offset();
     let udl = usize::from(r.u8("user data length")?);
     let octet_len = match encoding {
@@ -68,22 +64,13 @@ pub(crate) fn read_user_data(
     };
     let ud_offset = r.offset();
     if octet_len > r.remaining() {
-        return Err(PduError::UdlTooLong {
-            offset: udl_offset,
-            udl,
-            needed: octet_len,
-            available: r.remaining(),
-        });
+        return Err(PduError::UdlTooLong { offset: udl_offset, udl, needed: octet_len, available: r.remaining() });
     }
     let ud = r.take(octet_len, "user data")?;
     if r.remaining() > 0 {
         return Err(PduError::TrailingData { offset: r.offset() });
     }
-    let (concat, header_len) = if has_udh {
-        read_header(ud, ud_offset)?
-    } else {
-        (None, 0)
-    };
+    let (concat, header_len) = if has_udh { read_header(ud, ud_offset)? } else { (None, 0) };
     let body = ud.get(header_len..).unwrap_or(&[]);
     let (text, data) = match encoding {
         Encoding::Gsm7 => {
@@ -91,10 +78,7 @@ pub(crate) fn read_user_data(
             let fill_bits = header_septets * 7 - header_len * 8;
             let count = udl
                 .checked_sub(header_septets)
-                .ok_or(PduError::UdhlPastEnd {
-                    offset: ud_offset,
-                    udhl: header_len.saturating_sub(1),
-                })?;
+                .ok_or(PduError::UdhlPastEnd { offset: ud_offset, udhl: header_len.saturating_sub(1) })?;
             let septets = gsm7::unpack(body, fill_bits, count);
             (gsm7::from_septets(&septets), septets)
         }
@@ -108,14 +92,8 @@ pub(crate) fn read_user_data(
 /// Parse the UDH at the start of `ud`; returns the concatenation IE and the header length
 /// (UDHL octet included). Unknown IEs are skipped.
 fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Option<ConcatInfo>, usize), PduError> {
-    let udhl = usize::from(*ud.first().ok_or(PduError::UdhlPastEnd {
-        offset: ud_offset,
-        udhl: 0,
-    })?);
-    let header = ud.get(1..1 + udhl).ok_or(PduError::UdhlPastEnd {
-        offset: ud_offset,
-        udhl,
-    })?;
+    let udhl = usize::from(*ud.first().ok_or(PduError::UdhlPastEnd { offset: ud_offset, udhl: 0 })?);
+    let header = ud.get(1..1 + udhl).ok_or(PduError::UdhlPastEnd { offset: ud_offset, udhl })?;
     let mut concat = None;
     let mut pos = 0;
     while pos < header.len() {
@@ -126,24 +104,18 @@ fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Option<ConcatInfo>, usize
             iei,
             reason: "length octet missing",
         })?);
-        let data = header
-            .get(pos + 2..pos + 2 + len)
-            .ok_or(PduError::BadInformationElement {
-                offset,
-                iei,
-                reason: "runs past the end of the header",
-            })?;
+        let data = header.get(pos + 2..pos + 2 + len).ok_or(PduError::BadInformationElement {
+            offset,
+            iei,
+            reason: "runs past the end of the header",
+        })?;
         let info = match (iei, data) {
-            (IEI_CONCAT_8, &[reference, total, seq]) => Some(ConcatInfo {
-                reference: u16::from(reference),
-                total,
-                seq,
-            }),
-            (IEI_CONCAT_16, &[hi, lo, total, seq]) => Some(ConcatInfo {
-                reference: u16::from_be_bytes([hi, lo]),
-                total,
-                seq,
-            }),
+            (IEI_CONCAT_8, &[reference, total, seq]) => {
+                Some(ConcatInfo { reference: u16::from(reference), total, seq })
+            }
+            (IEI_CONCAT_16, &[hi, lo, total, seq]) => {
+                Some(ConcatInfo { reference: u16::from_be_bytes([hi, lo]), total, seq })
+            }
             (IEI_CONCAT_8, _) => {
                 return Err(PduError::BadInformationElement {
                     offset,
@@ -190,27 +162,18 @@ pub(crate) fn write_user_data(
     let (udl, body) = match encoding {
         Encoding::Gsm7 => {
             let septets = gsm7::to_septets(text).ok_or_else(|| PduError::NotGsm7 {
-                ch: text
-                    .chars()
-                    .find(|&c| gsm7::encode_char(c).is_none())
-                    .unwrap_or('?'),
+                ch: text.chars().find(|&c| gsm7::encode_char(c).is_none()).unwrap_or('?'),
             })?;
             let header_septets = (header.len() * 8).div_ceil(7);
             let fill_bits = header_septets * 7 - header.len() * 8;
-            (
-                header_septets + septets.len(),
-                gsm7::pack(&septets, fill_bits),
-            )
+            (header_septets + septets.len(), gsm7::pack(&septets, fill_bits))
         }
         Encoding::Ucs2 => {
             let body = ucs2::encode(text);
             (header.len() + body.len(), body)
         }
         Encoding::EightBit => {
-            let body: Vec<u8> = text
-                .chars()
-                .map(|c| u8::try_from(c).unwrap_or(b'?'))
-                .collect();
+            let body: Vec<u8> = text.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect();
             (header.len() + body.len(), body)
         }
     };

@@ -122,3 +122,271 @@ impl Db {
         Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries }))
     }
 }
+
+/// One PDU read from a modem, decoded as far as it goes (a PDU that does not decode is kept
+/// raw with the error: never dropped).
+#[derive(Debug, Clone, Default)]
+pub struct NewInboxPart {
+    pub modem: String,
+    pub pdu: String,
+    pub sender: Option<String>,
+    pub concat: Option<(u16, u8, u8)>,
+    pub text: Option<String>,
+    pub encoding: Option<String>,
+    pub sent_at: Option<String>,
+    pub decode_error: Option<String>,
+}
+
+/// What storing a part did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartStored {
+    /// The same PDU from the same modem is already stored (it was read again after a restart
+    /// before it could be deleted): nothing new.
+    Duplicate,
+    /// Stored; its message is not complete yet.
+    Waiting,
+    /// Stored, and message `id` is now complete (or was a single part).
+    Message(i64),
+}
+
+fn new_uid() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+impl Db {
+    /// Stores one part and, when it completes a message, creates the message with one
+    /// delivery row per forwarder — all in one transaction, so the caller may delete the PDU
+    /// from the modem as soon as this returns.
+    pub fn store_inbound_part(&self, part: &NewInboxPart, forwarders: &[String]) -> Result<PartStored> {
+        let tx = self.conn.unchecked_transaction()?;
+        let seen: i64 = tx.query_row(
+            "SELECT count(*) FROM inbox_parts WHERE modem = ?1 AND pdu = ?2",
+            params![part.modem, part.pdu],
+            |r| r.get(0),
+        )?;
+        if seen > 0 {
+            return Ok(PartStored::Duplicate);
+        }
+        let now = super::now_ms();
+        let (cref, ctotal, cseq) = match part.concat {
+            Some((r, t, s)) => (Some(i64::from(r)), Some(i64::from(t)), Some(i64::from(s))),
+            None => (None, None, None),
+        };
+        tx.execute(
+            "INSERT INTO inbox_parts (modem, pdu, sender, concat_ref, concat_total, concat_seq, text, encoding, sent_at, decode_error, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![part.modem, part.pdu, part.sender, cref, ctotal, cseq, part.text, part.encoding, part.sent_at, part.decode_error, now],
+        )?;
+        let part_id = tx.last_insert_rowid();
+        let result = match part.concat {
+            None => PartStored::Message(self.create_message(&[part_id], false, forwarders)?),
+            Some((r, t, _)) => {
+                let ids = self.waiting_siblings(&part.modem, part.sender.as_deref(), r, t)?;
+                // Complete when every sequence number 1..=total is present.
+                let seqs: std::collections::BTreeSet<i64> = ids.iter().map(|(_, s)| *s).collect();
+                if (1..=i64::from(t)).all(|s| seqs.contains(&s)) {
+                    let ordered: Vec<i64> = ids.iter().map(|(id, _)| *id).collect();
+                    PartStored::Message(self.create_message(&ordered, false, forwarders)?)
+                } else {
+                    PartStored::Waiting
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Parts of one concatenated message still waiting: (part id, seq) ordered by seq.
+    /// The first arrival of each seq wins if a sender repeats one.
+    fn waiting_siblings(&self, modem: &str, sender: Option<&str>, r: u16, t: u8) -> Result<Vec<(i64, i64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT min(id), concat_seq FROM inbox_parts WHERE inbox_id IS NULL AND modem = ?1 AND sender IS ?2 \
+             AND concat_ref = ?3 AND concat_total = ?4 GROUP BY concat_seq ORDER BY concat_seq",
+        )?;
+        let rows =
+            stmt.query_map(params![modem, sender, i64::from(r), i64::from(t)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Joins parts (in the given order) into an inbox message with its deliveries.
+    fn create_message(&self, part_ids: &[i64], incomplete: bool, forwarders: &[String]) -> Result<i64> {
+        struct Row {
+            modem: String,
+            sender: Option<String>,
+            text: Option<String>,
+            encoding: Option<String>,
+            sent_at: Option<String>,
+            error: Option<String>,
+        }
+        let mut rows = Vec::with_capacity(part_ids.len());
+        for id in part_ids {
+            rows.push(self.conn.query_row(
+                "SELECT modem, sender, text, encoding, sent_at, decode_error FROM inbox_parts WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Row {
+                        modem: r.get(0)?,
+                        sender: r.get(1)?,
+                        text: r.get(2)?,
+                        encoding: r.get(3)?,
+                        sent_at: r.get(4)?,
+                        error: r.get(5)?,
+                    })
+                },
+            )?);
+        }
+        let body: String = rows.iter().map(|r| r.text.as_deref().unwrap_or("")).collect();
+        let errors: Vec<String> = rows.iter().filter_map(|r| r.error.clone()).collect();
+        let first = rows.into_iter().next();
+        let (modem, sender, encoding, sent_at) =
+            first.map(|r| (r.modem, r.sender, r.encoding, r.sent_at)).unwrap_or_default();
+        let decode_error = (!errors.is_empty()).then(|| errors.join("; "));
+        self.conn.execute(
+            "INSERT INTO inbox (uid, modem, sender, body, encoding, parts, incomplete, decode_error, sent_at, received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![new_uid(), modem, sender, body, encoding, part_ids.len() as i64, incomplete, decode_error, sent_at, super::now_ms()],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        for p in part_ids {
+            self.conn.execute("UPDATE inbox_parts SET inbox_id = ?1 WHERE id = ?2", params![id, p])?;
+        }
+        for f in forwarders {
+            self.conn.execute(
+                "INSERT INTO deliveries (inbox_id, forwarder, state) VALUES (?1, ?2, 'pending')",
+                params![id, f],
+            )?;
+        }
+        Ok(id)
+    }
+
+    /// Releases concatenated messages whose first part arrived before `older_than` (unix ms)
+    /// and whose other parts never came: joined from what arrived, flagged incomplete.
+    pub fn release_stale_parts(&self, older_than: i64, forwarders: &[String]) -> Result<Vec<i64>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let groups: Vec<(String, Option<String>, i64, i64)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT modem, sender, concat_ref, concat_total FROM inbox_parts WHERE inbox_id IS NULL \
+                 GROUP BY modem, sender, concat_ref, concat_total HAVING min(received_at) < ?1",
+            )?;
+            let rows = stmt.query_map([older_than], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut created = Vec::new();
+        for (modem, sender, r, t) in groups {
+            let ids: Vec<i64> = {
+                let mut stmt = self.conn.prepare(
+                    "SELECT min(id) FROM inbox_parts WHERE inbox_id IS NULL AND modem = ?1 AND sender IS ?2 \
+                     AND concat_ref = ?3 AND concat_total = ?4 GROUP BY concat_seq ORDER BY concat_seq",
+                )?;
+                let rows = stmt.query_map(params![modem, sender, r, t], |row| row.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            created.push(self.create_message(&ids, true, forwarders)?);
+        }
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// A status report for message reference `mr` on `modem`: updates the newest acked part
+    /// with that reference (references wrap at 256, so only the last week counts). Returns
+    /// the outbox id it matched, if any.
+    pub fn record_status_report(&self, modem: &str, mr: u8, status: u8) -> Result<Option<i64>> {
+        let week_ago = super::now_ms() - 7 * 24 * 3600 * 1000;
+        let found: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT outbox_id, seq FROM outbox_parts WHERE modem = ?1 AND message_ref = ?2 AND state = 'acked' AND acked_at > ?3 \
+                 ORDER BY acked_at DESC LIMIT 1",
+                params![modem, i64::from(mr), week_ago],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((outbox_id, seq)) = found else { return Ok(None) };
+        self.conn.execute(
+            "UPDATE outbox_parts SET delivery_status = ?3, delivered_at = ?4 WHERE outbox_id = ?1 AND seq = ?2",
+            params![outbox_id, seq, i64::from(status), super::now_ms()],
+        )?;
+        Ok(Some(outbox_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(pdu: &str, sender: &str, concat: Option<(u16, u8, u8)>, text: &str) -> NewInboxPart {
+        NewInboxPart {
+            modem: "main".into(),
+            pdu: pdu.into(),
+            sender: Some(sender.into()),
+            concat,
+            text: Some(text.into()),
+            encoding: Some("gsm7".into()),
+            ..Default::default()
+        }
+    }
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn multipart_is_joined_in_order_when_parts_arrive_out_of_order() {
+        let (_d, db) = db();
+        let fw = vec!["twilio1".to_string(), "pbx".to_string()];
+        assert_eq!(db.store_inbound_part(&part("p3", "+1", Some((7, 3, 3)), "C"), &fw).unwrap(), PartStored::Waiting);
+        assert_eq!(db.store_inbound_part(&part("p1", "+1", Some((7, 3, 1)), "A"), &fw).unwrap(), PartStored::Waiting);
+        // Same reference from another sender never mixes in.
+        assert_eq!(db.store_inbound_part(&part("x2", "+2", Some((7, 3, 2)), "X"), &fw).unwrap(), PartStored::Waiting);
+        let PartStored::Message(id) = db.store_inbound_part(&part("p2", "+1", Some((7, 3, 2)), "B"), &fw).unwrap()
+        else {
+            panic!("should complete")
+        };
+        let m = db.get_inbox(id).unwrap().unwrap();
+        assert_eq!(m.body.as_deref(), Some("ABC"));
+        assert_eq!(m.summary.parts, 3);
+        assert!(!m.summary.incomplete);
+        assert_eq!(m.deliveries.len(), 2);
+        assert_eq!(m.summary.deliveries_pending, 2);
+    }
+
+    #[test]
+    fn the_same_pdu_read_twice_is_stored_once() {
+        let (_d, db) = db();
+        assert!(matches!(db.store_inbound_part(&part("aa", "+1", None, "hi"), &[]).unwrap(), PartStored::Message(_)));
+        assert_eq!(db.store_inbound_part(&part("aa", "+1", None, "hi"), &[]).unwrap(), PartStored::Duplicate);
+        assert_eq!(db.list_inbox(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stale_parts_are_released_as_incomplete() {
+        let (_d, db) = db();
+        db.store_inbound_part(&part("p1", "+1", Some((9, 3, 1)), "A"), &[]).unwrap();
+        db.store_inbound_part(&part("p3", "+1", Some((9, 3, 3)), "C"), &[]).unwrap();
+        assert!(db.release_stale_parts(0, &[]).unwrap().is_empty(), "not old enough yet");
+        let ids = db.release_stale_parts(now_ms() + 1, &["f".into()]).unwrap();
+        assert_eq!(ids.len(), 1);
+        let m = db.get_inbox(ids[0]).unwrap().unwrap();
+        assert!(m.summary.incomplete);
+        assert_eq!(m.body.as_deref(), Some("AC"));
+    }
+
+    #[test]
+    fn an_undecodable_pdu_is_kept_raw_with_its_error() {
+        let (_d, db) = db();
+        let p = NewInboxPart {
+            modem: "main".into(),
+            pdu: "ZZ".into(),
+            decode_error: Some("bad hex at octet 0".into()),
+            ..Default::default()
+        };
+        let PartStored::Message(id) = db.store_inbound_part(&p, &[]).unwrap() else { panic!() };
+        let m = db.get_inbox(id).unwrap().unwrap();
+        assert_eq!(m.summary.decode_error.as_deref(), Some("bad hex at octet 0"));
+        assert_eq!(m.part_rows[0].pdu, "ZZ");
+    }
+
+    use super::super::now_ms;
+}

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary};
+pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use state::{OutboxState, PartState};
@@ -144,6 +144,31 @@ impl Db {
             params![key, value],
         )?;
         Ok(())
+    }
+
+    /// Whether `number` asked not to receive SMS (STOP).
+    pub fn is_opted_out(&self, number: &str) -> Result<bool> {
+        Ok(self.conn.query_row("SELECT count(*) FROM optouts WHERE number = ?1", [number], |r| r.get::<_, i64>(0))? > 0)
+    }
+
+    /// Adds `number` to the opt-out list; returns false if it was already there.
+    pub fn add_optout(&self, number: &str, source: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO optouts (number, source, created_at) VALUES (?1, ?2, ?3)",
+            params![number, source, now_ms()],
+        )? == 1)
+    }
+
+    /// Removes `number` from the opt-out list; returns false if it was not there.
+    pub fn remove_optout(&self, number: &str) -> Result<bool> {
+        Ok(self.conn.execute("DELETE FROM optouts WHERE number = ?1", [number])? == 1)
+    }
+
+    /// The opt-out list: (number, source, created_at), newest first.
+    pub fn list_optouts(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut stmt = self.conn.prepare("SELECT number, source, created_at FROM optouts ORDER BY created_at DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Appends to the event log (what the status page and `doctor` show as recent history).

@@ -278,6 +278,49 @@ impl Db {
         Ok(())
     }
 
+    /// The next message a modem may work on: `fetched`, or `sending` with parts left, whose
+    /// retry time has come, oldest first, skipping `busy` (claimed by another modem).
+    pub fn next_to_send(&self, now: i64, busy: &[OutboxId]) -> Result<Option<OutboxId>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM outbox WHERE state IN ('fetched','sending') AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) \
+             ORDER BY id LIMIT ?2",
+        )?;
+        let ids = stmt.query_map(params![now, busy.len() as i64 + 1], |r| r.get::<_, i64>(0))?;
+        for id in ids {
+            let id = id?;
+            if !busy.contains(&id) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// When the next scheduled retry of a sendable message is due (unix ms), if any.
+    pub fn next_send_due(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT min(next_attempt_at) FROM outbox WHERE state IN ('fetched','sending') AND next_attempt_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records a failed attempt at the current stage and when to try again; returns the
+    /// number of attempts so far.
+    pub fn schedule_retry(&self, id: OutboxId, error: &str, retry_at: i64) -> Result<i64> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, error, retry_at, now_ms()],
+        )?;
+        Ok(self.conn.query_row("SELECT attempts FROM outbox WHERE id = ?1", [id], |r| r.get(0))?)
+    }
+
+    /// Puts parts whose outcome is unknown back to `pending` (the `resend` policy).
+    pub fn requeue_unknown_parts(&self, id: OutboxId) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("UPDATE outbox_parts SET state = 'pending' WHERE outbox_id = ?1 AND state = 'unknown'", [id])?)
+    }
+
     /// How many messages are in each state (for the status page).
     pub fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;

@@ -156,3 +156,87 @@ pub fn http(addr: &str, method: &str, path: &str, content_type: Option<&str>, bo
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// A `smshub sim` process with its control socket and pty link.
+pub struct Sim {
+    pub child: Child,
+    pub link: PathBuf,
+    pub control: PathBuf,
+}
+
+impl Sim {
+    /// Starts `smshub sim` with `args`, waiting for its `pty:` line.
+    pub fn start(dir: &Path, args: &[&str]) -> Sim {
+        let link = dir.join("modem");
+        let control = dir.join("sim.sock");
+        let mut child = Command::new(BIN)
+            .arg("sim")
+            .arg("--link")
+            .arg(&link)
+            .arg("--control")
+            .arg(&control)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        assert!(first.starts_with("pty: "), "simulator did not start: {first:?}");
+        std::thread::spawn(move || for _ in lines {});
+        let start = Instant::now();
+        while !control.exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sim { child, link, control }
+    }
+
+    /// One control request (a JSON line) and its answer.
+    pub fn request(&self, req: serde_json::Value) -> serde_json::Value {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.control).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// The decoded log of what the simulator was asked to send.
+    pub fn sent(&self) -> Vec<serde_json::Value> {
+        self.request(serde_json::json!({"cmd": "sent"}))["sent"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits up to `limit` until `pred` holds for the sent log.
+    pub fn wait_sent(&self, limit: Duration, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let sent = self.sent();
+            if pred(&sent) || start.elapsed() > limit {
+                return sent;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 100 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -26,11 +26,7 @@ pub enum Out {
 /// Work the modem does later by itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    StatusReport {
-        message_ref: u8,
-        recipient: String,
-        status: u8,
-    },
+    StatusReport { message_ref: u8, recipient: String, status: u8 },
 }
 
 /// One accepted +CMGS, decoded, for the control channel's `sent` log.
@@ -142,11 +138,7 @@ impl Modem {
             });
         }
         let rng = fastrand::Rng::with_seed(config.seed);
-        let pin_state = if config.pin.is_some() {
-            PinState::NeedPin { tries: 3 }
-        } else {
-            PinState::Ready
-        };
+        let pin_state = if config.pin.is_some() { PinState::NeedPin { tries: 3 } } else { PinState::Ready };
         Self {
             faults,
             echo: config.echo,
@@ -199,9 +191,7 @@ impl Modem {
     }
 
     pub fn hung(&self) -> bool {
-        self.faults
-            .hang_at
-            .is_some_and(|h| self.commands_total >= h)
+        self.faults.hang_at.is_some_and(|h| self.commands_total >= h)
     }
 
     pub fn apply(&mut self, u: &FaultUpdate) {
@@ -329,14 +319,7 @@ impl Modem {
         if self.faults.garbage_rate > 0.0 && self.rng.f64() < self.faults.garbage_rate {
             const STRAY: &[u8] = &[0x00, 0xff, 0x7f, 0x11, 0x13, b'~', 0x80, 0xfe];
             let n = self.rng.usize(1..=4);
-            (0..n)
-                .map(|_| {
-                    STRAY
-                        .get(self.rng.usize(..STRAY.len()))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .collect()
+            (0..n).map(|_| STRAY.get(self.rng.usize(..STRAY.len())).copied().unwrap_or(0)).collect()
         } else {
             Vec::new()
         }
@@ -346,12 +329,8 @@ impl Modem {
     /// URC inside the answer to AT+CREG? would be ambiguous even for a careful client).
     fn random_urc(&mut self) -> String {
         let stat = self.reg_stat();
-        let choices = [
-            "RING".to_string(),
-            format!("+CREG: {stat}"),
-            format!("+CEREG: {stat}"),
-            "^RSSI: 17".to_string(),
-        ];
+        let choices =
+            ["RING".to_string(), format!("+CREG: {stat}"), format!("+CEREG: {stat}"), "^RSSI: 17".to_string()];
         let i = self.rng.usize(..choices.len());
         choices.get(i).cloned().unwrap_or_else(|| "RING".into())
     }
@@ -360,9 +339,7 @@ impl Modem {
         let mut bytes = self.garbage();
         let urc = if self.faults.interleave_urcs {
             let u = self.random_urc();
-            let reg_answer = info
-                .iter()
-                .any(|l| l.starts_with("+CREG:") || l.starts_with("+CEREG:"));
+            let reg_answer = info.iter().any(|l| l.starts_with("+CREG:") || l.starts_with("+CEREG:"));
             (!reg_answer || u == "RING" || u.starts_with('^')).then_some(u)
         } else {
             None
@@ -456,11 +433,7 @@ impl Modem {
         };
         let name = name.to_string();
         if matches!(kind, Kind::Test) {
-            return if KNOWN.contains(&name.as_str()) {
-                Reply::Ok(Vec::new())
-            } else {
-                Reply::Error("ERROR".into())
-            };
+            return if KNOWN.contains(&name.as_str()) { Reply::Ok(Vec::new()) } else { Reply::Error("ERROR".into()) };
         }
         self.extended(&name, kind)
     }
@@ -497,11 +470,7 @@ impl Modem {
     fn identity(&self) -> (&'static str, &'static str, &'static str) {
         match self.config.model {
             Model::Sim800 => ("SIMCOM_Ltd", "SIMCOM_SIM800L", "Revision:1418B04SIM800L24"),
-            Model::Sim7600 => (
-                "SIMCOM INCORPORATED",
-                "SIMCOM_SIM7600E-H",
-                "LE20B04SIM7600M22",
-            ),
+            Model::Sim7600 => ("SIMCOM INCORPORATED", "SIMCOM_SIM7600E-H", "LE20B04SIM7600M22"),
             Model::Ec25 => ("Quectel", "EC25", "EC25EFAR06A06M4G"),
             Model::E3372 => ("huawei", "E3372", "22.315.01.00.00"),
             Model::Generic => ("smshub", "smshub simulated modem", "sim-1"),
@@ -537,17 +506,15 @@ impl Modem {
                     one(format!("{name}: {n},{stat}"))
                 }
             }
-            ("+CREG" | "+CGREG" | "+CEREG", Kind::Set(a)) => {
-                match num_arg(&a, 0).filter(|n| *n <= 2) {
-                    Some(n) => {
-                        if let Some(slot) = self.creg_n.get_mut(reg_slot(name)) {
-                            *slot = n as u8;
-                        }
-                        ok()
+            ("+CREG" | "+CGREG" | "+CEREG", Kind::Set(a)) => match num_arg(&a, 0).filter(|n| *n <= 2) {
+                Some(n) => {
+                    if let Some(slot) = self.creg_n.get_mut(reg_slot(name)) {
+                        *slot = n as u8;
                     }
-                    None => self.cme(3),
+                    ok()
                 }
-            }
+                None => self.cme(3),
+            },
             ("+CSQ", Kind::Exec) => one(format!("+CSQ: {},99", self.csq)),
             ("+CGMI" | "+GMI", Kind::Exec) => one(self.identity().0.into()),
             ("+CGMM" | "+GMM", Kind::Exec) => one(self.identity().1.into()),
@@ -596,18 +563,14 @@ impl Modem {
                 Some(e) => e,
                 None => {
                     let (u, t) = (self.storage.used(), self.storage.capacity());
-                    one(format!(
-                        "+CPMS: \"SM\",{u},{t},\"SM\",{u},{t},\"SM\",{u},{t}"
-                    ))
+                    one(format!("+CPMS: \"SM\",{u},{t},\"SM\",{u},{t},\"SM\",{u},{t}"))
                 }
             },
             ("+CPMS", Kind::Set(a)) => {
                 if let Some(e) = self.sim_ready_cms() {
                     return e;
                 }
-                let known = a
-                    .iter()
-                    .all(|m| matches!(unquote(m).as_str(), "SM" | "ME" | "MT"));
+                let known = a.iter().all(|m| matches!(unquote(m).as_str(), "SM" | "ME" | "MT"));
                 if a.is_empty() || !known {
                     return Reply::Error(self.cms(302));
                 }
@@ -616,10 +579,7 @@ impl Modem {
             }
             ("+CNMI", Kind::Read) => {
                 let c = self.cnmi;
-                one(format!(
-                    "+CNMI: {},{},{},{},{}",
-                    c[0], c[1], c[2], c[3], c[4]
-                ))
+                one(format!("+CNMI: {},{},{},{},{}", c[0], c[1], c[2], c[3], c[4]))
             }
             ("+CNMI", Kind::Set(a)) => {
                 let limits = [3u64, 3, 3, 2, 1];
@@ -680,11 +640,8 @@ impl Modem {
                         Reply::Ok(Vec::new())
                     }
                     _ => {
-                        self.pin_state = if tries <= 1 {
-                            PinState::Blocked
-                        } else {
-                            PinState::NeedPuk { tries: tries - 1 }
-                        };
+                        self.pin_state =
+                            if tries <= 1 { PinState::Blocked } else { PinState::NeedPuk { tries: tries - 1 } };
                         self.cme(16)
                     }
                 }
@@ -703,9 +660,8 @@ enum Kind {
 
 /// Extended commands that answer their test form (`=?`) with OK.
 const KNOWN: &[&str] = &[
-    "+CMEE", "+CPIN", "+CREG", "+CGREG", "+CEREG", "+CSQ", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
-    "+CIMI", "+CFUN", "+CSCS", "+CMGF", "+CSMS", "+CSCA", "+CPMS", "+CNMI", "+CNMA", "+CMGS",
-    "+CMGL", "+CMGR", "+CMGD",
+    "+CMEE", "+CPIN", "+CREG", "+CGREG", "+CEREG", "+CSQ", "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN",
+    "+CSCS", "+CMGF", "+CSMS", "+CSCA", "+CPMS", "+CNMI", "+CNMA", "+CMGS", "+CMGL", "+CMGR", "+CMGD",
 ];
 
 fn reg_slot(name: &str) -> usize {

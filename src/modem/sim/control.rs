@@ -68,11 +68,7 @@ fn check(v: Value) -> io::Result<Value> {
     if v.get("ok").and_then(Value::as_bool) == Some(true) {
         Ok(v)
     } else {
-        let msg = v
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("simulator refused the command")
-            .to_string();
+        let msg = v.get("error").and_then(Value::as_str).unwrap_or("simulator refused the command").to_string();
         Err(io::Error::other(msg))
     }
 }
@@ -111,30 +107,19 @@ impl SimControl {
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "simulator has stopped"))?;
         match tokio::time::timeout(ANSWER_TIMEOUT, reply_rx).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "simulator stopped before answering",
-            )),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "simulator did not answer the control command",
-            )),
+            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "simulator stopped before answering")),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "simulator did not answer the control command")),
         }
     }
 
     /// Delivers a text from `from` as the network would (split into parts as needed).
     pub async fn inject(&self, from: &str, text: &str) -> io::Result<Value> {
-        check(
-            self.request(json!({"cmd": "inject", "from": from, "text": text}))
-                .await?,
-        )
+        check(self.request(json!({"cmd": "inject", "from": from, "text": text})).await?)
     }
 
     /// The decoded log of every accepted +CMGS.
     pub async fn sent(&self) -> io::Result<Vec<Value>> {
-        Ok(sent_list(check(
-            self.request(json!({"cmd": "sent"})).await?,
-        )?))
+        Ok(sent_list(check(self.request(json!({"cmd": "sent"})).await?)?))
     }
 
     /// Closes the pty: the client sees EOF or EIO.
@@ -167,10 +152,7 @@ impl SimClient {
             )
         })?;
         let (r, w) = stream.into_split();
-        Ok(Self {
-            reader: BufReader::new(r),
-            writer: w,
-        })
+        Ok(Self { reader: BufReader::new(r), writer: w })
     }
 
     /// Sends one command and reads its one-line answer.
@@ -183,30 +165,18 @@ impl SimClient {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "simulator did not answer"))??;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "simulator closed the control connection",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "simulator closed the control connection"));
         }
-        serde_json::from_str(&answer).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("simulator answered with bad JSON: {e}"),
-            )
-        })
+        serde_json::from_str(&answer)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("simulator answered with bad JSON: {e}")))
     }
 
     pub async fn inject(&mut self, from: &str, text: &str) -> io::Result<Value> {
-        check(
-            self.request(json!({"cmd": "inject", "from": from, "text": text}))
-                .await?,
-        )
+        check(self.request(json!({"cmd": "inject", "from": from, "text": text})).await?)
     }
 
     pub async fn sent(&mut self) -> io::Result<Vec<Value>> {
-        Ok(sent_list(check(
-            self.request(json!({"cmd": "sent"})).await?,
-        )?))
+        Ok(sent_list(check(self.request(json!({"cmd": "sent"})).await?)?))
     }
 
     pub async fn unplug(&mut self) -> io::Result<()> {
@@ -227,19 +197,12 @@ pub(super) fn bind(path: &Path) -> io::Result<tokio::net::UnixListener> {
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!(
-                    "{}: exists and is not a socket; choose another --control path",
-                    path.display()
-                ),
+                format!("{}: exists and is not a socket; choose another --control path", path.display()),
             ));
         }
     }
-    tokio::net::UnixListener::bind(path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("{}: cannot bind control socket: {e}", path.display()),
-        )
-    })
+    tokio::net::UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot bind control socket: {e}", path.display())))
 }
 
 /// Accepts control connections until shutdown; one task per connection.
@@ -281,9 +244,7 @@ async fn connection(stream: UnixStream, control: SimControl, mut shutdown: watch
         };
         let answer = match n {
             Ok(0) | Err(_) => return,
-            Ok(_) if !line.ends_with('\n') && line.len() >= MAX_REQUEST => {
-                error_value("control line too long")
-            }
+            Ok(_) if !line.ends_with('\n') && line.len() >= MAX_REQUEST => error_value("control line too long"),
             Ok(_) if line.trim().is_empty() => continue,
             Ok(_) => match serde_json::from_str::<Value>(&line) {
                 Ok(v) => match control.request(v).await {

@@ -61,18 +61,12 @@ where
 
 /// Parses a probability flag value and insists it is within 0..=1.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number; give a rate between 0 and 1"))?;
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number; give a rate between 0 and 1"))?;
     check_rate(v)
 }
 
 pub fn check_rate(v: f64) -> Result<f64, String> {
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("rate {v} is outside 0..1"))
-    }
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("rate {v} is outside 0..1")) }
 }
 
 #[cfg(test)]

@@ -252,22 +252,10 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
     let (sim, pty_path, current) = task::SimTask::new(modem, opts.link.clone(), ctrl_rx)?;
     let mut tasks = vec![tokio::spawn(sim.run(shutdown_rx.clone()))];
     if let Some(l) = listener {
-        tasks.push(tokio::spawn(control::serve(
-            l,
-            control.clone(),
-            shutdown_rx,
-        )));
+        tasks.push(tokio::spawn(control::serve(l, control.clone(), shutdown_rx)));
     }
     tracing::info!(pty = %pty_path.display(), seed, "modem simulator started");
-    Ok(SimHandle {
-        pty_path,
-        current,
-        control,
-        control_path: opts.control,
-        seed,
-        shutdown: shutdown_tx,
-        tasks,
-    })
+    Ok(SimHandle { pty_path, current, control, control_path: opts.control, seed, shutdown: shutdown_tx, tasks })
 }
 
 /// `smshub sim`: starts the simulator, prints `pty: <path>` as the first stdout line (then

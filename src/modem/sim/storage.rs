@@ -50,11 +50,7 @@ pub struct Storage {
 
 impl Storage {
     pub fn new(size: usize, first_index: usize) -> Self {
-        Self {
-            slots: vec![None; size],
-            queue: VecDeque::new(),
-            first_index,
-        }
+        Self { slots: vec![None; size], queue: VecDeque::new(), first_index }
     }
 
     pub fn capacity(&self) -> usize {
@@ -85,10 +81,7 @@ impl Storage {
         match self.slots.iter().position(Option::is_none) {
             Some(i) => {
                 if let Some(slot) = self.slots.get_mut(i) {
-                    *slot = Some(Stored {
-                        stat: Stat::RecUnread,
-                        pdu,
-                    });
+                    *slot = Some(Stored { stat: Stat::RecUnread, pdu });
                 }
                 Some(i + self.first_index)
             }
@@ -120,9 +113,7 @@ impl Storage {
 
     /// Whether `index` names a slot at all (valid index), filled or not.
     pub fn valid_index(&self, index: usize) -> bool {
-        index
-            .checked_sub(self.first_index)
-            .is_some_and(|i| i < self.slots.len())
+        index.checked_sub(self.first_index).is_some_and(|i| i < self.slots.len())
     }
 
     /// Reads a message; like a modem, reading an unread message marks it read.
@@ -194,10 +185,7 @@ impl Storage {
     pub fn fill(&mut self, mut make: impl FnMut(usize) -> String) {
         for (n, slot) in self.slots.iter_mut().enumerate() {
             if slot.is_none() {
-                *slot = Some(Stored {
-                    stat: Stat::RecRead,
-                    pdu: make(n),
-                });
+                *slot = Some(Stored { stat: Stat::RecRead, pdu: make(n) });
             }
         }
     }

@@ -37,10 +37,7 @@ pub(super) struct SimTask {
 }
 
 pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn now_unix() -> i64 {
@@ -56,30 +53,16 @@ pub(super) fn update_link(link: &Path, target: &Path) -> io::Result<()> {
     {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
-            format!(
-                "{}: exists and is not a symlink; choose another --link path",
-                link.display()
-            ),
+            format!("{}: exists and is not a symlink; choose another --link path", link.display()),
         ));
     }
-    let name = link
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "link".into());
+    let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "link".into());
     let tmp = link.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("{}: cannot create symlink: {e}", tmp.display()),
-        )
-    })?;
-    std::fs::rename(&tmp, link).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("{}: cannot replace symlink: {e}", link.display()),
-        )
-    })
+    std::os::unix::fs::symlink(target, &tmp)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot create symlink: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, link)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot replace symlink: {e}", link.display())))
 }
 
 /// Opens a new pty pair and points the link at it; returns the device and the slave's path.
@@ -88,13 +71,7 @@ fn plug(link: Option<&Path>) -> io::Result<(Device, PathBuf)> {
     if let Some(l) = link {
         update_link(l, &path)?;
     }
-    Ok((
-        Device {
-            master,
-            _slave: slave,
-        },
-        path,
-    ))
+    Ok((Device { master, _slave: slave }, path))
 }
 
 async fn read_device(device: &mut Option<Device>, buf: &mut [u8]) -> io::Result<usize> {
@@ -114,15 +91,7 @@ impl SimTask {
         let (device, path) = plug(link.as_deref())?;
         let (pty_tx, pty_rx) = watch::channel(path.clone());
         Ok((
-            Self {
-                modem,
-                device: Some(device),
-                link,
-                outq: VecDeque::new(),
-                timers: Vec::new(),
-                ctrl_rx,
-                pty_tx,
-            },
+            Self { modem, device: Some(device), link, outq: VecDeque::new(), timers: Vec::new(), ctrl_rx, pty_tx },
             path,
             pty_rx,
         ))
@@ -195,23 +164,16 @@ impl SimTask {
                 tracing::warn!("sim: write to pty failed: {e}");
             }
         }
-        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
-            .into_iter()
-            .partition(|(t, _)| *t <= now);
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers).into_iter().partition(|(t, _)| *t <= now);
         self.timers = later;
         for (_, event) in due {
             match event {
-                Event::StatusReport {
-                    message_ref,
-                    recipient,
-                    status,
-                } => match self
-                    .modem
-                    .status_report(message_ref, &recipient, status, now_unix())
-                {
-                    Ok(outs) => self.push(outs),
-                    Err(e) => tracing::warn!("sim: cannot build status report: {e}"),
-                },
+                Event::StatusReport { message_ref, recipient, status } => {
+                    match self.modem.status_report(message_ref, &recipient, status, now_unix()) {
+                        Ok(outs) => self.push(outs),
+                        Err(e) => tracing::warn!("sim: cannot build status report: {e}"),
+                    }
+                }
             }
         }
     }
@@ -232,12 +194,7 @@ impl SimTask {
             Err(e) => return e,
         };
         match cmd {
-            Command::Inject {
-                from,
-                text,
-                order,
-                timestamp,
-            } => self.inject(&from, &text, order, timestamp),
+            Command::Inject { from, text, order, timestamp } => self.inject(&from, &text, order, timestamp),
             Command::InjectPdu { pdu } => {
                 if pdu.is_empty() || !pdu.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return json!({"ok": false, "error": "pdu must be non-empty hex"});
@@ -246,18 +203,11 @@ impl SimTask {
                 self.push(outs);
                 json!({"ok": true, "indices": idx})
             }
-            Command::Report {
-                message_ref,
-                status,
-                to,
-            } => {
+            Command::Report { message_ref, status, to } => {
                 let Some(recipient) = to.or_else(|| self.modem.recipient_of(message_ref)) else {
                     return json!({"ok": false, "error": format!("no sent message with message_ref {message_ref}; give \"to\"")});
                 };
-                match self
-                    .modem
-                    .status_report(message_ref, &recipient, status, now_unix())
-                {
+                match self.modem.status_report(message_ref, &recipient, status, now_unix()) {
                     Ok(outs) => {
                         self.push(outs);
                         json!({"ok": true})
@@ -318,13 +268,7 @@ impl SimTask {
         }
     }
 
-    fn inject(
-        &mut self,
-        from: &str,
-        text: &str,
-        order: Option<Vec<usize>>,
-        timestamp: Option<i64>,
-    ) -> Value {
+    fn inject(&mut self, from: &str, text: &str, order: Option<Vec<usize>>, timestamp: Option<i64>) -> Value {
         let ts = timestamp.unwrap_or_else(now_unix);
         let parts = match self.modem.encode_inbound(from, text, ts) {
             Ok(p) => p,
@@ -337,10 +281,7 @@ impl SimTask {
         if sorted != (1..=n).collect::<Vec<_>>() {
             return json!({"ok": false, "error": format!("order must list each part 1..={n} once")});
         }
-        let pdus: Vec<String> = order
-            .iter()
-            .filter_map(|i| parts.get(i.wrapping_sub(1)).cloned())
-            .collect();
+        let pdus: Vec<String> = order.iter().filter_map(|i| parts.get(i.wrapping_sub(1)).cloned()).collect();
         let (idx, outs) = self.modem.deliver(pdus);
         self.push(outs);
         json!({"ok": true, "parts": n, "indices": idx})

@@ -11,11 +11,7 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn opts() -> SimOptions {
-    SimOptions {
-        seed: Some(1),
-        report_delay_ms: 50,
-        ..SimOptions::default()
-    }
+    SimOptions { seed: Some(1), report_delay_ms: 50, ..SimOptions::default() }
 }
 
 /// Reads until `buf` ends with one of the final results (or the prompt), or fails after WAIT.
@@ -27,19 +23,15 @@ async fn read_until(c: &mut TtyStream, done: impl Fn(&str) -> bool) -> String {
         if done(&s) {
             return s;
         }
-        let n = timeout(WAIT, c.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("timed out; got so far: {s:?}"))
-            .unwrap();
+        let n =
+            timeout(WAIT, c.read(&mut buf)).await.unwrap_or_else(|_| panic!("timed out; got so far: {s:?}")).unwrap();
         assert!(n > 0, "EOF; got so far: {s:?}");
         acc.extend_from_slice(&buf[..n]);
     }
 }
 
 fn is_final(s: &str) -> bool {
-    s.ends_with("\r\nOK\r\n")
-        || s.ends_with("\r\nERROR\r\n")
-        || (s.contains("ERROR: ") && s.ends_with("\r\n"))
+    s.ends_with("\r\nOK\r\n") || s.ends_with("\r\nERROR\r\n") || (s.contains("ERROR: ") && s.ends_with("\r\n"))
 }
 
 async fn at(c: &mut TtyStream, cmd: &str) -> String {
@@ -48,37 +40,19 @@ async fn at(c: &mut TtyStream, cmd: &str) -> String {
 }
 
 async fn send_part(c: &mut TtyStream, part: &pdu::SubmitPart) -> String {
-    c.write_all(format!("AT+CMGS={}\r", part.tpdu_len).as_bytes())
-        .await
-        .unwrap();
+    c.write_all(format!("AT+CMGS={}\r", part.tpdu_len).as_bytes()).await.unwrap();
     read_until(c, |s| s.ends_with("> ")).await;
-    c.write_all(format!("{}\x1a", part.hex).as_bytes())
-        .await
-        .unwrap();
+    c.write_all(format!("{}\x1a", part.hex).as_bytes()).await.unwrap();
     read_until(c, is_final).await
 }
 
 fn submit(to: &str, text: &str, report: bool) -> Vec<pdu::SubmitPart> {
-    pdu::encode_submit(
-        to,
-        text,
-        &pdu::SubmitOptions {
-            request_status_report: report,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    pdu::encode_submit(to, text, &pdu::SubmitOptions { request_status_report: report, ..Default::default() }).unwrap()
 }
 
 #[tokio::test]
 async fn basic_commands_over_a_real_pty() {
-    let sim = start(SimOptions {
-        echo: true,
-        model: Model::Sim800,
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { echo: true, model: Model::Sim800, ..opts() }).await.unwrap();
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     assert_eq!(at(&mut c, "ATE0").await, "ATE0\r\r\nOK\r\n");
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
@@ -98,17 +72,11 @@ async fn pdu_send_shows_up_decoded_in_the_sent_log_and_reports_arrive() {
     let parts = submit("+358401234567", &long, true);
     assert!(parts.len() > 1);
     for (i, p) in parts.iter().enumerate() {
-        assert_eq!(
-            send_part(&mut c, p).await,
-            format!("\r\n+CMGS: {i}\r\n\r\nOK\r\n")
-        );
+        assert_eq!(send_part(&mut c, p).await, format!("\r\n+CMGS: {i}\r\n\r\nOK\r\n"));
     }
     let sent = control.sent().await.unwrap();
     assert_eq!(sent.len(), parts.len());
-    let text: String = sent
-        .iter()
-        .map(|r| r["text"].as_str().unwrap().to_string())
-        .collect();
+    let text: String = sent.iter().map(|r| r["text"].as_str().unwrap().to_string()).collect();
     assert_eq!(text, long);
     assert_eq!(sent[0]["to"], "+358401234567");
     assert_eq!(sent[0]["encoding"], "ucs2");
@@ -135,12 +103,7 @@ async fn wrong_cmgs_length_is_refused_with_304_over_the_pty() {
 
 #[tokio::test]
 async fn send_latency_delays_the_answer() {
-    let sim = start(SimOptions {
-        send_latency_ms: 300,
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { send_latency_ms: 300, ..opts() }).await.unwrap();
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     let part = submit("+358401234567", "hi", false).remove(0);
     let t0 = std::time::Instant::now();
@@ -156,10 +119,7 @@ async fn injected_message_is_stored_announced_read_and_deleted_over_the_pty() {
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     let ans = control.inject("+358401234567", "Hei 😀").await.unwrap();
     assert_eq!(ans["indices"], json!([1]));
-    assert_eq!(
-        read_until(&mut c, |s| s.ends_with("\r\n")).await,
-        "\r\n+CMTI: \"SM\",1\r\n"
-    );
+    assert_eq!(read_until(&mut c, |s| s.ends_with("\r\n")).await, "\r\n+CMTI: \"SM\",1\r\n");
     let r = at(&mut c, "AT+CMGR=1").await;
     let pdu_line = r.split("\r\n").nth(2).unwrap();
     match pdu::decode(pdu_line, true).unwrap().message {
@@ -179,61 +139,39 @@ async fn multipart_inject_in_given_order_and_alphanumeric_sender() {
     let sim = start(opts()).await.unwrap();
     let control = sim.control();
     let text = "A".repeat(400);
-    let ans = control
-        .request(json!({"cmd":"inject","from":"Klinikka","text":text,"order":[3,1,2]}))
-        .await
-        .unwrap();
+    let ans = control.request(json!({"cmd":"inject","from":"Klinikka","text":text,"order":[3,1,2]})).await.unwrap();
     assert_eq!(ans["parts"], 3, "{ans}");
     let st = control.request(json!({"cmd":"storage"})).await.unwrap();
     let seqs: Vec<u8> = st["messages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            match pdu::decode(m["pdu"].as_str().unwrap(), true)
-                .unwrap()
-                .message
-            {
-                pdu::Message::Deliver(d) => {
-                    assert_eq!(d.sender.to_string(), "Klinikka");
-                    d.concat.unwrap().seq
-                }
-                other => panic!("{other:?}"),
+        .map(|m| match pdu::decode(m["pdu"].as_str().unwrap(), true).unwrap().message {
+            pdu::Message::Deliver(d) => {
+                assert_eq!(d.sender.to_string(), "Klinikka");
+                d.concat.unwrap().seq
             }
+            other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(seqs, vec![3, 1, 2]);
-    let bad = control
-        .request(json!({"cmd":"inject","from":"+358401234567","text":text,"order":[1,1,2]}))
-        .await
-        .unwrap();
+    let bad =
+        control.request(json!({"cmd":"inject","from":"+358401234567","text":text,"order":[1,1,2]})).await.unwrap();
     assert_eq!(bad["ok"], false);
     sim.stop().await;
 }
 
 #[tokio::test]
 async fn full_storage_queues_deliveries_until_the_client_deletes() {
-    let sim = start(SimOptions {
-        storage_slots: 3,
-        storage_full: true,
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { storage_slots: 3, storage_full: true, ..opts() }).await.unwrap();
     let control = sim.control();
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     let ans = control.inject("+358401234567", "late").await.unwrap();
     assert_eq!(ans["indices"], json!([null]));
-    assert_eq!(
-        at(&mut c, "AT+CPMS?").await,
-        "\r\n+CPMS: \"SM\",3,3,\"SM\",3,3,\"SM\",3,3\r\n\r\nOK\r\n"
-    );
+    assert_eq!(at(&mut c, "AT+CPMS?").await, "\r\n+CPMS: \"SM\",3,3,\"SM\",3,3,\"SM\",3,3\r\n\r\nOK\r\n");
     c.write_all(b"AT+CMGD=2\r").await.unwrap();
     // The network retries as soon as the slot is free: the URC follows the OK.
-    assert_eq!(
-        read_until(&mut c, |s| s.ends_with("+CMTI: \"SM\",2\r\n")).await,
-        "\r\nOK\r\n\r\n+CMTI: \"SM\",2\r\n"
-    );
+    assert_eq!(read_until(&mut c, |s| s.ends_with("+CMTI: \"SM\",2\r\n")).await, "\r\nOK\r\n\r\n+CMTI: \"SM\",2\r\n");
     let st = control.request(json!({"cmd":"storage"})).await.unwrap();
     assert_eq!(st["queued"], 0);
     assert_eq!(st["used"], 3);
@@ -242,24 +180,13 @@ async fn full_storage_queues_deliveries_until_the_client_deletes() {
 
 #[tokio::test]
 async fn pin_flow_counts_cpin_attempts() {
-    let sim = start(SimOptions {
-        pin: Some("1234".into()),
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { pin: Some("1234".into()), ..opts() }).await.unwrap();
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     at(&mut c, "AT+CMEE=1").await;
     for _ in 0..3 {
-        assert_eq!(
-            at(&mut c, "AT+CPIN=\"9999\"").await,
-            "\r\n+CME ERROR: 16\r\n"
-        );
+        assert_eq!(at(&mut c, "AT+CPIN=\"9999\"").await, "\r\n+CME ERROR: 16\r\n");
     }
-    assert_eq!(
-        at(&mut c, "AT+CPIN?").await,
-        "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n"
-    );
+    assert_eq!(at(&mut c, "AT+CPIN?").await, "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
     let stats = sim.control().request(json!({"cmd":"stats"})).await.unwrap();
     assert_eq!(stats["commands"]["AT+CPIN="], 3);
     assert_eq!(stats["commands"]["AT+CPIN?"], 1);
@@ -268,27 +195,13 @@ async fn pin_flow_counts_cpin_attempts() {
 
 #[tokio::test]
 async fn hung_modem_stops_answering_and_recovers_when_told() {
-    let sim = start(SimOptions {
-        hang_after: Some(1),
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { hang_after: Some(1), ..opts() }).await.unwrap();
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
     c.write_all(b"AT\r").await.unwrap();
     let mut buf = [0u8; 64];
-    assert!(
-        timeout(Duration::from_millis(500), c.read(&mut buf))
-            .await
-            .is_err(),
-        "a hung modem must not answer"
-    );
-    let ans = sim
-        .control()
-        .request(json!({"cmd":"set","hang_after":null}))
-        .await
-        .unwrap();
+    assert!(timeout(Duration::from_millis(500), c.read(&mut buf)).await.is_err(), "a hung modem must not answer");
+    let ans = sim.control().request(json!({"cmd":"set","hang_after":null})).await.unwrap();
     assert_eq!(ans["ok"], true);
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
     sim.stop().await;
@@ -298,12 +211,7 @@ async fn hung_modem_stops_answering_and_recovers_when_told() {
 async fn unplug_gives_the_client_eof_and_replug_moves_the_link_to_a_new_pty() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("modem");
-    let sim = start(SimOptions {
-        link: Some(link.clone()),
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { link: Some(link.clone()), ..opts() }).await.unwrap();
     assert_eq!(std::fs::read_link(&link).unwrap(), sim.pty_path());
     let mut c = open_serial(&link, 115200).unwrap();
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
@@ -330,22 +238,12 @@ async fn stale_link_is_replaced_but_a_regular_file_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("modem");
     std::os::unix::fs::symlink("/dev/nonexistent", &link).unwrap();
-    let sim = start(SimOptions {
-        link: Some(link.clone()),
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { link: Some(link.clone()), ..opts() }).await.unwrap();
     assert_eq!(std::fs::read_link(&link).unwrap(), sim.pty_path());
     sim.stop().await;
     let file = dir.path().join("file");
     std::fs::write(&file, b"keep").unwrap();
-    let err = start(SimOptions {
-        link: Some(file.clone()),
-        ..opts()
-    })
-    .await
-    .unwrap_err();
+    let err = start(SimOptions { link: Some(file.clone()), ..opts() }).await.unwrap_err();
     assert!(err.to_string().contains("not a symlink"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"keep");
 }
@@ -354,32 +252,18 @@ async fn stale_link_is_replaced_but_a_regular_file_is_not() {
 async fn control_socket_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("sim.sock");
-    let sim = start(SimOptions {
-        control: Some(sock.clone()),
-        ..opts()
-    })
-    .await
-    .unwrap();
+    let sim = start(SimOptions { control: Some(sock.clone()), ..opts() }).await.unwrap();
     let mut client = SimClient::connect(&sock).await.unwrap();
-    let ans = client
-        .inject("+358401234567", "over the socket")
-        .await
-        .unwrap();
+    let ans = client.inject("+358401234567", "over the socket").await.unwrap();
     assert_eq!(ans["parts"], 1);
     let st: Value = client.request(json!({"cmd":"storage"})).await.unwrap();
     assert_eq!(st["used"], 1);
     let bad = client.request(json!({"cmd":"fly"})).await.unwrap();
     assert_eq!(bad["ok"], false);
     assert!(bad["error"].as_str().unwrap().contains("fly"), "{bad}");
-    let bad = client
-        .request(json!({"cmd":"set","garbage_rate":2.0}))
-        .await
-        .unwrap();
+    let bad = client.request(json!({"cmd":"set","garbage_rate":2.0})).await.unwrap();
     assert_eq!(bad["ok"], false);
-    let bad = client
-        .request(json!({"cmd":"set","no_such_fault":1}))
-        .await
-        .unwrap();
+    let bad = client.request(json!({"cmd":"set","no_such_fault":1})).await.unwrap();
     assert_eq!(bad["ok"], false);
     assert!(client.sent().await.unwrap().is_empty());
     let mut c = open_serial(sim.pty_path(), 115200).unwrap();
@@ -388,10 +272,7 @@ async fn control_socket_round_trip() {
     let sent = client.sent().await.unwrap();
     assert_eq!(sent[0]["text"], "hi");
     // A malformed PDU can be injected raw and is stored as is.
-    let ans = client
-        .request(json!({"cmd":"inject_pdu","pdu":"0791FFFF"}))
-        .await
-        .unwrap();
+    let ans = client.request(json!({"cmd":"inject_pdu","pdu":"0791FFFF"})).await.unwrap();
     assert_eq!(ans["indices"], json!([2]));
     sim.stop().await;
     assert!(!sock.exists());
@@ -405,19 +286,10 @@ async fn explicit_report_for_a_sent_message_is_stored_with_cdsi() {
     at(&mut c, "AT+CNMI=2,1,0,2,0").await;
     let part = submit("+358401234567", "hi", false).remove(0);
     send_part(&mut c, &part).await;
-    let ans = control
-        .request(json!({"cmd":"report","message_ref":0,"status":70}))
-        .await
-        .unwrap();
+    let ans = control.request(json!({"cmd":"report","message_ref":0,"status":70})).await.unwrap();
     assert_eq!(ans["ok"], true, "{ans}");
-    assert_eq!(
-        read_until(&mut c, |s| s.ends_with("\r\n")).await,
-        "\r\n+CDSI: \"SM\",1\r\n"
-    );
-    let unknown = control
-        .request(json!({"cmd":"report","message_ref":9}))
-        .await
-        .unwrap();
+    assert_eq!(read_until(&mut c, |s| s.ends_with("\r\n")).await, "\r\n+CDSI: \"SM\",1\r\n");
+    let unknown = control.request(json!({"cmd":"report","message_ref":9})).await.unwrap();
     assert_eq!(unknown["ok"], false);
     sim.stop().await;
 }

@@ -15,20 +15,12 @@ impl Modem {
             if to.is_empty() {
                 return Reply::Error(self.cms(305));
             }
-            self.mode = Mode::Prompt {
-                len: 0,
-                text_to: Some(to),
-                body: Vec::new(),
-            };
+            self.mode = Mode::Prompt { len: 0, text_to: Some(to), body: Vec::new() };
             return Reply::Prompt;
         }
         match first.trim().parse::<usize>() {
             Ok(len) if (1..=175).contains(&len) => {
-                self.mode = Mode::Prompt {
-                    len,
-                    text_to: None,
-                    body: Vec::new(),
-                };
+                self.mode = Mode::Prompt { len, text_to: None, body: Vec::new() };
                 Reply::Prompt
             }
             _ => Reply::Error(self.cms(304)),
@@ -36,8 +28,7 @@ impl Modem {
     }
 
     pub(super) fn finish_send(&mut self, now_ms: u64, out: &mut Vec<Out>) {
-        let Mode::Prompt { len, text_to, body } = std::mem::replace(&mut self.mode, Mode::Command)
-        else {
+        let Mode::Prompt { len, text_to, body } = std::mem::replace(&mut self.mode, Mode::Command) else {
             return;
         };
         let record = match text_to {
@@ -58,8 +49,7 @@ impl Modem {
         self.sends_total += 1;
         out.push(Out::Delay(self.faults.send_latency));
         let nth = self.faults.cms_error_on_send == Some(self.sends_total);
-        let random =
-            self.faults.cms_error_rate > 0.0 && self.rng.f64() < self.faults.cms_error_rate;
+        let random = self.faults.cms_error_rate > 0.0 && self.rng.f64() < self.faults.cms_error_rate;
         if nth || random {
             self.count("(send failed)");
             let e = self.cms(self.faults.cms_error);
@@ -71,27 +61,15 @@ impl Modem {
         if record.status_report_requested && self.faults.auto_report {
             out.push(Out::Schedule(
                 self.faults.report_delay,
-                Event::StatusReport {
-                    message_ref: mr,
-                    recipient: record.to.clone(),
-                    status: 0,
-                },
+                Event::StatusReport { message_ref: mr, recipient: record.to.clone(), status: 0 },
             ));
         }
         self.sent.push(record);
         self.final_result(vec![format!("+CMGS: {mr}")], "OK", out);
     }
 
-    pub(super) fn pdu_mode_record(
-        &self,
-        len: usize,
-        body: &[u8],
-        now_ms: u64,
-    ) -> Result<SentRecord, u16> {
-        let hex: String = String::from_utf8_lossy(body)
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
+    pub(super) fn pdu_mode_record(&self, len: usize, body: &[u8], now_ms: u64) -> Result<SentRecord, u16> {
+        let hex: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_ascii_whitespace()).collect();
         if tpdu_len(&hex) != Some(len) {
             return Err(304);
         }
@@ -113,17 +91,9 @@ impl Modem {
         })
     }
 
-    pub(super) fn text_mode_record(
-        &self,
-        to: &str,
-        body: &[u8],
-        now_ms: u64,
-    ) -> Result<SentRecord, u16> {
-        let text = String::from_utf8_lossy(body)
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
-        let parts =
-            pdu::encode_submit(to, &text, &pdu::SubmitOptions::default()).map_err(|_| 305u16)?;
+    pub(super) fn text_mode_record(&self, to: &str, body: &[u8], now_ms: u64) -> Result<SentRecord, u16> {
+        let text = String::from_utf8_lossy(body).trim_end_matches(['\r', '\n']).to_string();
+        let parts = pdu::encode_submit(to, &text, &pdu::SubmitOptions::default()).map_err(|_| 305u16)?;
         match parts.as_slice() {
             [one] => Ok(SentRecord {
                 mr: 0,
@@ -245,9 +215,7 @@ impl Modem {
         if self.hung() || !matches!(self.cnmi.get(1), Some(1..=3)) {
             return Vec::new();
         }
-        vec![Out::Bytes(
-            format!("\r\n+CMTI: \"SM\",{index}\r\n").into_bytes(),
-        )]
+        vec![Out::Bytes(format!("\r\n+CMTI: \"SM\",{index}\r\n").into_bytes())]
     }
 
     /// A network delivery of PDUs (with SMSC field), as from `inject`. Returns per PDU the
@@ -258,9 +226,7 @@ impl Modem {
         for p in pdus {
             if self.cnmi.get(1) == Some(&2) && !self.hung() {
                 let len = tpdu_len(&p).unwrap_or(0);
-                out.push(Out::Bytes(
-                    format!("\r\n+CMT: ,{len}\r\n{p}\r\n").into_bytes(),
-                ));
+                out.push(Out::Bytes(format!("\r\n+CMT: ,{len}\r\n{p}\r\n").into_bytes()));
                 self.ack_pending = self.csms == 1;
                 indices.push(None);
                 continue;
@@ -295,13 +261,8 @@ impl Modem {
         status: u8,
         now_unix: i64,
     ) -> Result<Vec<Out>, pdu::PduError> {
-        let sent_at = self
-            .sent
-            .iter()
-            .rev()
-            .find(|r| r.mr == message_ref)
-            .map(|r| (r.at / 1000) as i64)
-            .unwrap_or(now_unix);
+        let sent_at =
+            self.sent.iter().rev().find(|r| r.mr == message_ref).map(|r| (r.at / 1000) as i64).unwrap_or(now_unix);
         let scts = pdu::Timestamp::from_unix(sent_at, 0);
         let discharge = pdu::Timestamp::from_unix(now_unix, 0);
         let hex = pdu::encode_status_report(message_ref, recipient, &scts, &discharge, status)?;
@@ -313,14 +274,10 @@ impl Modem {
             Some(1) => {
                 let len = tpdu_len(&hex).unwrap_or(0);
                 self.ack_pending = self.csms == 1;
-                vec![Out::Bytes(
-                    format!("\r\n+CDS: {len}\r\n{hex}\r\n").into_bytes(),
-                )]
+                vec![Out::Bytes(format!("\r\n+CDS: {len}\r\n{hex}\r\n").into_bytes())]
             }
             Some(2) => match self.storage.deliver(hex) {
-                Some(i) => vec![Out::Bytes(
-                    format!("\r\n+CDSI: \"SM\",{i}\r\n").into_bytes(),
-                )],
+                Some(i) => vec![Out::Bytes(format!("\r\n+CDSI: \"SM\",{i}\r\n").into_bytes())],
                 None => Vec::new(),
             },
             _ => Vec::new(),
@@ -329,10 +286,6 @@ impl Modem {
 
     /// The recipient of the newest sent message with this reference.
     pub fn recipient_of(&self, message_ref: u8) -> Option<String> {
-        self.sent
-            .iter()
-            .rev()
-            .find(|r| r.mr == message_ref)
-            .map(|r| r.to.clone())
+        self.sent.iter().rev().find(|r| r.mr == message_ref).map(|r| r.to.clone())
     }
 }

@@ -37,10 +37,7 @@ pub fn split_commands(body: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 /// Splits a parameter list at commas outside quotes; quotes are kept (see [`unquote`]).
@@ -64,10 +61,7 @@ pub fn split_args(args: &str) -> Vec<String> {
 
 pub fn unquote(s: &str) -> String {
     let t = s.trim();
-    t.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(t)
-        .to_string()
+    t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(t).to_string()
 }
 
 pub fn num_arg(a: &[String], i: usize) -> Option<u64> {
@@ -76,8 +70,7 @@ pub fn num_arg(a: &[String], i: usize) -> Option<u64> {
 
 /// Octets after the SMSC field of a hex PDU, as AT+CMGS/+CMGR/+CMGL count them.
 pub fn tpdu_len(hex: &str) -> Option<usize> {
-    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let smsc_len = usize::from_str_radix(hex.get(0..2)?, 16).ok()?;
@@ -103,10 +96,9 @@ pub fn text_mode_view(hex: &str) -> (String, String) {
             );
             (head, d.text)
         }
-        Ok(pdu::Message::StatusReport(r)) => (
-            format!("{},\"{}\"", r.message_ref, r.recipient),
-            format!("status {}", r.status),
-        ),
+        Ok(pdu::Message::StatusReport(r)) => {
+            (format!("{},\"{}\"", r.message_ref, r.recipient), format!("status {}", r.status))
+        }
         Ok(pdu::Message::Submit(s)) => (format!("\"{}\"", s.recipient), s.text),
         Err(_) => ("\"\",,\"\"".into(), String::new()),
     }

@@ -48,15 +48,7 @@ fn talk(m: &mut Modem, input: &str) -> String {
 }
 
 fn submit(to: &str, text: &str, report: bool) -> Vec<pdu::SubmitPart> {
-    pdu::encode_submit(
-        to,
-        text,
-        &pdu::SubmitOptions {
-            request_status_report: report,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    pdu::encode_submit(to, text, &pdu::SubmitOptions { request_status_report: report, ..Default::default() }).unwrap()
 }
 
 fn send(m: &mut Modem, part: &pdu::SubmitPart) -> String {
@@ -78,14 +70,8 @@ fn basic_commands_answer_in_modem_framing() {
         ("AT+CEREG=1\r", "\r\nOK\r\n"),
         ("AT+CEREG?\r", "\r\n+CEREG: 1,1\r\n\r\nOK\r\n"),
         ("AT+CPIN?\r", "\r\n+CPIN: READY\r\n\r\nOK\r\n"),
-        (
-            "AT+CSCA?\r",
-            "\r\n+CSCA: \"+358405202000\",145\r\n\r\nOK\r\n",
-        ),
-        (
-            "AT+CPMS=\"SM\",\"SM\",\"SM\"\r",
-            "\r\n+CPMS: 0,5,0,5,0,5\r\n\r\nOK\r\n",
-        ),
+        ("AT+CSCA?\r", "\r\n+CSCA: \"+358405202000\",145\r\n\r\nOK\r\n"),
+        ("AT+CPMS=\"SM\",\"SM\",\"SM\"\r", "\r\n+CPMS: 0,5,0,5,0,5\r\n\r\nOK\r\n"),
         ("AT+CNMI=2,1,0,2,0\r", "\r\nOK\r\n"),
         ("AT+CNMI?\r", "\r\n+CNMI: 2,1,0,2,0\r\n\r\nOK\r\n"),
         ("AT+CSMS=1\r", "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"),
@@ -126,14 +112,8 @@ fn cmee_selects_plain_numeric_or_verbose_errors() {
     assert_eq!(talk(&mut m, "AT+CPIN=\"1111\"\r"), "\r\n+CME ERROR: 3\r\n");
     assert_eq!(talk(&mut m, "AT+CMGR=99\r"), "\r\n+CMS ERROR: 321\r\n");
     talk(&mut m, "AT+CMEE=2\r");
-    assert_eq!(
-        talk(&mut m, "AT+CPIN=\"1111\"\r"),
-        "\r\n+CME ERROR: operation not allowed\r\n"
-    );
-    assert_eq!(
-        talk(&mut m, "AT+CMGR=99\r"),
-        "\r\n+CMS ERROR: invalid memory index\r\n"
-    );
+    assert_eq!(talk(&mut m, "AT+CPIN=\"1111\"\r"), "\r\n+CME ERROR: operation not allowed\r\n");
+    assert_eq!(talk(&mut m, "AT+CMGR=99\r"), "\r\n+CMS ERROR: invalid memory index\r\n");
 }
 
 #[test]
@@ -146,10 +126,7 @@ fn identity_answers_follow_the_model() {
     ];
     for (model, want) in cases {
         let mut m = modem_with(|c, _| c.model = model);
-        assert_eq!(
-            talk(&mut m, "AT+CGMM\r"),
-            format!("\r\n{want}\r\n\r\nOK\r\n")
-        );
+        assert_eq!(talk(&mut m, "AT+CGMM\r"), format!("\r\n{want}\r\n\r\nOK\r\n"));
     }
 }
 
@@ -157,26 +134,17 @@ fn identity_answers_follow_the_model() {
 fn three_wrong_pins_lock_the_sim_and_the_puk_unlocks_it() {
     let mut m = modem_with(|c, _| c.pin = Some("1234".into()));
     talk(&mut m, "AT+CMEE=1\r");
-    assert_eq!(
-        talk(&mut m, "AT+CPIN?\r"),
-        "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
-    );
+    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CMGL=4\r"), "\r\n+CMS ERROR: 311\r\n");
     assert_eq!(talk(&mut m, "AT+CIMI\r"), "\r\n+CME ERROR: 11\r\n");
     for _ in 0..3 {
         assert_eq!(talk(&mut m, "AT+CPIN=\"0000\"\r"), "\r\n+CME ERROR: 16\r\n");
     }
-    assert_eq!(
-        talk(&mut m, "AT+CPIN?\r"),
-        "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n"
-    );
+    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
     // The right PIN no longer helps.
     assert_eq!(talk(&mut m, "AT+CPIN=\"1234\"\r"), "\r\n+CME ERROR: 16\r\n");
     assert_eq!(talk(&mut m, "AT+CMGL=4\r"), "\r\n+CMS ERROR: 316\r\n");
-    assert_eq!(
-        talk(&mut m, &format!("AT+CPIN=\"{PUK}\",\"4321\"\r")),
-        "\r\nOK\r\n"
-    );
+    assert_eq!(talk(&mut m, &format!("AT+CPIN=\"{PUK}\",\"4321\"\r")), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: READY\r\n\r\nOK\r\n");
     assert_eq!(m.stats.get("AT+CPIN="), Some(&5));
 }
@@ -185,15 +153,9 @@ fn three_wrong_pins_lock_the_sim_and_the_puk_unlocks_it() {
 fn right_pin_unlocks_and_a_power_cycle_asks_again() {
     let mut m = modem_with(|c, _| c.pin = Some("1234".into()));
     assert_eq!(talk(&mut m, "AT+CPIN=1234\r"), "\r\nOK\r\n");
-    assert_eq!(
-        talk(&mut m, "AT+CIMI\r"),
-        "\r\n244910000000001\r\n\r\nOK\r\n"
-    );
+    assert_eq!(talk(&mut m, "AT+CIMI\r"), "\r\n244910000000001\r\n\r\nOK\r\n");
     m.power_cycle();
-    assert_eq!(
-        talk(&mut m, "AT+CPIN?\r"),
-        "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
-    );
+    assert_eq!(talk(&mut m, "AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
 }
 
 #[test]
@@ -216,17 +178,7 @@ fn pdu_send_is_logged_decoded_and_asks_for_a_status_report() {
     talk(&mut m, &format!("AT+CMGS={}\r", part.tpdu_len));
     let outs = m.feed(format!("{}\x1a", part.hex).as_bytes(), 42);
     assert_eq!(bytes_of(&outs), "\r\n+CMGS: 0\r\n\r\nOK\r\n");
-    assert!(outs.iter().any(|o| matches!(
-        o,
-        Out::Schedule(
-            _,
-            Event::StatusReport {
-                message_ref: 0,
-                status: 0,
-                ..
-            }
-        )
-    )));
+    assert!(outs.iter().any(|o| matches!(o, Out::Schedule(_, Event::StatusReport { message_ref: 0, status: 0, .. }))));
     let rec = &m.sent[0];
     assert_eq!(rec.to, "+358401234567");
     assert_eq!(rec.text, "Hello €");
@@ -258,11 +210,7 @@ fn wrong_length_or_bad_pdu_gives_304() {
     ];
     for (len, hex) in cases {
         assert_eq!(talk(&mut m, &format!("AT+CMGS={len}\r")), "\r\n> ");
-        assert_eq!(
-            talk(&mut m, &format!("{hex}\x1a")),
-            "\r\n+CMS ERROR: 304\r\n",
-            "len {len} hex {hex}"
-        );
+        assert_eq!(talk(&mut m, &format!("{hex}\x1a")), "\r\n+CMS ERROR: 304\r\n", "len {len} hex {hex}");
     }
     assert_eq!(talk(&mut m, "AT+CMGS=0\r"), "\r\n+CMS ERROR: 304\r\n");
     assert!(m.sent.is_empty());
@@ -323,10 +271,7 @@ fn hang_after_n_commands_drops_every_later_answer_until_cleared() {
     assert_eq!(talk(&mut m, "AT\r"), "");
     assert_eq!(talk(&mut m, "AT+CSQ\r"), "");
     assert_eq!(m.commands_total, 4);
-    m.apply(&FaultUpdate {
-        hang_after: Some(None),
-        ..Default::default()
-    });
+    m.apply(&FaultUpdate { hang_after: Some(None), ..Default::default() });
     assert_eq!(talk(&mut m, "AT\r"), "AT\r\r\nOK\r\n");
 }
 
@@ -342,15 +287,9 @@ fn delivered_message_is_stored_announced_read_and_deleted() {
     assert_eq!(idx, vec![Some(1)]);
     assert_eq!(bytes_of(&outs), "\r\n+CMTI: \"SM\",1\r\n");
     let len = tpdu_len(&pdus[0]).unwrap();
-    assert_eq!(
-        talk(&mut m, "AT+CMGR=1\r"),
-        format!("\r\n+CMGR: 0,,{len}\r\n{}\r\n\r\nOK\r\n", pdus[0])
-    );
+    assert_eq!(talk(&mut m, "AT+CMGR=1\r"), format!("\r\n+CMGR: 0,,{len}\r\n{}\r\n\r\nOK\r\n", pdus[0]));
     // Now read.
-    assert_eq!(
-        talk(&mut m, "AT+CMGL=4\r"),
-        format!("\r\n+CMGL: 1,1,,{len}\r\n{}\r\n\r\nOK\r\n", pdus[0])
-    );
+    assert_eq!(talk(&mut m, "AT+CMGL=4\r"), format!("\r\n+CMGL: 1,1,,{len}\r\n{}\r\n\r\nOK\r\n", pdus[0]));
     assert_eq!(talk(&mut m, "AT+CMGL=0\r"), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CMGD=1\r"), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CMGR=1\r"), "\r\nOK\r\n");
@@ -370,10 +309,7 @@ fn full_store_holds_deliveries_in_the_network_until_a_slot_frees() {
     assert!(outs.is_empty());
     assert!(m.retry_network_queue().is_empty());
     assert_eq!(talk(&mut m, "AT+CMGD=2\r"), "\r\nOK\r\n");
-    assert_eq!(
-        bytes_of(&m.retry_network_queue()),
-        "\r\n+CMTI: \"SM\",2\r\n"
-    );
+    assert_eq!(bytes_of(&m.retry_network_queue()), "\r\n+CMTI: \"SM\",2\r\n");
     assert_eq!(m.storage.queued(), 0);
     assert!(talk(&mut m, "AT+CMGR=2\r").contains(&pdus[0]));
 }
@@ -395,10 +331,7 @@ fn cnmi_mt2_delivers_directly_and_csms1_expects_one_cnma() {
     let (idx, outs) = m.deliver(pdus.clone());
     assert_eq!(idx, vec![None]);
     let len = tpdu_len(&pdus[0]).unwrap();
-    assert_eq!(
-        bytes_of(&outs),
-        format!("\r\n+CMT: ,{len}\r\n{}\r\n", pdus[0])
-    );
+    assert_eq!(bytes_of(&outs), format!("\r\n+CMT: ,{len}\r\n{}\r\n", pdus[0]));
     assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\n+CMS ERROR: 340\r\n");
 }
@@ -406,16 +339,9 @@ fn cnmi_mt2_delivers_directly_and_csms1_expects_one_cnma() {
 #[test]
 fn status_reports_follow_cnmi_ds() {
     let mut m = modem_with(|_, _| {});
-    assert!(
-        m.status_report(3, "+358401234567", 0, 1_700_000_000)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap().is_empty());
     talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
-    let cds = bytes_of(
-        &m.status_report(3, "+358401234567", 0, 1_700_000_000)
-            .unwrap(),
-    );
+    let cds = bytes_of(&m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap());
     let pdu_line = cds.split("\r\n").nth(2).unwrap().to_string();
     assert!(cds.starts_with("\r\n+CDS: "), "{cds}");
     match pdu::decode(&pdu_line, true).unwrap().message {
@@ -426,10 +352,7 @@ fn status_reports_follow_cnmi_ds() {
         other => panic!("not a status report: {other:?}"),
     }
     talk(&mut m, "AT+CNMI=2,1,0,2,0\r");
-    let cdsi = bytes_of(
-        &m.status_report(4, "+358401234567", 0x46, 1_700_000_000)
-            .unwrap(),
-    );
+    let cdsi = bytes_of(&m.status_report(4, "+358401234567", 0x46, 1_700_000_000).unwrap());
     assert_eq!(cdsi, "\r\n+CDSI: \"SM\",1\r\n");
 }
 
@@ -463,16 +386,10 @@ fn text_mode_reads_show_sender_and_text() {
     m.deliver(pdus);
     talk(&mut m, "AT+CMGF=1\r");
     let r = talk(&mut m, "AT+CMGR=1\r");
-    assert!(
-        r.starts_with("\r\n+CMGR: \"REC UNREAD\",\"+358401234567\",,\""),
-        "{r}"
-    );
+    assert!(r.starts_with("\r\n+CMGR: \"REC UNREAD\",\"+358401234567\",,\""), "{r}");
     assert!(r.ends_with("\r\nHei\r\n\r\nOK\r\n"), "{r}");
     let r = talk(&mut m, "AT+CMGL=\"ALL\"\r");
-    assert!(
-        r.starts_with("\r\n+CMGL: 1,\"REC READ\",\"+358401234567\""),
-        "{r}"
-    );
+    assert!(r.starts_with("\r\n+CMGL: 1,\"REC READ\",\"+358401234567\""), "{r}");
 }
 
 #[test]
@@ -503,14 +420,8 @@ fn stats_keys_name_the_command_and_its_form() {
 
 #[test]
 fn argument_and_command_splitting_respect_quotes() {
-    assert_eq!(
-        split_args("\"SM\",\"a,b\", 3"),
-        vec!["\"SM\"", "\"a,b\"", "3"]
-    );
-    assert_eq!(
-        split_commands("+CMGF=0;+CSCA=\"+1;2\""),
-        vec!["+CMGF=0", "+CSCA=\"+1;2\""]
-    );
+    assert_eq!(split_args("\"SM\",\"a,b\", 3"), vec!["\"SM\"", "\"a,b\"", "3"]);
+    assert_eq!(split_commands("+CMGF=0;+CSCA=\"+1;2\""), vec!["+CMGF=0", "+CSCA=\"+1;2\""]);
     assert_eq!(split_commands(""), Vec::<String>::new());
 }
 

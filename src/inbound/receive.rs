@@ -1,0 +1,181 @@
+//! Modem → inbox. Each PDU the driver hands over is decoded as far as it goes, stored and
+//! committed, and only then deleted from the modem (the driver never deletes on its own).
+//! A PDU that does not decode is stored raw with its error, never dropped. Status reports
+//! update the matching outbox part.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::modem::driver::{InboundEvent, ModemHandle};
+use crate::pdu::{self, Message};
+use crate::phone::mask_number;
+use crate::shutdown::ShutdownSignal;
+use crate::store::{NewInboxPart, PartStored, Store, now_ms};
+
+/// Consumes one modem's inbound events.
+pub struct ModemReceiver {
+    pub modem_name: String,
+    pub modem: ModemHandle,
+    pub store: Store,
+    /// Names of the configured forwarders: each stored message gets one delivery row per name.
+    pub forwarders: Vec<String>,
+    pub concat_timeout: Duration,
+    /// Woken when a message is complete (the forwarders wait on it).
+    pub wake_forward: Arc<Notify>,
+}
+
+/// Decodes a stored PDU into what the inbox keeps. Pure.
+pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
+    let mut part = NewInboxPart { modem: modem.to_string(), pdu: pdu_hex.to_string(), ..Default::default() };
+    match pdu::decode(pdu_hex, true) {
+        Ok(decoded) => match decoded.message {
+            Message::Deliver(d) => {
+                part.sender = Some(d.sender.to_string());
+                part.concat = d.concat.map(|c| (c.reference, c.total, c.seq));
+                part.text = Some(d.text);
+                part.encoding = Some(d.encoding.as_str().to_string());
+                part.sent_at = Some(d.timestamp.to_rfc3339());
+            }
+            Message::Submit(_) => part.decode_error = Some("an SMS-SUBMIT found in the received messages".into()),
+            Message::StatusReport(_) => {
+                part.decode_error = Some("a status report found among received messages".into())
+            }
+        },
+        Err(e) => part.decode_error = Some(e.to_string()),
+    }
+    part
+}
+
+impl ModemReceiver {
+    /// Runs until shutdown or until the driver's event channel closes.
+    pub async fn run(self, mut events: mpsc::Receiver<InboundEvent>, mut shutdown: ShutdownSignal) {
+        let mut sweep =
+            tokio::time::interval(Duration::from_secs(15).min(self.concat_timeout.max(Duration::from_secs(1))));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                event = events.recv() => match event {
+                    Some(e) => self.handle(e).await,
+                    None => break,
+                },
+                _ = sweep.tick() => self.release_stale().await,
+            }
+        }
+        tracing::debug!(modem = %self.modem_name, "receiver stopped");
+    }
+
+    async fn release_stale(&self) {
+        let older_than = now_ms() - self.concat_timeout.as_millis() as i64;
+        let forwarders = self.forwarders.clone();
+        match self.store.call(move |db| db.release_stale_parts(older_than, &forwarders)).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(modem = %self.modem_name, messages = ids.len(), "released multipart messages with missing parts (flagged incomplete)");
+                self.wake_forward.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(modem = %self.modem_name, error = %e, "releasing stale parts failed"),
+        }
+    }
+
+    async fn handle(&self, event: InboundEvent) {
+        match event {
+            InboundEvent::Stored { mem, index, pdu_hex } => {
+                if self.store_part(&pdu_hex).await
+                    && let Err(e) = self.modem.delete(&mem, index).await
+                {
+                    // Safe to leave: a re-read of the same PDU is recognised as a duplicate.
+                    tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a stored message from the modem");
+                }
+            }
+            InboundEvent::Direct { pdu_hex } => {
+                self.store_part(&pdu_hex).await;
+            }
+            InboundEvent::StatusReport { pdu_hex, stored } => {
+                self.status_report(&pdu_hex).await;
+                if let Some((mem, index)) = stored
+                    && let Err(e) = self.modem.delete(&mem, index).await
+                {
+                    tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a status report from the modem");
+                }
+            }
+        }
+    }
+
+    /// Stores one PDU; true when it is safely in the database (new or a duplicate).
+    async fn store_part(&self, pdu_hex: &str) -> bool {
+        let part = decode_part(&self.modem_name, pdu_hex);
+        let sender = part.sender.clone().unwrap_or_default();
+        let undecodable = part.decode_error.clone();
+        let forwarders = self.forwarders.clone();
+        match self.store.call(move |db| db.store_inbound_part(&part, &forwarders)).await {
+            Ok(stored) => {
+                if let Some(err) = undecodable {
+                    tracing::warn!(modem = %self.modem_name, error = %err, "stored an undecodable PDU raw");
+                }
+                match stored {
+                    PartStored::Message(id) => {
+                        tracing::info!(modem = %self.modem_name, inbox_id = id, from = %mask_number(&sender), message_id = "smshub-inbox-received", "SMS received");
+                        self.wake_forward.notify_one();
+                    }
+                    PartStored::Waiting => {
+                        tracing::debug!(modem = %self.modem_name, "part stored; waiting for the others")
+                    }
+                    PartStored::Duplicate => tracing::debug!(modem = %self.modem_name, "PDU already stored"),
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(modem = %self.modem_name, error = %e, "storing a received SMS failed; it stays on the modem");
+                false
+            }
+        }
+    }
+
+    async fn status_report(&self, pdu_hex: &str) {
+        let report = match pdu::decode(pdu_hex, true) {
+            Ok(d) => match d.message {
+                Message::StatusReport(r) => r,
+                _ => {
+                    tracing::warn!(modem = %self.modem_name, "a status report URC carried another kind of PDU; ignored");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::warn!(modem = %self.modem_name, error = %e, "undecodable status report; ignored");
+                return;
+            }
+        };
+        let (modem, mr, status) = (self.modem_name.clone(), report.message_ref, report.status);
+        match self.store.call(move |db| db.record_status_report(&modem, mr, status)).await {
+            Ok(Some(id)) => tracing::info!(modem = %self.modem_name, outbox_id = id, status, "delivery report"),
+            Ok(None) => {
+                tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference")
+            }
+            Err(e) => tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_real_deliver_pdu_becomes_an_inbox_part() {
+        let p = decode_part("main", "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37");
+        assert_eq!(p.text.as_deref(), Some("hellohello"));
+        assert_eq!(p.sender.as_deref(), Some("27838890001"));
+        assert_eq!(p.encoding.as_deref(), Some("gsm7"));
+        assert!(p.decode_error.is_none());
+    }
+
+    #[test]
+    fn a_malformed_pdu_is_kept_with_its_error() {
+        let p = decode_part("main", "07917283010010F5040BC872");
+        assert!(p.decode_error.is_some());
+        assert_eq!(p.pdu, "07917283010010F5040BC872");
+        assert!(p.text.is_none());
+    }
+}

@@ -1,0 +1,297 @@
+//! The send pipeline: outbox rows → modem → `sent`/`failed`.
+//!
+//! One [`ModemSender`] task per modem takes the oldest sendable message, claims it (so two
+//! modems never work on the same message), and sends its parts one `+CMGS` at a time:
+//!
+//! 1. `fetched`: refuse opted-out recipients; encode the text (GSM-7 or UCS-2, split into
+//!    parts with one concatenation reference) and store the parts → `sending`.
+//! 2. For each `pending` part: mark it `sending` in the store, *then* write it to the modem;
+//!    on `+CMGS: <mr>` store `acked` with the reference before touching the next part.
+//! 3. All parts acked → `sent`. A permanent `+CMS ERROR` → `failed` with the part number.
+//!    A transient error → the part goes back to `pending` and the message is retried after a
+//!    short backoff with the remaining parts (acked parts are never sent again, and the stored
+//!    concatenation reference is reused). An unknown outcome (no answer after the PDU was
+//!    written, or a crash in that window) → `failed` unless `on_unknown_outcome = "resend"`.
+//!
+//! Reporting to Provet (`sent`/`failed` → `reported`) is the Provet reporter's job; local
+//! messages (CLI, replies) end at `sent`/`failed`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify};
+
+use crate::config::{OutboundConfig, UnknownOutcome};
+use crate::modem::driver::{ModemHandle, ModemState, SendError};
+use crate::phone::mask_number;
+use crate::shutdown::ShutdownSignal;
+use crate::store::{NewPart, OutboxId, OutboxState, PartState, Store, StoreError, now_ms};
+
+/// Messages some modem is working on right now. Shared by the senders of one process; the
+/// store is never shared between processes (one box, one database).
+#[derive(Clone, Default)]
+pub struct Claims {
+    inner: Arc<Mutex<HashSet<OutboxId>>>,
+}
+
+/// Shared by the pipeline's tasks: wakes the senders when new work is queued.
+#[derive(Clone, Default)]
+pub struct Wake {
+    pub send: Arc<Notify>,
+    pub report: Arc<Notify>,
+}
+
+/// Exponential backoff with ±25 % jitter, capped at `max`.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let capped = exp.min(max).max(Duration::from_millis(10));
+    let jitter = 0.75 + fastrand::f64() * 0.5;
+    capped.mul_f64(jitter).min(max.max(Duration::from_millis(10)))
+}
+
+/// What became of one pass over a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassOutcome {
+    Sent,
+    Failed(String),
+    /// Parts remain; try again at the scheduled time (or when the modem is ready).
+    Later,
+}
+
+/// Sends the outbox through one modem.
+pub struct ModemSender {
+    pub modem_name: String,
+    pub modem: ModemHandle,
+    pub store: Store,
+    pub config: OutboundConfig,
+    pub claims: Claims,
+    pub wake: Wake,
+}
+
+impl ModemSender {
+    /// Runs until shutdown: waits for the modem to be ready, takes work, sends it.
+    pub async fn run(self, mut shutdown: ShutdownSignal) {
+        let mut status = self.modem.status();
+        loop {
+            if shutdown.is_triggered() {
+                break;
+            }
+            if status.borrow().state != ModemState::Ready {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    changed = status.changed() => if changed.is_err() { break },
+                }
+                continue;
+            }
+            let claimed = match self.claim_next().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(modem = %self.modem_name, error = %e, "reading the outbox failed");
+                    None
+                }
+            };
+            let Some(id) = claimed else {
+                let due = self.store.call(|db| db.next_send_due()).await.ok().flatten();
+                let wait = due
+                    .map(|at| Duration::from_millis((at - now_ms()).clamp(10, 1_000) as u64))
+                    // Messages queued by another process (`smshub send`) are seen within a second.
+                    .unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = self.wake.send.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = status.changed() => {}
+                }
+                continue;
+            };
+            let outcome = self.send_message(id, &shutdown).await;
+            self.claims.inner.lock().await.remove(&id);
+            match outcome {
+                Ok(PassOutcome::Sent) | Ok(PassOutcome::Failed(_)) => self.wake.report.notify_one(),
+                Ok(PassOutcome::Later) => {}
+                Err(e) => {
+                    tracing::error!(modem = %self.modem_name, outbox_id = id, error = %e, "store error while sending; will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::debug!(modem = %self.modem_name, "sender stopped");
+    }
+
+    async fn claim_next(&self) -> Result<Option<OutboxId>, StoreError> {
+        // Held across the store call so two senders cannot claim the same message.
+        let mut claims = self.claims.inner.lock().await;
+        let busy: Vec<OutboxId> = claims.iter().copied().collect();
+        let next = self.store.call(move |db| db.next_to_send(now_ms(), &busy)).await?;
+        if let Some(id) = next {
+            claims.insert(id);
+        }
+        Ok(next)
+    }
+
+    /// One pass over message `id`: see the module doc.
+    pub async fn send_message(&self, id: OutboxId, shutdown: &ShutdownSignal) -> Result<PassOutcome, StoreError> {
+        let Some(detail) = self.store.call(move |db| db.get_outbox(id)).await? else {
+            return Ok(PassOutcome::Later);
+        };
+        let (Some(recipient), Some(body)) = (detail.summary.recipient.clone(), detail.body.clone()) else {
+            return self.fail(id, "the message has no recipient or text".into()).await;
+        };
+        if detail.summary.state == OutboxState::Fetched {
+            let r = recipient.clone();
+            if self.store.call(move |db| db.is_opted_out(&r)).await? {
+                return self.fail(id, "recipient opted out".into()).await;
+            }
+            let concat_reference = fastrand::u8(..);
+            let opts = crate::pdu::SubmitOptions {
+                request_status_report: self.config.request_status_report,
+                validity_minutes: None,
+                concat_reference,
+            };
+            let parts = match crate::pdu::encode_submit(&recipient, &body, &opts) {
+                Ok(p) => p,
+                Err(e) => return self.fail(id, format!("cannot encode the message: {e}")).await,
+            };
+            let new_parts: Vec<NewPart> =
+                parts.into_iter().map(|p| NewPart { pdu: p.hex, tpdu_len: p.tpdu_len }).collect();
+            let reference = (new_parts.len() > 1).then_some(concat_reference);
+            self.store.call(move |db| db.begin_sending(id, &new_parts, reference)).await?;
+        }
+        let Some(detail) = self.store.call(move |db| db.get_outbox(id)).await? else {
+            return Ok(PassOutcome::Later);
+        };
+        let total = detail.part_rows.len();
+        if let Some(p) = detail.part_rows.iter().find(|p| p.state == PartState::Unknown) {
+            match self.config.on_unknown_outcome {
+                UnknownOutcome::MarkFailed => {
+                    let reason = format!(
+                        "part {} of {total}: the modem may or may not have sent it ({}); not resent, to avoid a duplicate",
+                        p.seq,
+                        p.last_error.as_deref().unwrap_or("outcome unknown")
+                    );
+                    return self.fail(id, reason).await;
+                }
+                UnknownOutcome::Resend => {
+                    self.store.call(move |db| db.requeue_unknown_parts(id)).await?;
+                }
+            }
+        }
+        if let Some(p) = detail.part_rows.iter().find(|p| p.state == PartState::Failed) {
+            let reason = format!("part {} of {total}: {}", p.seq, p.last_error.as_deref().unwrap_or("failed"));
+            return self.fail(id, reason).await;
+        }
+        let pending: Vec<_> = detail
+            .part_rows
+            .iter()
+            .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown))
+            .cloned()
+            .collect();
+        for part in pending {
+            if shutdown.is_triggered() {
+                return Ok(PassOutcome::Later);
+            }
+            let (seq, modem) = (part.seq, self.modem_name.clone());
+            self.store.call(move |db| db.part_begin(id, seq, &modem)).await?;
+            tracing::debug!(modem = %self.modem_name, outbox_id = id, part = seq, total, "sending part");
+            match self.modem.send_part(&part.pdu, part.tpdu_len as usize).await {
+                Ok(mr) => {
+                    self.store.call(move |db| db.part_acked(id, seq, mr)).await?;
+                }
+                Err(SendError::Permanent { code, reason }) => {
+                    let err = format!("+CMS ERROR: {code} ({reason})");
+                    let e2 = err.clone();
+                    self.store.call(move |db| db.part_refused(id, seq, &e2, true)).await?;
+                    return self.fail(id, format!("part {seq} of {total}: {err}")).await;
+                }
+                Err(SendError::Transient { reason }) => {
+                    let r2 = reason.clone();
+                    self.store.call(move |db| db.part_refused(id, seq, &r2, false)).await?;
+                    return self.retry_later(id, format!("part {seq} of {total}: {reason}")).await;
+                }
+                Err(SendError::NotReady { state }) => {
+                    // Nothing was sent and it is not the message's fault: no attempt counted;
+                    // the sender waits for the modem to be ready again.
+                    let why = format!("modem not ready: {state}");
+                    self.store.call(move |db| db.part_refused(id, seq, &why, false)).await?;
+                    return Ok(PassOutcome::Later);
+                }
+                Err(SendError::Unknown { reason }) => {
+                    let r2 = reason.clone();
+                    self.store.call(move |db| db.part_unknown(id, seq, &r2)).await?;
+                    match self.config.on_unknown_outcome {
+                        UnknownOutcome::MarkFailed => {
+                            return self
+                                .fail(
+                                    id,
+                                    format!(
+                                        "part {seq} of {total}: outcome unknown ({reason}); not resent, to avoid a duplicate"
+                                    ),
+                                )
+                                .await;
+                        }
+                        UnknownOutcome::Resend => {
+                            self.store.call(move |db| db.requeue_unknown_parts(id)).await?;
+                            return self
+                                .retry_later(id, format!("part {seq} of {total}: outcome unknown ({reason})"))
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+        self.store.call(move |db| db.transition(id, OutboxState::Sent, None)).await?;
+        tracing::info!(
+            modem = %self.modem_name,
+            outbox_id = id,
+            to = %mask_number(&recipient),
+            parts = total,
+            message_id = "smshub-outbox-sent",
+            "message sent"
+        );
+        Ok(PassOutcome::Sent)
+    }
+
+    async fn retry_later(&self, id: OutboxId, error: String) -> Result<PassOutcome, StoreError> {
+        let (initial, max, max_attempts) = (self.config.retry_initial, self.config.retry_max, self.config.max_attempts);
+        let e2 = error.clone();
+        let attempts = self
+            .store
+            .call(move |db| {
+                let so_far = db.get_outbox(id)?.map(|d| d.summary.attempts).unwrap_or(0);
+                let delay = backoff(so_far as u32 + 1, initial, max);
+                db.schedule_retry(id, &e2, now_ms() + delay.as_millis() as i64)
+            })
+            .await?;
+        if attempts >= i64::from(max_attempts) {
+            return self.fail(id, format!("{error}; gave up after {attempts} attempts")).await;
+        }
+        tracing::warn!(modem = %self.modem_name, outbox_id = id, attempt = attempts, error = %error, "send failed for now; will retry");
+        Ok(PassOutcome::Later)
+    }
+
+    async fn fail(&self, id: OutboxId, reason: String) -> Result<PassOutcome, StoreError> {
+        let r2 = reason.clone();
+        self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
+        tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %reason, message_id = "smshub-outbox-failed", "message failed");
+        Ok(PassOutcome::Failed(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let i = Duration::from_secs(5);
+        let m = Duration::from_secs(60);
+        for _ in 0..50 {
+            let b1 = backoff(1, i, m);
+            assert!(b1 >= Duration::from_millis(3750) && b1 <= Duration::from_millis(6250), "{b1:?}");
+            let b3 = backoff(3, i, m);
+            assert!(b3 >= Duration::from_secs(15) && b3 <= Duration::from_secs(25), "{b3:?}");
+            assert!(backoff(30, i, m) <= m);
+        }
+    }
+}
