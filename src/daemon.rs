@@ -33,6 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub health: Arc<Health>,
     pub started: Instant,
+    pub wake: Wake,
 }
 
 impl AppState {
@@ -175,17 +176,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the listener's address")?;
 
     let health = Arc::new(Health::new());
+    let wake = Wake::default();
     let state = Arc::new(AppState {
         config: config.clone(),
         store: store.clone(),
         health: health.clone(),
         started: Instant::now(),
+        wake: wake.clone(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::web::serve(listener, state.clone(), signal.clone()));
 
-    let wake = Wake::default();
     let claims = Claims::default();
     let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
     let mut modems = Vec::new();

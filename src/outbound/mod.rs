@@ -35,9 +35,10 @@ pub struct Claims {
     inner: Arc<Mutex<HashSet<OutboxId>>>,
 }
 
-/// Shared by the pipeline's tasks: wakes the senders when new work is queued.
+/// Shared by the pipeline's tasks: wakes the next stage when new work is queued.
 #[derive(Clone, Default)]
 pub struct Wake {
+    pub fetch: Arc<Notify>,
     pub send: Arc<Notify>,
     pub report: Arc<Notify>,
 }

@@ -171,6 +171,21 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records an HTTP call in or out (the status page and `doctor` show recent ones).
+    pub fn log_webhook_call(
+        &self,
+        direction: &str,
+        endpoint: &str,
+        status: Option<u16>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO webhook_calls (at, direction, endpoint, status, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms(), direction, endpoint, status, detail],
+        )?;
+        Ok(())
+    }
+
     /// Appends to the event log (what the status page and `doctor` show as recent history).
     pub fn log_event(&self, kind: &str, subject: Option<&str>, detail: Option<&str>) -> Result<()> {
         self.conn.execute(

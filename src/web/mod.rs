@@ -17,6 +17,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::daemon::AppState;
+
+pub mod provet_webhook;
 use crate::shutdown::ShutdownSignal;
 
 /// How long open connections may take to finish once shutdown starts.
@@ -43,7 +45,17 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
 
 /// Dispatches one request.
 pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse {
-    match (req.method(), req.uri().path()) {
+    let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix("/provet/") {
+        let segments: Vec<&str> = rest.split('/').collect();
+        if let [instance, "webhook", token] = segments.as_slice() {
+            if req.method() != Method::POST {
+                return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+            }
+            return provet_webhook::handle(req, state, instance, token).await;
+        }
+    }
+    match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => {
             let report = state.health.report();
             let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
