@@ -129,7 +129,7 @@ fn parse_unix_seconds(s: &str) -> Result<i64, String> {
         return Err("it is empty".into());
     }
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() || whole.len() > 12 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty() || whole.len() > 18 || !whole.bytes().all(|b| b.is_ascii_digit()) {
         return Err("expected digits such as 1718000000".into());
     }
     if !frac.bytes().all(|b| b.is_ascii_digit()) {
@@ -153,11 +153,15 @@ fn reminder_ids(params: &[(String, String)]) -> Result<Vec<i64>, VerifyError> {
     Ok(ids)
 }
 
-/// `123` or `prefix_123` (a Provet "prefixed parameter value") → 123.
+/// `123` or `prefix_123` (a Provet "prefixed parameter value": a letter, then letters,
+/// `_` or `-`) → 123.
 fn parse_id(s: &str) -> Option<i64> {
     let digits_at = s.find(|c: char| c.is_ascii_digit())?;
     let (prefix, digits) = s.split_at(digits_at);
-    if !prefix.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == '-') {
+    let prefix_ok = prefix.is_empty()
+        || (prefix.starts_with(|c: char| c.is_ascii_alphabetic())
+            && prefix.chars().all(|c| c.is_ascii_alphabetic() || c == '_' || c == '-'));
+    if !prefix_ok {
         return None;
     }
     if digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -226,8 +230,9 @@ mod tests {
         let wrong_salt = params(&[("timestamp", &now), ("verification", &expected_hash(&now, "other")), ("id", "1")]);
         let mut twice = signed(&now, &[("id", "1")]);
         twice.push(("timestamp".into(), now.clone()));
+        type Params = Vec<(String, String)>;
         type Expect = Result<Vec<i64>, &'static str>;
-        let cases: Vec<(&str, Vec<(String, String)>, Expect)> = vec![
+        let cases: Vec<(&str, Params, Expect)> = vec![
             ("valid, one id", signed(&now, &[("id", "5")]), Ok(vec![5])),
             ("valid, an hour old", signed(&hour_ago, &[("id", "5")]), Ok(vec![5])),
             ("valid, slightly in the future", signed(&soon, &[("id", "5")]), Ok(vec![5])),

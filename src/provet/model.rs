@@ -77,6 +77,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// What the object is, for messages (`external_sms 123`).
+    pub(crate) fn what(&self) -> &str {
+        self.what
+    }
+
     pub(crate) fn get(&self, field: &str) -> Option<&'a Value> {
         self.map.get(field)
     }

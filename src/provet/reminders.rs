@@ -158,8 +158,8 @@ fn text_field(obj: &Fields<'_>) -> Result<String, String> {
         Some((_, Value::String(s))) => Ok(s.clone()),
         Some((name, v)) => Err(obj.wrong(name, "a string", v)),
         None => Err(format!(
-            "{} (field names assumed, see src/provet/reminders.rs)",
-            obj.missing("message` (or `sms_text`, `text`")
+            "{}: missing field `message` (or `sms_text`, `text`; these names are assumed, see src/provet/reminders.rs)",
+            obj.what()
         )),
     }
 }
@@ -262,7 +262,10 @@ mod tests {
     fn reminders_missing_fields_are_refused_naming_them() {
         let cases: &[(Value, &str)] = &[
             (json!({"id": 3, "send_method": 4, "message": "m"}), "reminder 3: missing field `phone_number`"),
-            (json!({"id": 3, "phone_number": "+1"}), "missing field `message` (or `sms_text`, `text`)"),
+            (
+                json!({"id": 3, "phone_number": "+1"}),
+                "reminder 3: missing field `message` (or `sms_text`, `text`; these names are assumed",
+            ),
             (json!({"id": 3, "phone_number": "+1", "message": 5}), "field `message` should be a string"),
             (json!({"id": 3, "phone_number": "+1", "message": "m", "send_method": "4"}), "`send_method` should be"),
             (json!({"phone_number": "+1", "message": "m"}), "missing field `id`"),
