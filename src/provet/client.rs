@@ -82,6 +82,15 @@ pub enum ClientConfigError {
     InsecureHttp { instance: String, key: &'static str, url: String },
 }
 
+/// A list item that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    /// The item's `id`, when it has a usable one.
+    pub id: Option<i64>,
+    /// What is wrong, naming the field.
+    pub reason: String,
+}
+
 /// How `mark_failed` carries its reason; remembered per client once Provet has accepted one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MarkFailedForm {
@@ -204,20 +213,34 @@ impl ProvetClient {
         Ok(sms)
     }
 
-    /// `GET external_sms/`, following `next` to the last page: every SMS not yet marked.
+    /// `GET external_sms/`, following `next` to the last page: every SMS not yet marked. One
+    /// malformed item fails the whole list; see [`ProvetClient::list_external_sms_items`] for
+    /// a poller that must not be blocked by one bad item.
     pub async fn list_external_sms(&self) -> Result<Vec<ExternalSms>, ProvetError> {
+        self.list_external_sms_items()
+            .await?
+            .into_iter()
+            .map(|item| item.map_err(|e| ProvetError::BadResponse(e.reason)))
+            .collect()
+    }
+
+    /// Like [`ProvetClient::list_external_sms`], but each item parsed on its own: a malformed
+    /// item (say, `phone_number: null`) comes back as an [`ItemError`] with its id when it has
+    /// one, so the caller can still send the others and report that one as failed.
+    pub async fn list_external_sms_items(&self) -> Result<Vec<Result<ExternalSms, ItemError>>, ProvetError> {
         let items = self.list_all("external_sms/", "external_sms list").await?;
-        items
+        Ok(items
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                let what = match v.get("id").and_then(Value::as_i64) {
+                let id = v.get("id").and_then(Value::as_i64);
+                let what = match id {
                     Some(id) => format!("external_sms {id} (list item {i})"),
                     None => format!("external_sms list item {i}"),
                 };
-                ExternalSms::from_json(v, &what).map_err(ProvetError::BadResponse)
+                ExternalSms::from_json(v, &what).map_err(|reason| ItemError { id, reason })
             })
-            .collect()
+            .collect())
     }
 
     /// `POST external_sms/<id>/mark_successful/`.
@@ -317,21 +340,37 @@ impl ProvetClient {
         Err(ProvetError::BadResponse(format!("{what}: more than {MAX_PAGES} pages; refusing to go on")))
     }
 
-    /// Checks a `next` URL: it must be on the same host and port as the base URL (a `next`
-    /// elsewhere would carry our token to a stranger). A same-host `http://` link under an
-    /// `https://` base is upgraded to https: Django behind a TLS proxy often builds its links
-    /// with the wrong scheme, and we never downgrade.
+    /// Checks a `next` URL: it must be on the same host (and port, when it names one) as the
+    /// base URL, because a `next` elsewhere would carry our token to a stranger. The request
+    /// goes to the base URL's scheme and authority with the link's path and query: a same-host
+    /// `http://` link under an `https://` base is thereby upgraded (Django behind a TLS proxy
+    /// often builds its links with the wrong scheme), and we never downgrade. A path-only link
+    /// (`/4321/api/0.1/…?page=2`) is resolved against the base.
     fn follow_next(&self, next: &str, what: &str) -> Result<Uri, ProvetError> {
         let bad = |why: &str| ProvetError::BadResponse(format!("{what}: `next` {why}"));
+        if !next.starts_with('/') && !next.contains("://") {
+            return Err(bad("is neither an absolute URL nor an absolute path"));
+        }
         let uri: Uri = next.parse().map_err(|_| bad("is not a URL"))?;
-        let authority = uri.authority().ok_or_else(|| bad("is not an absolute URL"))?;
-        let base_authority = self.base.authority().map(|a| a.as_str().to_ascii_lowercase());
-        if Some(authority.as_str().to_ascii_lowercase()) != base_authority {
-            return Err(bad(&format!("points to another host ({}); refusing to follow it", authority.host())));
+        let base_authority = self.base.authority().ok_or_else(|| bad("cannot be checked: the base URL has no host"))?;
+        let base_port = self.base.port_u16().unwrap_or(if self.base.scheme_str() == Some("http") { 80 } else { 443 });
+        match uri.authority() {
+            Some(authority) => {
+                let same_host = authority.host().eq_ignore_ascii_case(base_authority.host());
+                let same_port = authority.port_u16().is_none_or(|p| p == base_port);
+                if !(same_host && same_port) {
+                    return Err(bad(&format!(
+                        "points to another host ({}); refusing to follow it",
+                        authority.as_str()
+                    )));
+                }
+            }
+            None if next.starts_with('/') => {}
+            None => return Err(bad("is not an absolute URL")),
         }
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let scheme = self.base.scheme_str().unwrap_or("https");
-        format!("{scheme}://{}{path}", authority.as_str()).parse().map_err(|_| bad("is not a URL"))
+        format!("{scheme}://{}{path}", base_authority.as_str()).parse().map_err(|_| bad("is not a URL"))
     }
 
     /// One API call with the bearer token; on 401 fetches a new token once and repeats.
@@ -570,6 +609,60 @@ mod tests {
             assert_eq!(MarkFailedForm::parse(form.as_str()), Some(form));
         }
         assert_eq!(MarkFailedForm::parse("xml"), None);
+    }
+
+    fn client_for(base: &str) -> ProvetClient {
+        let cfg = ProvetConfig {
+            name: "t".into(),
+            base_url: base.into(),
+            token_url: format!("{base}token/"),
+            client_id: "id".into(),
+            client_secret: crate::config::Secret::new("s"),
+            webhook_token: None,
+            poll_interval: Duration::from_secs(60),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(5),
+            allow_insecure_http: base.starts_with("http:"),
+        };
+        ProvetClient::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn next_links_stay_on_the_base_host_and_never_downgrade() {
+        let c = client_for("https://provetcloud.com/4321/api/0.1/");
+        let page2 = "/4321/api/0.1/external_sms/?page=2";
+        let ok: &[&str] = &[
+            "https://provetcloud.com/4321/api/0.1/external_sms/?page=2",
+            "http://provetcloud.com/4321/api/0.1/external_sms/?page=2",
+            "https://PROVETCLOUD.com/4321/api/0.1/external_sms/?page=2",
+            "https://provetcloud.com:443/4321/api/0.1/external_sms/?page=2",
+            "/4321/api/0.1/external_sms/?page=2",
+        ];
+        for next in ok {
+            let uri = c.follow_next(next, "p").unwrap();
+            assert_eq!(uri.to_string(), format!("https://provetcloud.com{page2}"), "{next}");
+        }
+        let refused: &[(&str, &str)] = &[
+            ("https://evil.example/4321/api/0.1/external_sms/?page=2", "another host (evil.example)"),
+            ("https://provetcloud.com.evil.example/x", "another host"),
+            ("https://provetcloud.com:8443/x", "another host (provetcloud.com:8443)"),
+            ("external_sms/?page=2", "neither an absolute URL nor an absolute path"),
+            ("not a url", "neither an absolute URL"),
+            ("https://", "is not a URL"),
+        ];
+        for (next, expected) in refused {
+            let err = c.follow_next(next, "p").unwrap_err().to_string();
+            assert!(err.contains(expected), "{next}: {err}");
+        }
+        let local = client_for("http://127.0.0.1:8080/4321/api/0.1/");
+        assert_eq!(
+            local.follow_next("http://127.0.0.1:8080/4321/api/0.1/x/?page=2", "p").unwrap().to_string(),
+            "http://127.0.0.1:8080/4321/api/0.1/x/?page=2"
+        );
+        // Without a port the link is taken as the base's host: the request still goes to :8080.
+        assert_eq!(local.follow_next("http://127.0.0.1/x/", "p").unwrap().to_string(), "http://127.0.0.1:8080/x/");
+        assert!(local.follow_next("http://127.0.0.1:9090/x/", "p").is_err());
     }
 
     #[test]

@@ -142,7 +142,7 @@ async fn a_next_link_to_another_host_is_refused() {
     fake.add_sms("+358401234567", "b");
     fake.set_next_base(Some("http://attacker.example:8080/4321/api/0.1/".into()));
     let err = client.list_external_sms().await.unwrap_err();
-    assert!(matches!(&err, ProvetError::BadResponse(m) if m.contains("another host (attacker.example)")), "{err}");
+    assert!(matches!(&err, ProvetError::BadResponse(m) if m.contains("another host (attacker.example:8080)")), "{err}");
     // The same host under another port is another server too.
     let other_port = format!("http://127.0.0.1:{}/4321/api/0.1/", fake.addr().port().wrapping_add(1));
     fake.set_next_base(Some(other_port));
@@ -446,4 +446,84 @@ fn logs_at_info_carry_no_secrets_tokens_numbers_or_bodies() {
     for forbidden in ["fake-client-secret", "fake-token-", "Bearer", "Basic", "358401234567", "private text"] {
         assert!(!logs.contains(forbidden), "{forbidden:?} in logs:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn one_malformed_list_item_does_not_hide_the_others() {
+    let (fake, client) = setup_default().await;
+    let a = fake.add_sms("+358401234567", "a");
+    fake.put_raw_sms(50, serde_json::json!({"id": 50, "message": "x", "phone_number": null}));
+    let b = fake.add_sms("+358401234567", "b");
+    let items = client.list_external_sms_items().await.unwrap();
+    let good: Vec<i64> = items.iter().filter_map(|i| i.as_ref().ok().map(|s| s.id)).collect();
+    assert_eq!(good, vec![a, b]);
+    let bad: Vec<&super::ItemError> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].id, Some(50));
+    assert!(bad[0].reason.contains("missing field `phone_number`"), "{}", bad[0].reason);
+    // The strict list refuses the whole answer.
+    assert!(matches!(client.list_external_sms().await, Err(ProvetError::BadResponse(_))));
+}
+
+/// A bare HTTP call, to check the fake itself without the client's help.
+async fn raw(method: &str, url: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = client.request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (status, text)
+}
+
+#[tokio::test]
+async fn the_fake_token_endpoint_checks_credentials_and_grant_type() {
+    use base64::Engine;
+    let fake = FakeProvet::start(FakeOptions::default()).await.unwrap();
+    let basic = |id: &str, secret: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    };
+    let good = basic("smshub-test", "fake-client-secret");
+    let form = "grant_type=client_credentials&scope=restapi";
+    assert_eq!(raw("POST", &fake.token_url(), None, form).await.0, 401);
+    assert_eq!(raw("POST", &fake.token_url(), Some(&basic("smshub-test", "nope")), form).await.0, 401);
+    let (status, body) = raw("POST", &fake.token_url(), Some(&good), "grant_type=password").await;
+    assert_eq!((status, body.contains("unsupported_grant_type")), (400, true));
+    let (status, body) = raw("POST", &fake.token_url(), Some(&good), form).await;
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let list = format!("{}external_sms/", fake.base_url());
+    assert_eq!(raw("GET", &list, None, "").await.0, 401);
+    assert_eq!(raw("GET", &list, Some("Bearer made-up"), "").await.0, 401);
+    assert_eq!(raw("GET", &list, Some(&bearer), "").await.0, 200);
+    assert_eq!(raw("GET", &format!("{list}?page=9"), Some(&bearer), "").await.0, 404);
+    assert_eq!(raw("DELETE", &format!("{list}1/"), Some(&bearer), "").await.0, 405);
+    assert_eq!(raw("GET", &format!("{}nothing/", fake.base_url()), Some(&bearer), "").await.0, 404);
+}
+
+#[tokio::test]
+async fn stopping_the_fake_ends_stalled_calls() {
+    let fake = FakeProvet::start(FakeOptions::default()).await.unwrap();
+    let cfg = ProvetConfig { request_timeout: Duration::from_secs(3600), ..fake.client_config("clinic") };
+    let client = ProvetClient::new(&cfg).unwrap();
+    fake.set_stall(true);
+    let call = tokio::spawn(async move { client.token_ok().await });
+    // Wait until the stalled call has reached the fake, then stop it.
+    for _ in 0..600 {
+        if !fake.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.calls().len(), 1);
+    fake.stop().await;
+    let result = tokio::time::timeout(HANG_GUARD, call).await.unwrap().unwrap();
+    assert!(matches!(result, Err(ProvetError::Transient(_))), "{result:?}");
 }

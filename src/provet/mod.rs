@@ -23,6 +23,6 @@ pub mod reminders;
 #[cfg(test)]
 mod client_tests;
 
-pub use client::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, backoff, parse_retry_after};
+pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient, ProvetError, backoff, parse_retry_after};
 pub use model::ExternalSms;
 pub use reminders::{AppointmentReminder, Reminder, ReminderKind, ReminderText};
