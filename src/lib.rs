@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML file → typed [`config::Config`]; errors name file, line and key.
 //! - [`store`]: SQLite, the truth for every message; the only module that writes SQL.
 //! - [`phone`]: phone numbers parsed once at the edge, and masked for logs.
+//! - [`provet`]: the Provet Cloud REST client, the custom-integration check, a fake Provet.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly.
@@ -23,6 +24,7 @@ pub mod modem;
 pub mod outbound;
 pub mod pdu;
 pub mod phone;
+pub mod provet;
 pub mod shutdown;
 pub mod store;
 pub mod web;
