@@ -111,7 +111,12 @@ impl ForwardClient {
         })?;
         match uri.scheme_str() {
             Some("http") | Some("https") => {}
-            _ => return Err(HttpError::BadUrl { url: url.to_string(), reason: "the scheme must be http or https".into() }),
+            _ => {
+                return Err(HttpError::BadUrl {
+                    url: url.to_string(),
+                    reason: "the scheme must be http or https".into(),
+                });
+            }
         }
         if uri.host().is_none() {
             return Err(HttpError::BadUrl { url: url.to_string(), reason: "no host".into() });
@@ -135,11 +140,8 @@ impl ForwardClient {
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<HttpReply, HttpError> {
         let response = self.client.request(request).await.map_err(|e| HttpError::Request(error_chain(&e)))?;
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.to_string());
+        let content_type =
+            response.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
         let limited = Limited::new(response.into_body(), self.max_response_bytes);
         let body = match limited.collect().await {
             Ok(collected) => collected.to_bytes().to_vec(),

@@ -143,7 +143,8 @@ mod tests {
     #[tokio::test]
     async fn only_200_counts_as_delivered() {
         let client = ForwardClient::new(Duration::from_secs(10));
-        for (status, delivered) in [(200u16, true), (201, false), (204, false), (302, false), (404, false), (503, false)]
+        for (status, delivered) in
+            [(200u16, true), (201, false), (204, false), (302, false), (404, false), (503, false)]
         {
             let server = serve("/sms/in", vec![Answer::Http(status, "text/plain", b"x".to_vec())]).await;
             let outcome = deliver_pbx(&client, &forwarder(&server.url), &sms()).await;
@@ -184,6 +185,9 @@ mod tests {
         let server = serve("/", vec![Answer::Silence]).await;
         let client = ForwardClient::new(Duration::from_millis(300));
         let outcome = deliver_pbx(&client, &forwarder(&server.url), &sms()).await;
-        assert!(matches!(&outcome, DeliveryOutcome::Failed { status: None, retryable: true, error } if error.contains("0.3s")), "{outcome:?}");
+        assert!(
+            matches!(&outcome, DeliveryOutcome::Failed { status: None, retryable: true, error } if error.contains("0.3s")),
+            "{outcome:?}"
+        );
     }
 }

@@ -421,10 +421,8 @@ pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: 
     }
 
     if let Some(user) = &cfg.username {
-        let password = cfg
-            .password
-            .as_ref()
-            .ok_or_else(|| SmtpError::Refused("[smtp] username is set but no password".into()))?;
+        let password =
+            cfg.password.as_ref().ok_or_else(|| SmtpError::Refused("[smtp] username is set but no password".into()))?;
         authenticate(&mut s, &ehlo, user, password.expose()).await?;
     }
 
@@ -487,7 +485,8 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     server: &str,
     step_timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<S>, SmtpError> {
-    let failed = |reason: String| SmtpError::Failed { step: SmtpStep::TlsHandshake, server: server.to_string(), reason };
+    let failed =
+        |reason: String| SmtpError::Failed { step: SmtpStep::TlsHandshake, server: server.to_string(), reason };
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| failed(format!("{host:?} is not a valid TLS server name: {e}")))?;
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -498,7 +497,9 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(step_timeout, connector.connect(name, stream)).await {
-        Err(_) => Err(SmtpError::Timeout { step: SmtpStep::TlsHandshake, server: server.to_string(), after: step_timeout }),
+        Err(_) => {
+            Err(SmtpError::Timeout { step: SmtpStep::TlsHandshake, server: server.to_string(), after: step_timeout })
+        }
         Ok(Err(e)) => Err(failed(e.to_string())),
         Ok(Ok(tls)) => Ok(tls),
     }
@@ -583,7 +584,8 @@ mod tests {
 
     #[test]
     fn reply_lines_are_parsed_strictly() {
-        let cases: &[(&str, Option<(u16, bool, &str)>)] = &[
+        type Parsed = Option<(u16, bool, &'static str)>;
+        let cases: &[(&str, Parsed)] = &[
             ("250 OK", Some((250, true, "OK"))),
             ("250-PIPELINING", Some((250, false, "PIPELINING"))),
             ("354", Some((354, true, ""))),
@@ -601,9 +603,15 @@ mod tests {
 
     #[test]
     fn the_email_carries_the_sms_intact_with_mime_headers() {
-        let mail =
-            compose_fallback_email("smshub@example-clinic.au", "frontdesk@example-clinic.au", &sms(AWKWARD), &forwarder(), 10, 1_700_000_000)
-                .unwrap();
+        let mail = compose_fallback_email(
+            "smshub@example-clinic.au",
+            "frontdesk@example-clinic.au",
+            &sms(AWKWARD),
+            &forwarder(),
+            10,
+            1_700_000_000,
+        )
+        .unwrap();
         let (head, body) = mail.split_once("\r\n\r\n").unwrap();
         for needle in [
             "Date: Tue, 14 Nov 2023 22:13:20 +0000",
@@ -618,10 +626,9 @@ mod tests {
             assert!(head.lines().any(|l| l == needle), "missing {needle:?} in\n{head}");
         }
         assert!(body.lines().all(|l| l.len() <= 76 && l.is_ascii()), "{body}");
-        let text = String::from_utf8(
-            base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap(),
-        )
-        .unwrap();
+        let text =
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap())
+                .unwrap();
         assert!(text.contains(&format!("--- message text ---\r\n{AWKWARD}\r\n--- end of message text ---")), "{text}");
         assert!(text.contains("failed 10 times"), "{text}");
         assert!(text.contains("Received:    Sun, 15 Dec 2019 06:34:14 +0000 (1576391654)"), "{text}");
@@ -636,8 +643,11 @@ mod tests {
         let mail = compose_fallback_email("a@b.fi", "c@d.fi", &m, &forwarder(), 1, 0).unwrap();
         let head = mail.split_once("\r\n\r\n").unwrap().0;
         assert!(!head.lines().any(|l| l.starts_with("Bcc")), "{head}");
-        let subject: Vec<&str> =
-            head.lines().skip_while(|l| !l.starts_with("Subject:")).take_while(|l| l.starts_with("Subject:") || l.starts_with(' ')).collect();
+        let subject: Vec<&str> = head
+            .lines()
+            .skip_while(|l| !l.starts_with("Subject:"))
+            .take_while(|l| l.starts_with("Subject:") || l.starts_with(' '))
+            .collect();
         let decoded: String = subject
             .iter()
             .flat_map(|l| l.split_whitespace())
@@ -686,7 +696,8 @@ mod tests {
     async fn a_rejected_recipient_is_a_clear_permanent_error() {
         let sink = SmtpSink::start(SinkBehaviour::RejectRcpt("550 5.1.1 <frontdesk@example-clinic.au>: no such user"));
         let cfg = smtp(sink.port(), SmtpTls::None);
-        let err = send_fallback_email(&cfg, "frontdesk@example-clinic.au", &sms("x"), &forwarder(), 10).await.unwrap_err();
+        let err =
+            send_fallback_email(&cfg, "frontdesk@example-clinic.au", &sms("x"), &forwarder(), 10).await.unwrap_err();
         assert_eq!(
             err,
             SmtpError::Rejected {
@@ -749,9 +760,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_names_the_connect_step() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let err = send_fallback_email(&smtp(port, SmtpTls::None), "a@b.fi", &sms("x"), &forwarder(), 10)
-            .await
-            .unwrap_err();
+        let err =
+            send_fallback_email(&smtp(port, SmtpTls::None), "a@b.fi", &sms("x"), &forwarder(), 10).await.unwrap_err();
         assert!(matches!(err, SmtpError::Failed { step: SmtpStep::Connect, .. }), "{err:?}");
     }
 }

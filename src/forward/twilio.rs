@@ -346,8 +346,7 @@ mod tests {
         assert_eq!(get("FromCity"), "");
         assert_eq!(req.url, cfg.url);
         assert_eq!(req.signature, signature(&cfg.url, &req.params, "tok"));
-        let decoded: Vec<(String, String)> =
-            form_urlencoded::parse(req.form_body().as_bytes()).into_owned().collect();
+        let decoded: Vec<(String, String)> = form_urlencoded::parse(req.form_body().as_bytes()).into_owned().collect();
         assert_eq!(decoded, req.params);
     }
 

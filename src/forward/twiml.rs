@@ -162,7 +162,9 @@ impl Builder {
                 }
                 (["Response", "Message"], "Body") => {}
                 (["Response"], other) | (["Response", "Message"], other) => {
-                    self.out.notes.push(format!("<{other}> at byte {offset} ignored: smshub only sends <Message> text"));
+                    self.out
+                        .notes
+                        .push(format!("<{other}> at byte {offset} ignored: smshub only sends <Message> text"));
                 }
                 _ => {}
             }
@@ -296,8 +298,8 @@ impl<'a> Reader<'a> {
                 let data = self.take_until("]]>", offset, "CDATA section")?;
                 return Ok(Some((offset, Event::Text(data.to_string()))));
             }
-            if rest.starts_with("<!") {
-                let word: String = rest[2..].chars().take_while(|c| c.is_ascii_alphabetic()).take(16).collect();
+            if let Some(decl) = rest.strip_prefix("<!") {
+                let word: String = decl.chars().take_while(|c| c.is_ascii_alphabetic()).take(16).collect();
                 return Err(TwimlError::Forbidden { offset, what: format!("<!{word} declaration") });
             }
             if let Some(after) = rest.strip_prefix("</") {
@@ -324,7 +326,7 @@ impl<'a> Reader<'a> {
             let trimmed = rest.trim_start_matches(is_xml_space);
             let had_space = trimmed.len() != rest.len();
             self.pos += rest.len() - trimmed.len();
-            if let Some(_) = trimmed.strip_prefix("/>") {
+            if trimmed.starts_with("/>") {
                 self.pos += 2;
                 return Ok((offset, Event::Start { name: name.to_string(), attrs, empty: true }));
             }
@@ -445,8 +447,9 @@ fn decode_text(raw: &str, offset: usize) -> Result<String, TwimlError> {
                 } else {
                     return Err(TwimlError::Forbidden { offset: at, what: format!("undeclared entity &{name};") });
                 };
-                code.filter(|&c| is_xml_char(c)).and_then(char::from_u32).ok_or_else(|| {
-                    TwimlError::Malformed { offset: at, what: format!("&{name}; is not a valid character reference") }
+                code.filter(|&c| is_xml_char(c)).and_then(char::from_u32).ok_or_else(|| TwimlError::Malformed {
+                    offset: at,
+                    what: format!("&{name}; is not a valid character reference"),
                 })?
             }
         };
@@ -516,8 +519,8 @@ mod tests {
 
     #[test]
     fn skipped_verbs_are_noted() {
-        let t = parse(b"<Response><Redirect>x</Redirect><Message><Media>u</Media>b</Message></Response>", None)
-            .unwrap();
+        let t =
+            parse(b"<Response><Redirect>x</Redirect><Message><Media>u</Media>b</Message></Response>", None).unwrap();
         assert_eq!(t.replies, vec![reply(None, "b")]);
         assert_eq!(t.notes.len(), 2, "{:?}", t.notes);
         assert!(t.notes[0].contains("<Redirect> at byte 10"), "{:?}", t.notes);
@@ -592,17 +595,17 @@ mod tests {
                 "<Response/><Response/>".into(),
                 TwimlError::Malformed { offset: 11, what: "<Response> after the end of the root element".into() },
             ),
-            (
-                "OK".into(),
-                TwimlError::Malformed { offset: 0, what: "text outside the root element".into() },
-            ),
+            ("OK".into(), TwimlError::Malformed { offset: 0, what: "text outside the root element".into() }),
             (
                 "<?xml version=\"1.0\"?>".into(),
                 TwimlError::Malformed { offset: 21, what: "no <Response> element".into() },
             ),
             (
                 "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><Response/>".into(),
-                TwimlError::Malformed { offset: 0, what: "encoding \"ISO-8859-1\" is not supported, only UTF-8".into() },
+                TwimlError::Malformed {
+                    offset: 0,
+                    what: "encoding \"ISO-8859-1\" is not supported, only UTF-8".into(),
+                },
             ),
             (
                 "<Response><!-- never ends".into(),

@@ -36,7 +36,6 @@ impl Keyword {
             Keyword::Reschedule => "RESCHEDULE",
         }
     }
-
 }
 
 /// The words and what they mean. STOPALL, UNSUBSCRIBE, END, QUIT, UNSTOP are the synonyms
