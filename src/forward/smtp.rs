@@ -381,6 +381,19 @@ impl Session {
 /// Sends `message` (headers and body, CRLF line ends) to `to` through the server of `cfg`,
 /// with `step_timeout` on every read, write, connect and handshake.
 pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: Duration) -> Result<(), SmtpError> {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    send_mail_trusting(cfg, to, message, step_timeout, roots).await
+}
+
+/// [`send_mail`] with the given trust anchors (tests use a throwaway CA).
+async fn send_mail_trusting(
+    cfg: &SmtpConfig,
+    to: &str,
+    message: &str,
+    step_timeout: Duration,
+    roots: rustls::RootCertStore,
+) -> Result<(), SmtpError> {
+    let roots = Arc::new(roots);
     check_address("from", &cfg.from)?;
     check_address("to", to)?;
     let server = format!("{}:{}", cfg.host, cfg.port);
@@ -395,7 +408,7 @@ pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: 
         Err(_) => "localhost".to_string(),
     };
     let stream: Box<dyn Stream> = match cfg.tls {
-        SmtpTls::Implicit => Box::new(tls_handshake(&cfg.host, tcp, &server, step_timeout).await?),
+        SmtpTls::Implicit => Box::new(tls_handshake(&cfg.host, tcp, &server, step_timeout, &roots).await?),
         SmtpTls::Starttls | SmtpTls::None => Box::new(tcp),
     };
     let mut s = Session { conn: BufReader::new(stream), server: server.clone(), timeout: step_timeout };
@@ -415,7 +428,7 @@ pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: 
             return Err(s.failed(SmtpStep::StartTls, "data after the STARTTLS reply, before the TLS handshake"));
         }
         let inner = s.conn.into_inner();
-        let tls = tls_handshake(&cfg.host, inner, &server, step_timeout).await?;
+        let tls = tls_handshake(&cfg.host, inner, &server, step_timeout, &roots).await?;
         s = Session { conn: BufReader::new(Box::new(tls)), server: server.clone(), timeout: step_timeout };
         ehlo = s.command(SmtpStep::Ehlo, &format!("EHLO {helo_name}"), &[250], "250").await?;
     }
@@ -484,16 +497,16 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     server: &str,
     step_timeout: Duration,
+    roots: &Arc<rustls::RootCertStore>,
 ) -> Result<tokio_rustls::client::TlsStream<S>, SmtpError> {
     let failed =
         |reason: String| SmtpError::Failed { step: SmtpStep::TlsHandshake, server: server.to_string(), reason };
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| failed(format!("{host:?} is not a valid TLS server name: {e}")))?;
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| failed(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(step_timeout, connector.connect(name, stream)).await {
@@ -755,6 +768,123 @@ mod tests {
         let cfg = smtp(sink.port(), SmtpTls::Implicit);
         let err = send_fallback_email(&cfg, "a@b.fi", &sms("x"), &forwarder(), 10).await.unwrap_err();
         assert!(matches!(err, SmtpError::Failed { step: SmtpStep::TlsHandshake, .. }), "{err:?}");
+    }
+
+    /// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the openssl
+    /// command; `None` (and a printed reason) when openssl is missing.
+    fn test_pki(dir: &std::path::Path) -> Option<rustls::RootCertStore> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl").args(args).current_dir(dir).output();
+            match out {
+                Ok(o) if o.status.success() => Some(()),
+                Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+                Err(e) => {
+                    eprintln!("SKIPPED: openssl is not available ({e}); the TLS path was not tested");
+                    None
+                }
+            }
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=smshub test CA"],
+        ]
+        .concat())?;
+        run(&[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]].concat())?;
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
+        ])?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
+        Some(roots)
+    }
+
+    #[tokio::test]
+    async fn starttls_upgrades_then_authenticates_and_sends_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(roots) = test_pki(dir.path()) else { return };
+        for implicit in [false, true] {
+            let sink = SmtpSink::start_with_tls(
+                SinkBehaviour::Accept,
+                &dir.path().join("leaf.pem"),
+                &dir.path().join("leaf.key"),
+                implicit,
+            );
+            let mut cfg = smtp(sink.port(), if implicit { SmtpTls::Implicit } else { SmtpTls::Starttls });
+            cfg.username = Some("clinic".into());
+            cfg.password = Some(Secret::new("s3cret"));
+            let mail = compose_fallback_email(&cfg.from, "a@b.fi", &sms(AWKWARD), &forwarder(), 10, 0).unwrap();
+            send_mail_trusting(&cfg, "a@b.fi", &mail, Duration::from_secs(20), roots.clone()).await.unwrap();
+            let mails = sink.wait_for_mails(1, Duration::from_secs(10));
+            assert_eq!(mails.len(), 1, "implicit={implicit}");
+            assert!(mails[0].tls, "implicit={implicit}: the mail did not come over TLS");
+            assert_eq!(mails[0].auth.as_deref(), Some("PLAIN clinic s3cret"));
+            assert!(mails[0].text_body().contains(AWKWARD));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_fails_the_tls_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        if test_pki(dir.path()).is_none() {
+            return;
+        }
+        let sink = SmtpSink::start_with_tls(
+            SinkBehaviour::Accept,
+            &dir.path().join("leaf.pem"),
+            &dir.path().join("leaf.key"),
+            false,
+        );
+        let cfg = smtp(sink.port(), SmtpTls::Starttls);
+        // The real send_mail trusts only the public web roots, not our throwaway CA.
+        let err = send_fallback_email(&cfg, "a@b.fi", &sms("x"), &forwarder(), 10).await.unwrap_err();
+        let SmtpError::Failed { step: SmtpStep::TlsHandshake, reason, .. } = &err else { panic!("{err:?}") };
+        assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+        assert!(sink.mails().is_empty());
+    }
+
+    #[tokio::test]
+    async fn auth_login_is_used_when_plain_is_not_offered() {
+        let sink = SmtpSink::start(SinkBehaviour::LoginOnly);
+        let mut cfg = smtp(sink.port(), SmtpTls::None);
+        cfg.username = Some("clinic@example.fi".into());
+        cfg.password = Some(Secret::new("pw"));
+        send_fallback_email(&cfg, "a@b.fi", &sms("x"), &forwarder(), 10).await.unwrap();
+        assert_eq!(
+            sink.wait_for_mails(1, Duration::from_secs(10))[0].auth.as_deref(),
+            Some("LOGIN clinic@example.fi pw")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_username_without_a_password_is_refused() {
+        let sink = SmtpSink::start(SinkBehaviour::Accept);
+        let mut cfg = smtp(sink.port(), SmtpTls::None);
+        cfg.username = Some("clinic".into());
+        let err = send_fallback_email(&cfg, "a@b.fi", &sms("x"), &forwarder(), 10).await.unwrap_err();
+        assert!(matches!(&err, SmtpError::Refused(t) if t.contains("no password")), "{err:?}");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //! (included with `#[path]`) and from end-to-end tests alike.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ pub enum SinkBehaviour {
     FailFirst(usize),
     /// Accept connections and never say anything.
     Silent,
+    /// Accept, but offer only AUTH LOGIN.
+    LoginOnly,
 }
 
 /// One accepted message.
@@ -31,6 +33,8 @@ pub struct ReceivedMail {
     pub rcpt_to: Vec<String>,
     /// "PLAIN user pass" or "LOGIN user pass", when the client authenticated.
     pub auth: Option<String>,
+    /// Whether the message came over TLS (after STARTTLS).
+    pub tls: bool,
     /// The message after DATA, dot-unstuffed, CRLF line ends, without the final ".".
     pub data: String,
 }
@@ -80,6 +84,32 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts the sink on 127.0.0.1 at a free port.
     pub fn start(behaviour: SinkBehaviour) -> SmtpSink {
+        SmtpSink::start_inner(behaviour, None, false)
+    }
+
+    /// Like [`SmtpSink::start`], with the PEM certificate chain and key: TLS from the first
+    /// byte when `implicit` (port 465 style), else offered through STARTTLS.
+    pub fn start_with_tls(
+        behaviour: SinkBehaviour,
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+        implicit: bool,
+    ) -> SmtpSink {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(cert_pem).expect("read cert").map(|c| c.expect("cert")).collect();
+        let key = PrivateKeyDer::from_pem_file(key_pem).expect("read key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server cert");
+        SmtpSink::start_inner(behaviour, Some(Arc::new(config)), implicit)
+    }
+
+    fn start_inner(behaviour: SinkBehaviour, tls: Option<Arc<rustls::ServerConfig>>, implicit: bool) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the SMTP sink");
         let port = listener.local_addr().expect("sink address").port();
         let mails = Arc::new(Mutex::new(Vec::new()));
@@ -94,8 +124,9 @@ impl SmtpSink {
                     *n
                 };
                 let m = m.clone();
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, behaviour, session, &m);
+                    let _ = serve(conn, behaviour, session, &m, tls, implicit);
                 });
             }
         });
@@ -128,21 +159,66 @@ impl SmtpSink {
     }
 }
 
+/// The connection, plain or upgraded by STARTTLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    /// One line, read byte by byte so nothing is buffered past it (STARTTLS must switch
+    /// exactly at the line end).
+    fn read_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            let n = match self {
+                Conn::Plain(s) => s.read(&mut byte)?,
+                Conn::Tls(s) => s.read(&mut byte)?,
+            };
+            if n == 0 {
+                return Ok(if line.is_empty() { None } else { Some(String::from_utf8_lossy(&line).into_owned()) });
+            }
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+            }
+        }
+    }
+
+    fn send(&mut self, line: &str) -> std::io::Result<()> {
+        let data = format!("{line}\r\n");
+        match self {
+            Conn::Plain(s) => s.write_all(data.as_bytes()),
+            Conn::Tls(s) => {
+                s.write_all(data.as_bytes())?;
+                s.flush()
+            }
+        }
+    }
+}
+
 fn serve(
     conn: TcpStream,
     behaviour: SinkBehaviour,
     session: usize,
     mails: &Mutex<Vec<ReceivedMail>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    implicit: bool,
 ) -> std::io::Result<()> {
     if behaviour == SinkBehaviour::Silent {
         std::thread::sleep(Duration::from_secs(60));
         return Ok(());
     }
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut out = conn.try_clone()?;
-    let mut reader = BufReader::new(conn);
-    let mut send = |line: &str| -> std::io::Result<()> { out.write_all(format!("{line}\r\n").as_bytes()) };
-    send("220 sink.test ESMTP ready")?;
+    let mut c = match &tls {
+        Some(config) if implicit => {
+            let server = rustls::ServerConnection::new(config.clone()).expect("TLS session");
+            Conn::Tls(Box::new(rustls::StreamOwned::new(server, conn)))
+        }
+        _ => Conn::Plain(conn),
+    };
+    c.send("220 sink.test ESMTP ready")?;
     let mut mail_from = String::new();
     let mut rcpt_to = Vec::new();
     let mut auth = None;
@@ -151,83 +227,92 @@ fn serve(
             .unwrap_or_default()
     };
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
+        let Some(line) = c.read_line()? else { return Ok(()) };
         let line = line.trim_end_matches(['\r', '\n']).to_string();
         let upper = line.to_ascii_uppercase();
+        let in_tls = matches!(c, Conn::Tls(_));
         if upper.starts_with("EHLO") {
-            send("250-sink.test greets you")?;
-            send("250-AUTH PLAIN LOGIN")?;
-            send("250 8BITMIME")?;
+            c.send("250-sink.test greets you")?;
+            if tls.is_some() && !in_tls {
+                c.send("250-STARTTLS")?;
+            }
+            if behaviour == SinkBehaviour::LoginOnly {
+                c.send("250-AUTH LOGIN")?;
+            } else {
+                c.send("250-AUTH PLAIN LOGIN")?;
+            }
+            c.send("250 8BITMIME")?;
+        } else if upper == "STARTTLS" && !in_tls && tls.is_some() {
+            c.send("220 2.0.0 go ahead")?;
+            let Conn::Plain(tcp) = c else { unreachable!() };
+            let server = rustls::ServerConnection::new(tls.clone().unwrap()).expect("TLS session");
+            c = Conn::Tls(Box::new(rustls::StreamOwned::new(server, tcp)));
+            // RFC 3207: forget everything learnt before the handshake.
+            mail_from.clear();
+            rcpt_to.clear();
+            auth = None;
         } else if upper.starts_with("HELO") || upper == "NOOP" {
-            send("250 OK")?;
-        } else if let Some(token) = upper.strip_prefix("AUTH PLAIN ").map(|_| &line[11..]) {
-            let decoded = b64(token);
+            c.send("250 OK")?;
+        } else if upper.starts_with("AUTH PLAIN ") {
+            let decoded = b64(&line[11..]);
             let parts: Vec<&str> = decoded.split('\0').collect();
             auth = Some(format!("PLAIN {} {}", parts.get(1).unwrap_or(&""), parts.get(2).unwrap_or(&"")));
-            send("235 2.7.0 Authentication successful")?;
+            c.send("235 2.7.0 Authentication successful")?;
         } else if upper == "AUTH LOGIN" {
-            send("334 VXNlcm5hbWU6")?;
-            let mut user = String::new();
-            reader.read_line(&mut user)?;
-            send("334 UGFzc3dvcmQ6")?;
-            let mut pass = String::new();
-            reader.read_line(&mut pass)?;
+            c.send("334 VXNlcm5hbWU6")?;
+            let user = c.read_line()?.unwrap_or_default();
+            c.send("334 UGFzc3dvcmQ6")?;
+            let pass = c.read_line()?.unwrap_or_default();
             auth = Some(format!("LOGIN {} {}", b64(&user), b64(&pass)));
-            send("235 2.7.0 Authentication successful")?;
+            c.send("235 2.7.0 Authentication successful")?;
         } else if upper.starts_with("MAIL FROM:") {
             if let SinkBehaviour::FailFirst(n) = behaviour
                 && session <= n
             {
-                send("451 4.3.0 try again later")?;
+                c.send("451 4.3.0 try again later")?;
                 continue;
             }
             mail_from = line[10..].trim().trim_start_matches('<').trim_end_matches('>').to_string();
-            send("250 2.1.0 OK")?;
+            c.send("250 2.1.0 OK")?;
         } else if upper.starts_with("RCPT TO:") {
             if let SinkBehaviour::RejectRcpt(reply) = behaviour {
-                send(reply)?;
+                c.send(reply)?;
                 continue;
             }
             rcpt_to.push(line[8..].trim().trim_start_matches('<').trim_end_matches('>').to_string());
-            send("250 2.1.5 OK")?;
+            c.send("250 2.1.5 OK")?;
         } else if upper == "DATA" {
             if rcpt_to.is_empty() {
-                send("554 5.5.1 no valid recipients")?;
+                c.send("554 5.5.1 no valid recipients")?;
                 continue;
             }
-            send("354 End data with <CR><LF>.<CR><LF>")?;
+            c.send("354 End data with <CR><LF>.<CR><LF>")?;
             let mut data = String::new();
             loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
+                let Some(l) = c.read_line()? else { return Ok(()) };
                 if l == ".\r\n" {
                     break;
                 }
-                let l = l.strip_prefix('.').unwrap_or(&l);
-                data.push_str(l);
+                data.push_str(l.strip_prefix('.').unwrap_or(&l));
             }
             let data = data.strip_suffix("\r\n").unwrap_or(&data).to_string();
             mails.lock().unwrap().push(ReceivedMail {
                 mail_from: std::mem::take(&mut mail_from),
                 rcpt_to: std::mem::take(&mut rcpt_to),
                 auth: auth.clone(),
+                tls: in_tls,
                 data,
             });
-            send("250 2.0.0 queued")?;
+            c.send("250 2.0.0 queued")?;
         } else if upper == "RSET" {
             mail_from.clear();
             rcpt_to.clear();
-            send("250 OK")?;
+            c.send("250 OK")?;
         } else if upper == "QUIT" {
-            send("221 2.0.0 bye")?;
+            c.send("221 2.0.0 bye")?;
             return Ok(());
         } else {
-            send("502 5.5.2 command not recognised")?;
+            c.send("502 5.5.2 command not recognised")?;
         }
     }
 }
