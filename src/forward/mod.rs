@@ -4,7 +4,7 @@
 //! - [`twilio`]: Twilio's inbound-SMS webhook (form fields + `X-Twilio-Signature`); the TwiML
 //!   answer ([`twiml`]) may ask for replies, which the caller queues as outbound SMS.
 //! - [`pbx`]: URL Networks' "receive SMS via webhook" form; only HTTP 200 counts, and after the
-//!   last failed attempt the message goes out by e-mail ([`smtp`]).
+//!   last failed attempt the message goes out by e-mail ([`mail`] writes it, [`smtp`] sends it).
 //! - [`http_client`]: the one HTTP client both use, with a timeout on every call and a bound on
 //!   the size of the answer.
 //!
@@ -13,6 +13,7 @@
 //! (with [`backoff`]), so a crash between attempts loses nothing.
 
 pub mod http_client;
+pub mod mail;
 pub mod pbx;
 pub mod smtp;
 pub mod twilio;
