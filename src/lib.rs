@@ -11,6 +11,9 @@
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly.
 //! - [`shutdown`]: the one place that knows how a stop is asked for and awaited.
+//! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
+//!   replies, the PBX e-mail fallback.
+//! - [`inbound`]: received SMS; so far the keyword rules (STOP, START, HELP, …).
 //! - [`web`]: the HTTP server (`/healthz`, status, Provet webhooks).
 //! - [`cli`]: the subcommands.
 
@@ -18,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod forward;
 pub mod inbound;
 pub mod logging;
 pub mod modem;

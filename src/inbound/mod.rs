@@ -1,3 +1,5 @@
-//! The receive pipeline: modem → inbox → (keywords, opt-outs) → forward deliveries.
+//! The receive pipeline: modem → inbox (`receive`) → keywords and opt-outs (`keywords`) →
+//! forward deliveries.
 
+pub mod keywords;
 pub mod receive;

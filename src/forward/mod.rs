@@ -1,0 +1,136 @@
+//! Forwarders: each received SMS is handed to the clinic's software in a shape it already
+//! understands, as if a known service had received it.
+//!
+//! - [`twilio`]: Twilio's inbound-SMS webhook (form fields + `X-Twilio-Signature`); the TwiML
+//!   answer ([`twiml`]) may ask for replies, which the caller queues as outbound SMS.
+//! - [`pbx`]: URL Networks' "receive SMS via webhook" form; only HTTP 200 counts, and after the
+//!   last failed attempt the message goes out by e-mail ([`mail`] writes it, [`smtp`] sends it).
+//! - [`http_client`]: the one HTTP client both use, with a timeout on every call and a bound on
+//!   the size of the answer.
+//!
+//! This module does no bookkeeping: one call is one attempt, answered with a
+//! [`DeliveryOutcome`]. The inbound pipeline stores the outcome and decides when to try again
+//! (with [`backoff`]), so a crash between attempts loses nothing.
+
+pub mod http_client;
+pub mod mail;
+pub mod pbx;
+pub mod smtp;
+pub mod twilio;
+pub mod twiml;
+
+use std::time::Duration;
+
+pub use http_client::{ForwardClient, HttpError, HttpReply};
+pub use pbx::deliver_pbx;
+pub use twilio::deliver_twilio;
+pub use twiml::TwimlReply;
+
+/// One received SMS as the forwarders see it (joined from its parts, decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundSms {
+    /// The inbox's stable id for the message. Webhook ids (Twilio `MessageSid`, PBX
+    /// `message_id`) are derived from it, so every retry carries the same id and the receiver
+    /// can recognise a duplicate.
+    pub uid: String,
+    /// The sender: E.164 (`+358…`), a national number, or an alphanumeric name.
+    pub from: String,
+    /// The number the SMS was sent to, when the modem knows it. The forwarders use their
+    /// configured number instead (that is the number the clinic's software expects).
+    pub to: Option<String>,
+    /// The text, decoded.
+    pub body: String,
+    /// How many SMS parts it arrived in.
+    pub segments: u32,
+    /// When the (first part of the) message was received, Unix seconds.
+    pub received_at_unix: i64,
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The receiver accepted it. `replies` are the TwiML `<Message>`s to send back (Twilio
+    /// only; always empty for PBX).
+    Delivered { status: u16, replies: Vec<TwimlReply> },
+    /// It did not work. `status` is the HTTP status when there was an answer. `error` says
+    /// what happened, for the delivery log. `retryable` is false only when trying again
+    /// cannot help (e.g. the configured URL is not a URL).
+    Failed { status: Option<u16>, error: String, retryable: bool },
+}
+
+impl DeliveryOutcome {
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, DeliveryOutcome::Delivered { .. })
+    }
+}
+
+/// The wait before the next attempt after `attempt` failed attempts (1 = the first failure):
+/// `initial · 2^(attempt-1)`, capped at `max`, then drawn uniformly from its upper half.
+///
+/// The jitter keeps a backlog (say, a day of SMS queued while the clinic's server was down)
+/// from hitting the receiver in lock-step when it comes back; keeping at least half the wait
+/// keeps the schedule predictable enough to reason about ("10 attempts take about …").
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(32);
+    let factor = 1u64 << exponent;
+    let full = initial.checked_mul(u32::try_from(factor).unwrap_or(u32::MAX)).unwrap_or(max).min(max);
+    let half = full / 2;
+    let spread = full.saturating_sub(half).as_millis();
+    let extra_ms = if spread == 0 { 0 } else { fastrand::u64(0..=u64::try_from(spread).unwrap_or(u64::MAX)) };
+    half + Duration::from_millis(extra_ms)
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// SHA-256 of `data`.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_bounds_and_stays_under_the_cap() {
+        let initial = Duration::from_secs(30);
+        let max = Duration::from_secs(3600);
+        for _ in 0..200 {
+            for (attempt, full_secs) in [(1u32, 30u64), (2, 60), (3, 120), (4, 240), (7, 1920), (8, 3600), (30, 3600)] {
+                let d = backoff(attempt, initial, max);
+                let full = Duration::from_secs(full_secs);
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_survives_huge_attempt_numbers_and_zero_durations() {
+        assert!(backoff(u32::MAX, Duration::from_secs(1), Duration::from_secs(10)) <= Duration::from_secs(10));
+        assert_eq!(backoff(5, Duration::ZERO, Duration::from_secs(10)), Duration::ZERO);
+        assert!(backoff(0, Duration::from_secs(4), Duration::from_secs(10)) <= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn backoff_actually_varies() {
+        let draws: std::collections::BTreeSet<_> =
+            (0..50).map(|_| backoff(3, Duration::from_secs(10), Duration::from_secs(600))).collect();
+        assert!(draws.len() > 1, "jitter produced a single value: {draws:?}");
+    }
+
+    #[test]
+    fn sha256_and_hex_match_a_known_digest() {
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}
