@@ -27,18 +27,18 @@ elapsed() { echo "$(( $(date +%s) - step_start )) s"; }
 
 echo "== ARM toolchain"
 pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
-missing=""
+missing=()
 for p in $pkgs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ -n "$missing" ]; then
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
-        skip "missing Debian packages:$missing (not root, cannot apt-get install)"
+        skip "missing Debian packages: ${missing[*]} (not root, cannot apt-get install)"
     fi
-    echo "apt-get install$missing"
-    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing; } >/tmp/smshub-arm-apt.log 2>&1; then
+    echo "apt-get install ${missing[*]}"
+    if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } >/tmp/smshub-arm-apt.log 2>&1; then
         tail -n 20 /tmp/smshub-arm-apt.log
-        skip "apt-get install$missing failed (log above)"
+        skip "apt-get install ${missing[*]} failed (log above)"
     fi
 fi
 command -v aarch64-linux-gnu-gcc >/dev/null || skip "aarch64-linux-gnu-gcc not found after install"

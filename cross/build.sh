@@ -29,18 +29,18 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-missing=""
+missing=()
 for p in $pkgs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ -n "$missing" ]; then
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        echo "installing:$missing"
+        echo "installing: ${missing[*]}"
         apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
     else
-        echo "missing Debian packages:$missing" >&2
-        echo "run: sudo apt-get install$missing" >&2
+        echo "missing Debian packages: ${missing[*]}" >&2
+        echo "run: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
 fi
