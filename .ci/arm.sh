@@ -7,7 +7,7 @@
 # fails), it prints a loud "ARM build skipped: <reason>" line and exits 0, so the native suite still decides the
 # CI result. A test failure under qemu is a real failure (exit != 0).
 #
-# Env: ARM_SKIP_RELEASE=1 skips the release build (saves ~2 min on 2 cores).
+# Env: ARM_SKIP_RELEASE=1 skips the release build and the arm64 .deb (saves ~2 min on 2 cores).
 set -euo pipefail
 
 target=aarch64-unknown-linux-gnu
@@ -78,4 +78,14 @@ if [ "${ARM_SKIP_RELEASE:-0}" != 1 ]; then
         exit 1
     fi
     file "$bin" 2>/dev/null || true
+
+    # The arm64 package from the same binary (a few seconds), when cargo-deb is installed (.ci/deb.sh installs it).
+    if command -v cargo-deb >/dev/null && [ -f smshub.example.toml ] && [ -f README.md ]; then
+        cargo deb --target "$target" --no-build --no-strip
+        deb="target/debian/smshub_$(cargo pkgid | sed 's/.*[#@]//')-1_arm64.deb"
+        dpkg-deb -I "$deb" | grep -E '^ (Architecture|Depends):'
+        echo "arm64 package: $deb ($(stat -c %s "$deb") bytes)"
+    else
+        echo "arm64 package not built (cargo-deb, smshub.example.toml or README.md missing)"
+    fi
 fi

@@ -4,7 +4,7 @@
 #
 #   cross/build.sh aarch64-unknown-linux-gnu        # 64-bit Raspberry Pi OS  -> target/aarch64-unknown-linux-gnu/release/smshub
 #   cross/build.sh armv7-unknown-linux-gnueabihf    # 32-bit Raspberry Pi OS  -> target/armv7-unknown-linux-gnueabihf/release/smshub
-#   cross/build.sh aarch64-unknown-linux-gnu --deb  # also package it: target/<triple>/debian/smshub_<ver>_arm64.deb
+#   cross/build.sh aarch64-unknown-linux-gnu --deb  # also package it: target/debian/smshub_<ver>-1_arm64.deb
 #
 # Run as root, it installs missing Debian packages with apt-get; otherwise it prints the apt-get line to run.
 # It adds the Rust target with rustup if missing. Tested on Debian 12 (bookworm) x86_64.
