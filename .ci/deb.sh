@@ -42,7 +42,8 @@ need '-rw-r--r--' usr/share/doc/smshub/smshub.example.toml
 need '-rw-r--r--' usr/lib/sysusers.d/smshub.conf
 need '-rw-r--r--' usr/lib/tmpfiles.d/smshub.conf
 need '-rw-r--r--' usr/lib/udev/rules.d/99-smshub-modem.rules
-echo "contents: binary, unit, conffile (0640), example, sysusers, tmpfiles, udev rules present"
+need '-rw-r--r--' usr/lib/modules-load.d/smshub.conf
+echo "contents: binary, unit, conffile (0640), example, sysusers, tmpfiles, modules-load, udev rules present"
 
 echo "== dpkg-deb -I: control, conffiles, scripts"
 dpkg-deb -I "$deb"
