@@ -49,7 +49,12 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
     };
     checks.push(check_database(&config.store.path));
     for modem in &config.modems {
-        checks.push(check_device(&modem.name, &modem.device));
+        let device = check_device(&modem.name, &modem.device);
+        let usable = device.ok;
+        checks.push(device);
+        if usable {
+            checks.extend(check_modem(modem).await);
+        }
     }
     if config.modems.is_empty() {
         checks.push(Check::fail(
@@ -58,7 +63,176 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
             "add a [[modem]] section with the device path (see smshub.example.toml)",
         ));
     }
+    for p in &config.provet {
+        checks.push(check_provet(p).await);
+    }
+    for f in &config.forwarders {
+        let url = match f {
+            crate::config::ForwarderConfig::Twilio(t) => &t.url,
+            crate::config::ForwarderConfig::Pbx(p) => &p.url,
+        };
+        checks.push(check_resolves(&format!("forwarder {}", f.name()), url).await);
+    }
     checks
+}
+
+/// How long one AT query may take in `doctor` (a healthy modem answers in milliseconds).
+const AT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Talks to the modem with read-only queries (never a PIN) and turns the answers into checks.
+async fn check_modem(modem: &crate::config::ModemConfig) -> Vec<Check> {
+    let prefix = format!("modem {}", modem.name);
+    let port = match crate::modem::tty::open_serial(&modem.device, modem.baud) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Check::fail(
+                format!("{prefix}: port"),
+                e.to_string(),
+                "if the smshub service is running it holds the port: `sudo systemctl stop smshub`, run doctor, start it again (or read http://<box>:8080/status)",
+            )];
+        }
+    };
+    let (client, _urcs) = crate::modem::at::spawn(port);
+    let d = crate::modem::profile::diagnose(&client, AT_TIMEOUT).await;
+    diagnosis_checks(&prefix, &d)
+}
+
+/// The checks a diagnosis implies. Pure, so each remedy is unit-tested.
+pub fn diagnosis_checks(prefix: &str, d: &crate::modem::profile::Diagnosis) -> Vec<Check> {
+    let mut out = Vec::new();
+    if !d.responds {
+        out.push(Check::fail(
+            format!("{prefix}: answers AT"),
+            "no answer to AT",
+            "is this the AT port? USB modems have several (see hardware/README.md); for a UART HAT check baud, wiring and that the serial console is disabled; power-cycle the modem",
+        ));
+        return out;
+    }
+    out.push(Check::pass(format!("{prefix}: answers AT"), "OK"));
+    let identity = [d.manufacturer.as_deref(), d.model.as_deref(), d.revision.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    out.push(Check::pass(
+        format!("{prefix}: identity"),
+        format!(
+            "{}{}{}",
+            if identity.is_empty() { "unknown model".to_string() } else { identity },
+            d.imei.as_ref().map(|i| format!(", IMEI {i}")).unwrap_or_default(),
+            d.imsi_masked.as_ref().map(|i| format!(", IMSI {i}")).unwrap_or_default()
+        ),
+    ));
+    let sim = format!("{prefix}: SIM");
+    match d.sim.as_deref() {
+        Some("READY") => out.push(Check::pass(sim, "present, no PIN needed (or already entered)")),
+        Some("SIM PIN") => out.push(Check::fail(
+            sim,
+            "the SIM asks for its PIN",
+            "set pin_file in this [[modem]] section; smshub enters it once per start (doctor never tries a PIN: three wrong ones lock the SIM)",
+        )),
+        Some("SIM PUK") => out.push(Check::fail(
+            sim,
+            "the SIM is PUK-locked (too many wrong PINs)",
+            "unlock it in a phone with the PUK from the SIM card's holder, then check the configured PIN",
+        )),
+        Some(other) => out.push(Check::fail(sim, format!("SIM state {other}"), "check the SIM in a phone")),
+        None => out.push(Check::fail(sim, "no SIM state (+CPIN? failed)", "is a SIM inserted and seated? power-cycle the modem after inserting it")),
+    }
+    let stats = [d.creg_stat, d.cereg_stat];
+    let reg = format!("{prefix}: registration");
+    let describe = |s: u8| match s {
+        0 => "not registered, not searching",
+        1 => "registered (home)",
+        2 => "searching",
+        3 => "registration denied",
+        5 => "registered (roaming)",
+        _ => "unknown",
+    };
+    if let Some(s) = stats.into_iter().flatten().find(|s| *s == 1 || *s == 5) {
+        out.push(Check::pass(reg, describe(s)));
+    } else {
+        let detail = match (d.creg_stat, d.cereg_stat) {
+            (Some(c), Some(e)) => format!("CS: {}, LTE: {}", describe(c), describe(e)),
+            (Some(c), None) => describe(c).to_string(),
+            (None, Some(e)) => format!("LTE: {}", describe(e)),
+            (None, None) => "unknown (+CREG?/+CEREG? failed)".to_string(),
+        };
+        let remedy = if stats.contains(&Some(3)) {
+            "the network refused the SIM: is it active and has SMS service? On LTE-only networks SMS needs SMS over IMS or SGs (hardware/README.md, AT+QCFG=\"ims\" / AT+CGSMS)"
+        } else {
+            "check the antenna and coverage, and that the SIM is active (try it in a phone)"
+        };
+        out.push(Check::fail(reg, detail, remedy));
+    }
+    let sig = format!("{prefix}: signal");
+    match d.signal_dbm {
+        Some(dbm) if dbm >= -85 => out.push(Check::pass(sig, format!("{dbm} dBm (good)"))),
+        Some(dbm) if dbm >= -100 => out.push(Check::pass(sig, format!("{dbm} dBm (ok)"))),
+        Some(dbm) => out.push(Check::fail(
+            sig,
+            format!("{dbm} dBm (bad)"),
+            "move the antenna (near a window, away from metal) or use an external antenna",
+        )),
+        None => {
+            out.push(Check::fail(sig, "unknown (+CSQ: 99)", "no signal: check the antenna connection and coverage"))
+        }
+    }
+    let smsc = format!("{prefix}: SMSC");
+    match d.smsc.as_deref() {
+        Some(s) if !s.is_empty() => out.push(Check::pass(smsc, s.to_string())),
+        _ => out.push(Check::fail(
+            smsc,
+            "no SMS centre number on the SIM",
+            "ask the operator for it and set it with AT+CSCA=\"+...\" (stored on the SIM)",
+        )),
+    }
+    let st = format!("{prefix}: SIM storage");
+    match &d.storage {
+        Some((mem, used, total)) if used < total => out.push(Check::pass(st, format!("{mem}: {used} used of {total}"))),
+        Some((mem, used, total)) => out.push(Check::fail(
+            st,
+            format!("{mem}: full ({used} of {total})"),
+            "new SMS cannot arrive: start smshub (it stores and deletes them), or delete old ones with AT+CMGD",
+        )),
+        None => out.push(Check::fail(st, "unknown (+CPMS? failed)", "the SIM may be busy or missing")),
+    }
+    out
+}
+
+async fn check_provet(p: &crate::config::ProvetConfig) -> Check {
+    let name = format!("provet {}", p.name);
+    let client = match crate::provet::ProvetClient::new(p) {
+        Ok(c) => c,
+        Err(e) => return Check::fail(name, e.to_string(), "fix base_url / token_url in the [[provet]] section"),
+    };
+    match client.token_ok().await {
+        Ok(()) => Check::pass(name, format!("{} reachable, credentials obtain a token", p.token_url)),
+        Err(e) => Check::fail(
+            name,
+            e.to_string(),
+            "check the network, token_url, client_id and the client secret (Provet support issues them)",
+        ),
+    }
+}
+
+async fn check_resolves(name: &str, url: &str) -> Check {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_string()
+    } else {
+        format!("{authority}:{}", if url.starts_with("https") { 443 } else { 80 })
+    };
+    let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host(host_port.clone()));
+    match lookup.await.map(|r| r.map(|mut addrs| addrs.next().is_some())) {
+        Ok(Ok(true)) => Check::pass(name, format!("{authority} resolves")),
+        Ok(Ok(false)) => Check::fail(name, format!("{authority} has no address"), "check the URL's host name"),
+        Ok(Err(e)) => {
+            Check::fail(name, format!("{authority} does not resolve: {e}"), "check the URL and the box's DNS settings")
+        }
+        Err(_) => Check::fail(name, format!("resolving {authority} timed out"), "check the box's DNS settings"),
+    }
 }
 
 fn check_database(path: &Path) -> Check {

@@ -226,6 +226,11 @@ pub async fn diagnose(client: &AtClient, timeout: Duration) -> Diagnosis {
         // One more try: a modem waking from sleep may drop the first command.
         d.responds = ask("AT", &mut errors).await.is_some();
     }
+    if !d.responds {
+        // Every further query would only time out too.
+        d.errors = errors;
+        return d;
+    }
     if let Some(l) = ask("AT+CGMI", &mut errors).await {
         d.manufacturer = first_value(&l, "+CGMI");
     }
