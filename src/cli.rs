@@ -71,6 +71,8 @@ pub enum Command {
     /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
     #[command(subcommand)]
     Pdu(PduCommand),
+    /// Run the whole job with no hardware: simulator, fake Provet, demo clinic app and the daemon.
+    Demo(crate::demo::DemoArgs),
     /// Run the modem simulator on a pseudo-terminal (the test rig; no hardware needed).
     Sim(crate::modem::sim::SimOptions),
     /// Print the version.
@@ -259,6 +261,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::input(format!("pdu encode: {e}")))?;
             println!("{value}");
             Ok(())
+        }
+        Command::Demo(args) => {
+            let args = args.clone();
+            runtime()?.block_on(crate::demo::run(args)).map_err(|e| Failure::runtime(format!("demo: {e:#}")))
         }
         Command::Sim(opts) => {
             crate::logging::init(log_format(&cli, None), "info");

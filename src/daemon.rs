@@ -156,8 +156,16 @@ fn notify(states: &[NotifyState<'_>]) {
 /// Runs the daemon until SIGTERM/SIGINT. Errors at start (database, listener) are returned
 /// with what to do; once running, problems are logged and shown on `/healthz`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Installed before READY=1, so an early SIGTERM is a clean stop, not a kill.
+    let mut signals = StopSignals::install().context("installing the SIGTERM/SIGINT handlers")?;
+    run_until(config, async move { signals.recv().await }).await
+}
+
+/// Runs the daemon until `stop` resolves (with the reason it gives). `smshub demo` stops it
+/// this way; `run` passes the signal handlers.
+pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &'static str>) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let mut stop = StopSignals::install().context("installing the SIGTERM/SIGINT handlers")?;
+    tokio::pin!(stop);
     let store = Store::open(&config.store.path)?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
     if interrupted > 0 {
@@ -233,7 +241,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(tick);
     let reason = loop {
         tokio::select! {
-            sig = stop.recv() => break sig,
+            sig = &mut stop => break sig,
             _ = ticker.tick() => {
                 let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.schema_version())).await;
                 let problem = match store_ok {

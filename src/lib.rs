@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod doctor;
 pub mod forward;
 pub mod inbound;
