@@ -63,9 +63,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn story(dir: &std::path::Path, args: &DemoArgs) -> anyhow::Result<()> {
     let link = dir.join("modem");
-    let sim = sim::start(SimOptions { link: Some(link.clone()), send_latency_ms: args.send_latency_ms, ..SimOptions::default() })
-        .await
-        .context("starting the modem simulator")?;
+    let sim = sim::start(SimOptions {
+        link: Some(link.clone()),
+        send_latency_ms: args.send_latency_ms,
+        ..SimOptions::default()
+    })
+    .await
+    .context("starting the modem simulator")?;
     let provet = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
     let app = Arc::new(ClinicApp::default());
     let app_addr = start_clinic_app(app.clone()).await?;
@@ -123,7 +127,11 @@ retry_max_s = 5
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::logging::init(config.logging.format, &config.logging.level);
 
-    println!("smshub demo: simulator on {}, fake Provet at {}, clinic app at http://{app_addr}/sms", sim.pty_path().display(), provet.base_url());
+    println!(
+        "smshub demo: simulator on {}, fake Provet at {}, clinic app at http://{app_addr}/sms",
+        sim.pty_path().display(),
+        provet.base_url()
+    );
     println!("config: {}\n", config_path.display());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async move {
@@ -136,12 +144,19 @@ retry_max_s = 5
 
     println!("1. Provet queues an SMS for {} and calls smshub's webhook", mask_number(CLIENT));
     let first = provet.add_sms(CLIENT, "Hi! Rex's vaccination is due next week. Reply CONFIRM to book a time.");
-    let status = post(port, &format!("/provet/demo/webhook/{WEBHOOK_TOKEN}"), "application/json", &format!(r#"{{"external_sms_id": {first}}}"#)).await?;
+    let status = post(
+        port,
+        &format!("/provet/demo/webhook/{WEBHOOK_TOKEN}"),
+        "application/json",
+        &format!(r#"{{"external_sms_id": {first}}}"#),
+    )
+    .await?;
     println!("   webhook answered HTTP {status}");
     wait_mark(&provet, first, &control, &mut shown).await?;
 
     println!("\n2. Provet queues a long Unicode SMS without a webhook; the poller finds it");
-    let second = provet.add_sms(CLIENT2, &"Hyvää päivää! Mirrin laboratoriotulokset ovat valmiit 🐈 Soitattehan meille. ".repeat(2));
+    let second = provet
+        .add_sms(CLIENT2, &"Hyvää päivää! Mirrin laboratoriotulokset ovat valmiit 🐈 Soitattehan meille. ".repeat(2));
     wait_mark(&provet, second, &control, &mut shown).await?;
 
     println!("\n3. The client answers by SMS; smshub forwards it to the clinic app as a signed Twilio webhook");
@@ -150,7 +165,12 @@ retry_max_s = 5
     loop {
         if let Some(fields) = app.received.lock().ok().and_then(|r| r.first().cloned()) {
             let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-            println!("   clinic app got POST /sms: From={} Body={:?} MessageSid={} (signature valid)", mask_number(&get("From")), get("Body"), get("MessageSid"));
+            println!(
+                "   clinic app got POST /sms: From={} Body={:?} MessageSid={} (signature valid)",
+                mask_number(&get("From")),
+                get("Body"),
+                get("MessageSid")
+            );
             break;
         }
         anyhow::ensure!(Instant::now() < deadline, "the clinic app got no webhook within 30 s");
@@ -187,7 +207,12 @@ async fn print_new_sends(control: &sim::SimControl, shown: &mut usize) {
             (Some(k), Some(n)) => format!("part {k}/{n}"),
             _ => "1 part".to_string(),
         };
-        println!("   modem: AT+CMGS to {} ({part}, {}): {:?}", mask_number(to), s["encoding"].as_str().unwrap_or("?"), s["text"].as_str().unwrap_or(""));
+        println!(
+            "   modem: AT+CMGS to {} ({part}, {}): {:?}",
+            mask_number(to),
+            s["encoding"].as_str().unwrap_or("?"),
+            s["text"].as_str().unwrap_or("")
+        );
     }
     *shown = sent.len();
 }
@@ -262,23 +287,30 @@ async fn start_clinic_app(app: Arc<ClinicApp>) -> anyhow::Result<std::net::Socke
                     let url = format!("http://{addr}{}", req.uri().path());
                     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                     let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-                    let valid = sig.as_deref() == Some(crate::forward::twilio::signature(&url, &fields, TWILIO_TOKEN).as_str());
+                    let valid =
+                        sig.as_deref() == Some(crate::forward::twilio::signature(&url, &fields, TWILIO_TOKEN).as_str());
                     let (status, reply) = if valid {
                         if let Ok(mut r) = app.received.lock() {
                             r.push(fields);
                         }
-                        (200, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Thank you! We will call you to book a time.</Message></Response>")
+                        (
+                            200,
+                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Thank you! We will call you to book a time.</Message></Response>",
+                        )
                     } else {
                         (403, "<Response/>")
                     };
                     let mut resp = hyper::Response::new(Full::new(Bytes::from(reply)));
                     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-                    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/xml"));
+                    resp.headers_mut()
+                        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/xml"));
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
             tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
             });
         }
     });

@@ -107,6 +107,10 @@ pub(crate) fn read_smsc(r: &mut Reader<'_>) -> Result<Option<Address>, PduError>
         semi_octets -= 1;
     }
     let value = read_digits(octets, semi_octets, digits_offset, WHAT)?;
+    if value.is_empty() {
+        // A type-of-address with no digits (seen as "0181"/"0191") is no SMSC either.
+        return Ok(None);
+    }
     Ok(Some(Address { kind: AddressKind::from_toa(toa), value }))
 }
 
@@ -295,6 +299,7 @@ mod tests {
         let smsc = read_smsc(&mut Reader::new(&bytes)).unwrap().unwrap();
         assert_eq!(smsc.to_string(), "+27381000015");
         assert_eq!(read_smsc(&mut Reader::new(&[0])).unwrap(), None);
+        assert_eq!(read_smsc(&mut Reader::new(&[1, 0x91])).unwrap(), None);
         assert_eq!(
             read_smsc(&mut Reader::new(&[12])).unwrap_err(),
             PduError::BadAddressLength { offset: 0, len: 12, reason: "the SMSC field holds at most 11 octets" }

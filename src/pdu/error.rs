@@ -46,6 +46,4 @@ pub enum PduError {
     BadAlphanumeric { text: String },
     #[error("validity period of {minutes} minutes is outside 5 minutes .. 63 weeks")]
     BadValidity { minutes: u32 },
-    #[error("{what} is not implemented yet")]
-    NotImplemented { what: &'static str },
 }

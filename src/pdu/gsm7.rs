@@ -171,8 +171,7 @@ mod tests {
         // 'h' = 0x68 shifted left by 1 = 0xD0; 'i' = 0x69 at bit 8 => 0x69.
         assert_eq!(packed, vec![0xD0, 0x69]);
         assert_eq!(unpack(&packed, 1, 2), septets);
-        // Six fill bits (after a 7-octet UDH with the 16-bit reference IE: 56 bits + 0 fill is
-        // 8 septets, so use a made-up 5 to exercise the spill into the next octet).
+        // Every fill width a header can need (0..=6 bits) round-trips and uses the right length.
         for fill in 0..7 {
             let packed = pack(&septets, fill);
             assert_eq!(unpack(&packed, fill, 2), septets, "fill {fill}");

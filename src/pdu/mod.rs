@@ -3,10 +3,10 @@
 //!
 //! Pure code, no I/O: the modem driver hands hex strings in and out. Submodules:
 //! - [`gsm7`] / [`ucs2`]: text alphabets and septet packing (with UDH fill bits),
-//! - [`address`], [`timestamp`]: the TP fields shared by all message types,
-//! - [`submit`], [`deliver`], [`status_report`]: one module per TPDU type,
-//! - [`concat`]: how a text is split into parts; `user_data`: DCS, UDH and its IEs,
-//! - [`json`]: the shape printed by `smshub pdu decode|encode` (other tools read these keys).
+//! - `address`, `timestamp`: the TP fields shared by all message types,
+//! - `submit`, `deliver`, `status_report`: one module per TPDU type,
+//! - `concat`: how a text is split into parts; `user_data`: DCS, UDH and its IEs,
+//! - `json`: the shape printed by `smshub pdu decode|encode` (other tools read these keys).
 
 mod address;
 mod concat;
