@@ -59,6 +59,9 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 # Generous timeouts in the tests themselves; emulation is 5-20x slower than native.
 export RUST_BACKTRACE=1
+# The end-to-end tests spawn the smshub binary; without binfmt_misc (containers) the kernel cannot run an
+# aarch64 executable, so the tests put the emulator in front of it (tests/common/mod.rs).
+export SMSHUB_TEST_RUNNER="qemu-aarch64-static -L /usr/aarch64-linux-gnu"
 
 echo "== cargo test --target $target (test binaries run under qemu-aarch64-static)"
 step_start=$(date +%s)

@@ -129,7 +129,7 @@ fn credentials_come_from_the_systemd_credentials_directory() {
         "[[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret_credential = \"provet-secret\"\n",
         0o600,
     );
-    let out = std::process::Command::new(BIN)
+    let out = smshub_command()
         .args(["--config", cfg.to_str().unwrap(), "config", "check", "--json"])
         .env("CREDENTIALS_DIRECTORY", &creds)
         .output()

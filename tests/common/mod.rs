@@ -13,6 +13,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_smshub");
 
+/// A command that runs the smshub binary. Under ARM emulation in CI the kernel cannot execute
+/// an aarch64 binary by itself (no binfmt_misc in a container), so `SMSHUB_TEST_RUNNER` names
+/// the emulator to put in front, e.g. `qemu-aarch64-static -L /usr/aarch64-linux-gnu`.
+pub fn smshub_command() -> Command {
+    match std::env::var("SMSHUB_TEST_RUNNER").ok().filter(|r| !r.trim().is_empty()) {
+        Some(runner) => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or("env"));
+            cmd.args(words).arg(BIN);
+            cmd
+        }
+        None => Command::new(BIN),
+    }
+}
+
 pub struct TestDir {
     pub dir: tempfile::TempDir,
 }
@@ -45,7 +60,7 @@ impl TestDir {
     }
 
     pub fn smshub(&self, config: &Path, args: &[&str]) -> Output {
-        Command::new(BIN)
+        smshub_command()
             .arg("--config")
             .arg(config)
             .args(args)
@@ -76,7 +91,7 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits (up to 30 s) for its "listening on" line.
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(BIN)
+        let mut child = smshub_command()
             .arg("--config")
             .arg(config)
             .arg("run")
@@ -171,7 +186,7 @@ impl Sim {
     pub fn start(dir: &Path, args: &[&str]) -> Sim {
         let link = dir.join("modem");
         let control = dir.join("sim.sock");
-        let mut child = Command::new(BIN)
+        let mut child = smshub_command()
             .arg("sim")
             .arg("--link")
             .arg(&link)
