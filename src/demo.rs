@@ -12,7 +12,6 @@
 //! 3. A client texts back → smshub stores it, forwards it (signed) to the clinic app, whose TwiML
 //!    reply goes out as an SMS.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -315,9 +314,4 @@ async fn start_clinic_app(app: Arc<ClinicApp>) -> anyhow::Result<std::net::Socke
         }
     });
     Ok(addr)
-}
-
-/// Where the demo keeps its files (for the README).
-pub fn demo_dir_hint() -> PathBuf {
-    std::env::temp_dir().join("smshub-demo-<pid>")
 }
