@@ -180,7 +180,6 @@ impl Modem {
     /// SIM keeps its messages and its PIN retry counter.
     pub fn power_cycle(&mut self) {
         self.reset_settings();
-        self.echo = self.config.echo;
         if self.pin.is_some() && self.pin_state == PinState::Ready {
             self.pin_state = PinState::NeedPin { tries: 3 };
         }
@@ -188,8 +187,9 @@ impl Modem {
         self.mode = Mode::Command;
     }
 
+    /// ATZ / AT&F: back to the start profile (echo as configured, CMEE 0, PDU mode, ...).
     fn reset_settings(&mut self) {
-        self.echo = true;
+        self.echo = self.config.echo;
         self.cmee = 0;
         self.cmgf = 0;
         self.cscs = "GSM".into();

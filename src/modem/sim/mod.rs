@@ -170,7 +170,8 @@ impl Default for SimOptions {
     }
 }
 
-/// A running simulator (from [`start`]).
+/// A running simulator (from [`start`]). Dropping it stops the simulator too (without waiting);
+/// [`SimHandle::stop`] waits until the pty is closed.
 #[derive(Debug)]
 pub struct SimHandle {
     pty_path: PathBuf,
@@ -207,14 +208,20 @@ impl SimHandle {
     }
 
     /// Stops the simulator: the pty closes, the link and the control socket are removed.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         if let Some(p) = &self.control_path {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 

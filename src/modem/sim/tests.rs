@@ -284,12 +284,10 @@ async fn hung_modem_stops_answering_and_recovers_when_told() {
             .is_err(),
         "a hung modem must not answer"
     );
-    let ans = sim
-        .control()
-        .request(json!({"cmd":"set","hang_after":null}))
+    sim.control()
+        .set(json!({"hang_after": null}))
         .await
         .unwrap();
-    assert_eq!(ans["ok"], true);
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
     sim.stop().await;
 }
@@ -420,4 +418,67 @@ async fn explicit_report_for_a_sent_message_is_stored_with_cdsi() {
         .unwrap();
     assert_eq!(unknown["ok"], false);
     sim.stop().await;
+}
+
+#[tokio::test]
+async fn registration_change_at_runtime_is_announced_when_enabled() {
+    let sim = start(SimOptions {
+        not_registered: true,
+        ..opts()
+    })
+    .await
+    .unwrap();
+    let mut c = open_serial(sim.pty_path(), 115200).unwrap();
+    assert_eq!(at(&mut c, "AT+CREG=1").await, "\r\nOK\r\n");
+    assert_eq!(at(&mut c, "AT+CREG?").await, "\r\n+CREG: 1,2\r\n\r\nOK\r\n");
+    sim.control()
+        .set(json!({"registered": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_until(&mut c, |s| s.ends_with("\r\n")).await,
+        "\r\n+CREG: 1\r\n"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_the_handle_closes_the_pty() {
+    let sim = start(opts()).await.unwrap();
+    let mut c = open_serial(sim.pty_path(), 115200).unwrap();
+    drop(sim);
+    let mut buf = [0u8; 16];
+    // EOF (Ok(0)) or an error (EIO) are both fine; data is not.
+    if let Ok(n) = timeout(WAIT, c.read(&mut buf)).await.unwrap() {
+        assert_eq!(n, 0);
+    }
+}
+
+#[tokio::test]
+async fn run_returns_when_shutdown_is_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run.sock");
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(run(
+        SimOptions {
+            control: Some(sock.clone()),
+            ..opts()
+        },
+        rx,
+    ));
+    // The control socket answering proves the simulator is up.
+    let mut client = timeout(WAIT, async {
+        loop {
+            if let Ok(c) = SimClient::connect(&sock).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(client.stats().await.unwrap()["plugged"], true);
+    tx.send(true).unwrap();
+    timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+    assert!(!sock.exists());
 }

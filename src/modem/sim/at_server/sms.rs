@@ -271,6 +271,8 @@ impl Modem {
             }
             indices.push(idx);
         }
+        // Behind a queue, a free slot may be waiting: the network retries right away.
+        out.extend(self.retry_network_queue());
         (indices, out)
     }
 
