@@ -456,13 +456,32 @@ impl Modem {
         };
         let name = name.to_string();
         if matches!(kind, Kind::Test) {
-            return if KNOWN.contains(&name.as_str()) {
-                Reply::Ok(Vec::new())
-            } else {
-                Reply::Error("ERROR".into())
-            };
+            return self.test_form(&name);
         }
         self.extended(&name, kind)
+    }
+
+    /// `AT+X=?`: the supported ranges, which clients such as gammu parse to pick memories and
+    /// modes.
+    fn test_form(&self, name: &str) -> Reply {
+        let line = match name {
+            "+CPMS" => r#"+CPMS: ("SM","ME","MT"),("SM","ME","MT"),("SM","ME","MT")"#,
+            "+CSCS" => r#"+CSCS: ("GSM","UCS2","IRA")"#,
+            "+CMGF" => "+CMGF: (0,1)",
+            "+CNMI" => "+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)",
+            "+CMGL" if self.cmgf == 1 => {
+                r#"+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")"#
+            }
+            "+CMGL" => "+CMGL: (0-4)",
+            "+CMEE" => "+CMEE: (0-2)",
+            "+CREG" | "+CGREG" | "+CEREG" => return Reply::Ok(vec![format!("{name}: (0-2)")]),
+            "+CSMS" => "+CSMS: (0,1)",
+            "+CMGD" => "+CMGD: (1-255),(0-4)",
+            "+CSQ" => "+CSQ: (0-31,99),(0-7,99)",
+            n if KNOWN.contains(&n) => return Reply::Ok(Vec::new()),
+            _ => return Reply::Error("ERROR".into()),
+        };
+        Reply::Ok(vec![line.to_string()])
     }
 
     fn basic(&mut self, s: &str) -> Reply {
@@ -701,7 +720,7 @@ enum Kind {
     Set(Vec<String>),
 }
 
-/// Extended commands that answer their test form (`=?`) with OK.
+/// Extended commands whose test form (`=?`) answers a bare OK (no ranges worth listing).
 const KNOWN: &[&str] = &[
     "+CMEE", "+CPIN", "+CREG", "+CGREG", "+CEREG", "+CSQ", "+CGMI", "+CGMM", "+CGMR", "+CGSN",
     "+CIMI", "+CFUN", "+CSCS", "+CMGF", "+CSMS", "+CSCA", "+CPMS", "+CNMI", "+CNMA", "+CMGS",

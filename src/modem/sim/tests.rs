@@ -482,3 +482,31 @@ async fn run_returns_when_shutdown_is_signalled() {
     timeout(WAIT, task).await.unwrap().unwrap().unwrap();
     assert!(!sock.exists());
 }
+
+/// Not a test: runs a simulator for third-party clients (gammu) to poke at.
+/// `SIM_LINK=/tmp/sim/modem SIM_CONTROL=/tmp/sim/ctl SIM_SECONDS=300 cargo test --lib
+/// modem::sim::tests::manual_simulator -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "manual: keeps a simulator running for SIM_SECONDS"]
+async fn manual_simulator() {
+    let env = |k: &str| std::env::var(k).ok();
+    let sim = start(SimOptions {
+        link: env("SIM_LINK").map(PathBuf::from),
+        control: env("SIM_CONTROL").map(PathBuf::from),
+        echo: true,
+        model: Model::Sim800,
+        ..opts()
+    })
+    .await
+    .unwrap();
+    println!("pty: {}", sim.pty_path().display());
+    let secs = env("SIM_SECONDS")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(120);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let stats = sim.control().stats().await.unwrap();
+    println!("stats: {stats}");
+    let sent = sim.control().sent().await.unwrap();
+    println!("sent: {}", Value::Array(sent));
+    sim.stop().await;
+}
