@@ -465,7 +465,9 @@ impl Modem {
     /// modes.
     fn test_form(&self, name: &str) -> Reply {
         let line = match name {
-            "+CPMS" => r#"+CPMS: ("SM","ME","MT"),("SM","ME","MT"),("SM","ME","MT")"#,
+            // Only the SIM store exists. Advertising "ME" too made gammu list every message
+            // twice (once per memory), since ME and MT are accepted as aliases of SM.
+            "+CPMS" => r#"+CPMS: ("SM"),("SM"),("SM")"#,
             "+CSCS" => r#"+CSCS: ("GSM","UCS2","IRA")"#,
             "+CMGF" => "+CMGF: (0,1)",
             "+CNMI" => "+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)",

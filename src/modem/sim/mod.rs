@@ -56,6 +56,20 @@
 //! Try it by hand: `smshub sim --control /tmp/sim.sock` then
 //! `echo '{"cmd":"inject","from":"+358401234567","text":"hi"}' | socat - UNIX:/tmp/sim.sock`.
 //!
+//! # Tried with gammu (Debian 12, gammu 1.42)
+//! Against `--model sim800 --echo` through a `--link` symlink, `connection = at115200`:
+//! `gammu identify` printed the SIM800 identity, IMEI and IMSI; `gammu sendsms TEXT` got
+//! "message reference=0" and the sent log showed the decoded text (gammu embeds the SMSC it read
+//! with AT+CSCA? into the PDU, which the length check handles); `gammu getallsms` showed an
+//! injected UCS-2 message with an emoji and a 3-part GSM-7 message from an alphanumeric sender
+//! injected out of order, with the right UDH part numbers. `gammu-smsd` (files backend) sent an
+//! outbox file and stored every inbound part in its inbox, then deleted them from the SIM
+//! (storage empty afterwards). Found and fixed on the way: `AT+CPMS=?` first advertised "ME"
+//! as well, and gammu then listed each message twice (ME is an alias of SM here). Commands
+//! gammu sends that the simulator answers with ERROR, which gammu tolerates: AT+MODE, AT+CPROT,
+//! AT+SYNCML, AT$TSSPCSW, AT+CHUP, AT+CMMS, AT+CBC, AT+CGATT?, AT+CUSD. Reproduce with the
+//! ignored test `manual_simulator` (see tests.rs) and a gammurc pointing at its link.
+//!
 //! # Limits
 //! Text mode covers sending one-part messages and reading; no +CMGW/+CMSS, no +CSCB, no USSD.
 //! The pty buffers what the client does not read (a few KiB): a client that stops reading for

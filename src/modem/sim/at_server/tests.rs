@@ -94,7 +94,7 @@ fn basic_commands_answer_in_modem_framing() {
         ("AT+CMGR=?\r", "\r\nOK\r\n"),
         (
             "AT+CPMS=?\r",
-            "\r\n+CPMS: (\"SM\",\"ME\",\"MT\"),(\"SM\",\"ME\",\"MT\"),(\"SM\",\"ME\",\"MT\")\r\n\r\nOK\r\n",
+            "\r\n+CPMS: (\"SM\"),(\"SM\"),(\"SM\")\r\n\r\nOK\r\n",
         ),
         ("AT+NOPE=?\r", "\r\nERROR\r\n"),
         ("AT+BOGUS\r", "\r\nERROR\r\n"),
