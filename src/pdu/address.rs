@@ -113,7 +113,8 @@ pub(crate) fn read_smsc(r: &mut Reader<'_>) -> Result<Option<Address>, PduError>
     }))
 }
 
-/// Swapped semi-octet digits (TS 23.040 9.1.2.3); 0xA..0xE are `* # a b c`, 0xF only as filler.
+/// Swapped semi-octet digits (TS 23.040 9.1.2.3); 0xA..0xE are `* # a b c`, 0xF only as the
+/// final filler.
 fn read_digits(
     octets: &[u8],
     semi_octets: usize,
@@ -131,6 +132,8 @@ fn read_digits(
             0x0C => 'a',
             0x0D => 'b',
             0x0E => 'c',
+            // Some encoders count the filler in the length; as the last semi-octet it is harmless.
+            0x0F if i + 1 == semi_octets => break,
             _ => {
                 return Err(PduError::BadSemiOctet {
                     offset: offset + i / 2,

@@ -57,7 +57,7 @@ pub(crate) fn split_with(text: &str, limits: Limits) -> Result<(Encoding, Vec<St
     };
     // Cost of each character in its encoding's units: escapes and surrogate pairs count two.
     let cost = |c: char| match encoding {
-        Encoding::Gsm7 => gsm7::encode_char(c).map_or(1, gsm7::Septets::len),
+        Encoding::Gsm7 => gsm7::encode_char(c).map_or(1, gsm7::Septets::count),
         _ => c.len_utf16(),
     };
     let total: usize = text.chars().map(cost).sum();

@@ -43,7 +43,7 @@ pub enum Septets {
 
 impl Septets {
     /// How many septets the character takes in the message.
-    pub fn len(self) -> usize {
+    pub fn count(self) -> usize {
         match self {
             Septets::One(_) => 1,
             Septets::Escaped(_) => 2,
@@ -68,7 +68,9 @@ pub fn encode_char(c: char) -> Option<Septets> {
 
 /// Septet count of `text`, or None when some character does not fit GSM-7.
 pub fn septet_len(text: &str) -> Option<usize> {
-    text.chars().map(|c| encode_char(c).map(Septets::len)).sum()
+    text.chars()
+        .map(|c| encode_char(c).map(Septets::count))
+        .sum()
 }
 
 /// The septet values of `text`, or None when some character does not fit GSM-7.
@@ -126,10 +128,10 @@ pub fn pack(septets: &[u8], fill_bits: usize) -> Vec<u8> {
         if let Some(o) = out.get_mut(bit / 8) {
             *o |= lo;
         }
-        if hi != 0 {
-            if let Some(o) = out.get_mut(bit / 8 + 1) {
-                *o |= hi;
-            }
+        if hi != 0
+            && let Some(o) = out.get_mut(bit / 8 + 1)
+        {
+            *o |= hi;
         }
     }
     out

@@ -9,7 +9,7 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, PduError> {
     if text.is_empty() {
         return Err(PduError::Empty);
     }
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         // Report a bad digit first if there is one: it is the more useful message.
         if let Some((i, ch)) = text.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
             return Err(PduError::BadHex { offset: i / 2, ch });

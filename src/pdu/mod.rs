@@ -21,6 +21,9 @@ mod timestamp;
 pub mod ucs2;
 mod user_data;
 
+#[cfg(test)]
+mod tests;
+
 pub use address::{Address, AddressKind};
 pub use concat::{ConcatInfo, split_text};
 pub use deliver::{Deliver, SIMULATED_SMSC, encode_deliver};
