@@ -510,3 +510,59 @@ async fn manual_simulator() {
     println!("sent: {}", Value::Array(sent));
     sim.stop().await;
 }
+
+#[derive(clap::Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    sim: SimOptions,
+}
+
+#[test]
+fn cli_flags_parse_and_rates_outside_zero_to_one_are_refused() {
+    use clap::{CommandFactory, Parser};
+    Cli::command().debug_assert();
+    let cli = Cli::try_parse_from([
+        "sim",
+        "--link",
+        "/tmp/m",
+        "--storage-slots",
+        "5",
+        "--cms-error",
+        "42",
+        "--cms-error-rate",
+        "0.5",
+        "--cms-error-on-send",
+        "3",
+        "--hang-after",
+        "7",
+        "--garbage-rate",
+        "0.1",
+        "--interleave-urcs",
+        "--pin",
+        "1234",
+        "--not-registered",
+        "--storage-full",
+        "--echo",
+        "--model",
+        "ec25",
+        "--seed",
+        "9",
+    ])
+    .unwrap();
+    let o = cli.sim;
+    assert_eq!(o.link, Some(PathBuf::from("/tmp/m")));
+    assert_eq!(
+        (o.storage_slots, o.cms_error, o.cms_error_on_send),
+        (5, 42, Some(3))
+    );
+    assert_eq!(
+        (o.hang_after, o.model, o.seed),
+        (Some(7), Model::Ec25, Some(9))
+    );
+    assert!(o.interleave_urcs && o.not_registered && o.storage_full && o.echo);
+    assert!(Cli::try_parse_from(["sim", "--cms-error-rate", "1.5"]).is_err());
+    assert!(Cli::try_parse_from(["sim", "--model", "nokia"]).is_err());
+    let d = Cli::try_parse_from(["sim"]).unwrap().sim;
+    assert_eq!(d.storage_slots, SimOptions::default().storage_slots);
+    assert_eq!(d.report_delay_ms, SimOptions::default().report_delay_ms);
+}
