@@ -72,8 +72,9 @@
 //!
 //! # Limits
 //! Text mode covers sending one-part messages and reading; no +CMGW/+CMSS, no +CSCB, no USSD.
-//! The pty buffers what the client does not read (a few KiB): a client that stops reading for
-//! a long time while many URCs arrive would stall the simulator's writes.
+//! The pty buffers what the client does not read (a few KiB). When a client stops reading and
+//! the buffer is full, further output queues up to 256 KiB and is then dropped (logged), so the
+//! control channel and shutdown never hang behind a stuck client.
 
 mod at_server;
 mod control;

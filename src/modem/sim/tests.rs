@@ -566,3 +566,22 @@ fn cli_flags_parse_and_rates_outside_zero_to_one_are_refused() {
     assert_eq!(d.storage_slots, SimOptions::default().storage_slots);
     assert_eq!(d.report_delay_ms, SimOptions::default().report_delay_ms);
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_block_control_or_stop() {
+    let sim = start(opts()).await.unwrap();
+    let control = sim.control();
+    let mut silent = open_serial(sim.pty_path(), 115200).unwrap();
+    // Direct delivery (+CMT with the whole PDU): 600 messages are far more than a pty buffers.
+    silent.write_all(b"AT+CNMI=2,2,0,0,0\r").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..600 {
+        control
+            .inject("+358401234567", &"x".repeat(150))
+            .await
+            .unwrap();
+    }
+    let stats = timeout(WAIT, control.stats()).await.unwrap().unwrap();
+    assert_eq!(stats["commands"]["AT+CNMI="], 1);
+    timeout(Duration::from_secs(30), sim.stop()).await.unwrap();
+}
