@@ -59,7 +59,8 @@
 //! # Tried with gammu (Debian 12, gammu 1.42)
 //! Against `--model sim800 --echo` through a `--link` symlink, `connection = at115200`:
 //! `gammu identify` printed the SIM800 identity, IMEI and IMSI; `gammu sendsms TEXT` got
-//! "message reference=0" and the sent log showed the decoded text (gammu embeds the SMSC it read
+//! "message reference=0" and the sent log showed the decoded text (a 400-character
+//! `-len 400` send went out as 3 parts, mr 0..2, concat ref/seq/total as gammu set them) (gammu embeds the SMSC it read
 //! with AT+CSCA? into the PDU, which the length check handles); `gammu getallsms` showed an
 //! injected UCS-2 message with an emoji and a 3-part GSM-7 message from an alphanumeric sender
 //! injected out of order, with the right UDH part numbers. `gammu-smsd` (files backend) sent an
