@@ -172,7 +172,6 @@ impl Modem {
     /// SIM keeps its messages and its PIN retry counter.
     pub fn power_cycle(&mut self) {
         self.reset_settings();
-        self.echo = self.config.echo;
         if self.pin.is_some() && self.pin_state == PinState::Ready {
             self.pin_state = PinState::NeedPin { tries: 3 };
         }
@@ -180,8 +179,9 @@ impl Modem {
         self.mode = Mode::Command;
     }
 
+    /// ATZ / AT&F: back to the start profile (echo as configured, CMEE 0, PDU mode, ...).
     fn reset_settings(&mut self) {
-        self.echo = true;
+        self.echo = self.config.echo;
         self.cmee = 0;
         self.cmgf = 0;
         self.cscs = "GSM".into();
@@ -433,9 +433,32 @@ impl Modem {
         };
         let name = name.to_string();
         if matches!(kind, Kind::Test) {
-            return if KNOWN.contains(&name.as_str()) { Reply::Ok(Vec::new()) } else { Reply::Error("ERROR".into()) };
+            return self.test_form(&name);
         }
         self.extended(&name, kind)
+    }
+
+    /// `AT+X=?`: the supported ranges, which clients such as gammu parse to pick memories and
+    /// modes.
+    fn test_form(&self, name: &str) -> Reply {
+        let line = match name {
+            // Only the SIM store exists. Advertising "ME" too made gammu list every message
+            // twice (once per memory), since ME and MT are accepted as aliases of SM.
+            "+CPMS" => r#"+CPMS: ("SM"),("SM"),("SM")"#,
+            "+CSCS" => r#"+CSCS: ("GSM","UCS2","IRA")"#,
+            "+CMGF" => "+CMGF: (0,1)",
+            "+CNMI" => "+CNMI: (0-3),(0-3),(0-3),(0-2),(0,1)",
+            "+CMGL" if self.cmgf == 1 => r#"+CMGL: ("REC UNREAD","REC READ","STO UNSENT","STO SENT","ALL")"#,
+            "+CMGL" => "+CMGL: (0-4)",
+            "+CMEE" => "+CMEE: (0-2)",
+            "+CREG" | "+CGREG" | "+CEREG" => return Reply::Ok(vec![format!("{name}: (0-2)")]),
+            "+CSMS" => "+CSMS: (0,1)",
+            "+CMGD" => "+CMGD: (1-255),(0-4)",
+            "+CSQ" => "+CSQ: (0-31,99),(0-7,99)",
+            n if KNOWN.contains(&n) => return Reply::Ok(Vec::new()),
+            _ => return Reply::Error("ERROR".into()),
+        };
+        Reply::Ok(vec![line.to_string()])
     }
 
     fn basic(&mut self, s: &str) -> Reply {
@@ -658,7 +681,7 @@ enum Kind {
     Set(Vec<String>),
 }
 
-/// Extended commands that answer their test form (`=?`) with OK.
+/// Extended commands whose test form (`=?`) answers a bare OK (no ranges worth listing).
 const KNOWN: &[&str] = &[
     "+CMEE", "+CPIN", "+CREG", "+CGREG", "+CEREG", "+CSQ", "+CGMI", "+CGMM", "+CGMR", "+CGSN", "+CIMI", "+CFUN",
     "+CSCS", "+CMGF", "+CSMS", "+CSCA", "+CPMS", "+CNMI", "+CNMA", "+CMGS", "+CMGL", "+CMGR", "+CMGD",

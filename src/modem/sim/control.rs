@@ -73,6 +73,15 @@ fn check(v: Value) -> io::Result<Value> {
     }
 }
 
+fn with_cmd(cmd: &str, fields: Value) -> Value {
+    let mut v = match fields {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    v.insert("cmd".into(), Value::String(cmd.into()));
+    Value::Object(v)
+}
+
 fn sent_list(v: Value) -> Vec<Value> {
     match v.get("sent") {
         Some(Value::Array(a)) => a.clone(),
@@ -131,6 +140,28 @@ impl SimControl {
     pub async fn replug(&self) -> io::Result<PathBuf> {
         pty_of(&check(self.request(json!({"cmd": "replug"})).await?)?)
     }
+    /// Stores a raw PDU hex (e.g. a malformed one) as if delivered.
+    pub async fn inject_pdu(&self, hex: &str) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "inject_pdu", "pdu": hex})).await?)
+    }
+
+    /// Sends a status report (TP-ST `status`) for a sent message reference.
+    pub async fn report(&self, message_ref: u8, status: u8) -> io::Result<()> {
+        check(self.request(json!({"cmd": "report", "message_ref": message_ref, "status": status})).await?).map(drop)
+    }
+
+    /// Changes faults at runtime: `fields` is the `set` object without `cmd`.
+    pub async fn set(&self, fields: Value) -> io::Result<()> {
+        check(self.request(with_cmd("set", fields)).await?).map(drop)
+    }
+
+    pub async fn storage(&self) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "storage"})).await?)
+    }
+
+    pub async fn stats(&self) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "stats"})).await?)
+    }
 }
 
 /// A connection to a running simulator's control socket (`--control PATH`).
@@ -185,6 +216,25 @@ impl SimClient {
 
     pub async fn replug(&mut self) -> io::Result<PathBuf> {
         pty_of(&check(self.request(json!({"cmd": "replug"})).await?)?)
+    }
+    pub async fn inject_pdu(&mut self, hex: &str) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "inject_pdu", "pdu": hex})).await?)
+    }
+
+    pub async fn report(&mut self, message_ref: u8, status: u8) -> io::Result<()> {
+        check(self.request(json!({"cmd": "report", "message_ref": message_ref, "status": status})).await?).map(drop)
+    }
+
+    pub async fn set(&mut self, fields: Value) -> io::Result<()> {
+        check(self.request(with_cmd("set", fields)).await?).map(drop)
+    }
+
+    pub async fn storage(&mut self) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "storage"})).await?)
+    }
+
+    pub async fn stats(&mut self) -> io::Result<Value> {
+        check(self.request(json!({"cmd": "stats"})).await?)
     }
 }
 

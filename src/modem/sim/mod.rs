@@ -56,10 +56,26 @@
 //! Try it by hand: `smshub sim --control /tmp/sim.sock` then
 //! `echo '{"cmd":"inject","from":"+358401234567","text":"hi"}' | socat - UNIX:/tmp/sim.sock`.
 //!
+//! # Tried with gammu (Debian 12, gammu 1.42)
+//! Against `--model sim800 --echo` through a `--link` symlink, `connection = at115200`:
+//! `gammu identify` printed the SIM800 identity, IMEI and IMSI; `gammu sendsms TEXT` got
+//! "message reference=0" and the sent log showed the decoded text (a 400-character
+//! `-len 400` send went out as 3 parts, mr 0..2, concat ref/seq/total as gammu set them) (gammu embeds the SMSC it read
+//! with AT+CSCA? into the PDU, which the length check handles); `gammu getallsms` showed an
+//! injected UCS-2 message with an emoji and a 3-part GSM-7 message from an alphanumeric sender
+//! injected out of order, with the right UDH part numbers. `gammu-smsd` (files backend) sent an
+//! outbox file and stored every inbound part in its inbox, then deleted them from the SIM
+//! (storage empty afterwards). Found and fixed on the way: `AT+CPMS=?` first advertised "ME"
+//! as well, and gammu then listed each message twice (ME is an alias of SM here). Commands
+//! gammu sends that the simulator answers with ERROR, which gammu tolerates: AT+MODE, AT+CPROT,
+//! AT+SYNCML, AT$TSSPCSW, AT+CHUP, AT+CMMS, AT+CBC, AT+CGATT?, AT+CUSD. Reproduce with the
+//! ignored test `manual_simulator` (see tests.rs) and a gammurc pointing at its link.
+//!
 //! # Limits
 //! Text mode covers sending one-part messages and reading; no +CMGW/+CMSS, no +CSCB, no USSD.
-//! The pty buffers what the client does not read (a few KiB): a client that stops reading for
-//! a long time while many URCs arrive would stall the simulator's writes.
+//! The pty buffers what the client does not read (a few KiB). When a client stops reading and
+//! the buffer is full, further output queues up to 256 KiB and is then dropped (logged), so the
+//! control channel and shutdown never hang behind a stuck client.
 
 mod at_server;
 mod control;
@@ -170,7 +186,8 @@ impl Default for SimOptions {
     }
 }
 
-/// A running simulator (from [`start`]).
+/// A running simulator (from [`start`]). Dropping it stops the simulator too (without waiting);
+/// [`SimHandle::stop`] waits until the pty is closed.
 #[derive(Debug)]
 pub struct SimHandle {
     pty_path: PathBuf,
@@ -207,14 +224,20 @@ impl SimHandle {
     }
 
     /// Stops the simulator: the pty closes, the link and the control socket are removed.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         if let Some(p) = &self.control_path {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 

@@ -31,10 +31,15 @@ pub(super) struct SimTask {
     link: Option<PathBuf>,
     /// Bytes waiting for their time (after a simulated latency) in wire order.
     outq: VecDeque<(Instant, Vec<u8>)>,
+    /// Bytes of the front of `outq` already written.
+    written: usize,
     timers: Vec<(Instant, Event)>,
     ctrl_rx: mpsc::Receiver<ControlRequest>,
     pty_tx: watch::Sender<PathBuf>,
 }
+
+/// Most output bytes queued for a client that does not read.
+const MAX_PENDING: usize = 256 * 1024;
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -74,10 +79,18 @@ fn plug(link: Option<&Path>) -> io::Result<(Device, PathBuf)> {
     Ok((Device { master, _slave: slave }, path))
 }
 
-async fn read_device(device: &mut Option<Device>, buf: &mut [u8]) -> io::Result<usize> {
-    match device {
-        Some(d) => d.master.read(buf).await,
-        None => std::future::pending().await,
+enum Io {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+}
+
+/// One I/O step on the pty: write `out` if given, else read. Both are cancel-safe single
+/// operations, so the task's select loop stays responsive to control and shutdown.
+async fn device_io(device: &mut Option<Device>, buf: &mut [u8], out: Option<&[u8]>) -> Io {
+    match (device, out) {
+        (Some(d), Some(bytes)) => Io::Wrote(d.master.write(bytes).await),
+        (Some(d), None) => Io::Read(d.master.read(buf).await),
+        (None, _) => std::future::pending().await,
     }
 }
 
@@ -91,7 +104,16 @@ impl SimTask {
         let (device, path) = plug(link.as_deref())?;
         let (pty_tx, pty_rx) = watch::channel(path.clone());
         Ok((
-            Self { modem, device: Some(device), link, outq: VecDeque::new(), timers: Vec::new(), ctrl_rx, pty_tx },
+            Self {
+                modem,
+                device: Some(device),
+                link,
+                outq: VecDeque::new(),
+                written: 0,
+                timers: Vec::new(),
+                ctrl_rx,
+                pty_tx,
+            },
             path,
             pty_rx,
         ))
@@ -101,11 +123,15 @@ impl SimTask {
         let mut buf = [0u8; 1024];
         let mut control_open = true;
         loop {
-            let next_out = self.outq.front().map(|(t, _)| *t);
+            let now = Instant::now();
+            let front_due = self.outq.front().is_some_and(|(t, _)| *t <= now);
+            let next_out = self.outq.front().map(|(t, _)| *t).filter(|_| !front_due);
             let next_timer = self.timers.iter().map(|(t, _)| *t).min();
             let wake = next_out.into_iter().chain(next_timer).min();
-            // While output waits (a send "in the network"), the modem reads nothing more.
-            let can_read = self.outq.is_empty() && self.device.is_some();
+            // Output that is due goes first; while output waits (a send "in the network") the
+            // modem reads nothing more, like a real one busy with the network.
+            let to_write = self.outq.front().filter(|_| front_due).and_then(|(_, b)| b.get(self.written..));
+            let io_enabled = self.device.is_some() && (front_due || self.outq.is_empty());
             tokio::select! {
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
@@ -119,51 +145,64 @@ impl SimTask {
                     }
                     None => control_open = false,
                 },
-                r = read_device(&mut self.device, &mut buf), if can_read => match r {
-                    Ok(n) if n > 0 => {
+                io = device_io(&mut self.device, &mut buf, to_write), if io_enabled => match io {
+                    Io::Read(Ok(n)) if n > 0 => {
                         let outs = self.modem.feed(buf.get(..n).unwrap_or(&[]), now_ms());
                         self.push(outs);
                         let more = self.modem.retry_network_queue();
                         self.push(more);
                     }
                     // We keep a slave fd open, so this only happens if the pty broke.
-                    Ok(_) | Err(_) => {
+                    Io::Read(_) => {
                         tracing::warn!("sim: pty master read failed or hit EOF; unplugging");
                         self.unplug();
                     }
+                    Io::Wrote(Ok(n)) => self.wrote(n),
+                    Io::Wrote(Err(e)) => {
+                        tracing::warn!("sim: write to pty failed: {e}; unplugging");
+                        self.unplug();
+                    }
                 },
-                _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                    self.fire_due().await;
+                _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
+                    self.fire_timers();
                 }
             }
         }
         self.unplug();
     }
 
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        if self.outq.front().is_some_and(|(_, b)| self.written >= b.len()) {
+            self.outq.pop_front();
+            self.written = 0;
+        }
+    }
+
+    /// Queues the modem's output. A client that stops reading fills the pty buffer and then this
+    /// queue; past [`MAX_PENDING`] bytes new output is dropped, as a UART overruns, so memory
+    /// stays bounded while control and shutdown keep working.
     fn push(&mut self, outs: Vec<Out>) {
         let now = Instant::now();
+        let mut pending: usize = self.outq.iter().map(|(_, b)| b.len()).sum();
         let mut cursor = self.outq.back().map(|(t, _)| *t).unwrap_or(now).max(now);
         for o in outs {
             match o {
-                Out::Bytes(b) => self.outq.push_back((cursor, b)),
+                Out::Bytes(b) if pending + b.len() > MAX_PENDING => {
+                    tracing::warn!("sim: client is not reading; dropped {} bytes", b.len());
+                }
+                Out::Bytes(b) => {
+                    pending += b.len();
+                    self.outq.push_back((cursor, b));
+                }
                 Out::Delay(d) => cursor += d,
                 Out::Schedule(d, e) => self.timers.push((now + d, e)),
             }
         }
     }
 
-    async fn fire_due(&mut self) {
+    fn fire_timers(&mut self) {
         let now = Instant::now();
-        while self.outq.front().is_some_and(|(t, _)| *t <= now) {
-            let Some((_, bytes)) = self.outq.pop_front() else {
-                break;
-            };
-            if let Some(d) = &mut self.device
-                && let Err(e) = d.master.write_all(&bytes).await
-            {
-                tracing::warn!("sim: write to pty failed: {e}");
-            }
-        }
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers).into_iter().partition(|(t, _)| *t <= now);
         self.timers = later;
         for (_, event) in due {
@@ -181,6 +220,7 @@ impl SimTask {
     fn unplug(&mut self) -> bool {
         let was = self.device.take().is_some();
         self.outq.clear();
+        self.written = 0;
         if let Some(l) = &self.link {
             // A real by-id link disappears with the device.
             let _ = std::fs::remove_file(l);

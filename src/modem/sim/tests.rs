@@ -201,8 +201,7 @@ async fn hung_modem_stops_answering_and_recovers_when_told() {
     c.write_all(b"AT\r").await.unwrap();
     let mut buf = [0u8; 64];
     assert!(timeout(Duration::from_millis(500), c.read(&mut buf)).await.is_err(), "a hung modem must not answer");
-    let ans = sim.control().request(json!({"cmd":"set","hang_after":null})).await.unwrap();
-    assert_eq!(ans["ok"], true);
+    sim.control().set(json!({"hang_after": null})).await.unwrap();
     assert_eq!(at(&mut c, "AT").await, "\r\nOK\r\n");
     sim.stop().await;
 }
@@ -224,7 +223,7 @@ async fn unplug_gives_the_client_eof_and_replug_moves_the_link_to_a_new_pty() {
     }
     assert!(std::fs::symlink_metadata(&link).is_err(), "link removed");
     let err = open_serial(&link, 115200).unwrap_err();
-    assert!(err.to_string().contains("modem"), "{err}");
+    assert!(err.to_string().contains("is the modem plugged in"), "{err}");
     let new = control.replug().await.unwrap();
     assert_eq!(std::fs::read_link(&link).unwrap(), new);
     assert_eq!(sim.current_pty_path(), new);
@@ -292,4 +291,142 @@ async fn explicit_report_for_a_sent_message_is_stored_with_cdsi() {
     let unknown = control.request(json!({"cmd":"report","message_ref":9})).await.unwrap();
     assert_eq!(unknown["ok"], false);
     sim.stop().await;
+}
+
+#[tokio::test]
+async fn registration_change_at_runtime_is_announced_when_enabled() {
+    let sim = start(SimOptions { not_registered: true, ..opts() }).await.unwrap();
+    let mut c = open_serial(sim.pty_path(), 115200).unwrap();
+    assert_eq!(at(&mut c, "AT+CREG=1").await, "\r\nOK\r\n");
+    assert_eq!(at(&mut c, "AT+CREG?").await, "\r\n+CREG: 1,2\r\n\r\nOK\r\n");
+    sim.control().set(json!({"registered": true})).await.unwrap();
+    assert_eq!(read_until(&mut c, |s| s.ends_with("\r\n")).await, "\r\n+CREG: 1\r\n");
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_the_handle_closes_the_pty() {
+    let sim = start(opts()).await.unwrap();
+    let mut c = open_serial(sim.pty_path(), 115200).unwrap();
+    drop(sim);
+    let mut buf = [0u8; 16];
+    // EOF (Ok(0)) or an error (EIO) are both fine; data is not.
+    if let Ok(n) = timeout(WAIT, c.read(&mut buf)).await.unwrap() {
+        assert_eq!(n, 0);
+    }
+}
+
+#[tokio::test]
+async fn run_returns_when_shutdown_is_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("run.sock");
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(run(SimOptions { control: Some(sock.clone()), ..opts() }, rx));
+    // The control socket answering proves the simulator is up.
+    let mut client = timeout(WAIT, async {
+        loop {
+            if let Ok(c) = SimClient::connect(&sock).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(client.stats().await.unwrap()["plugged"], true);
+    tx.send(true).unwrap();
+    timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+    assert!(!sock.exists());
+}
+
+/// Not a test: runs a simulator for third-party clients (gammu) to poke at.
+/// `SIM_LINK=/tmp/sim/modem SIM_CONTROL=/tmp/sim/ctl SIM_SECONDS=300 cargo test --lib
+/// modem::sim::tests::manual_simulator -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "manual: keeps a simulator running for SIM_SECONDS"]
+async fn manual_simulator() {
+    let env = |k: &str| std::env::var(k).ok();
+    let sim = start(SimOptions {
+        link: env("SIM_LINK").map(PathBuf::from),
+        control: env("SIM_CONTROL").map(PathBuf::from),
+        echo: true,
+        model: Model::Sim800,
+        ..opts()
+    })
+    .await
+    .unwrap();
+    println!("pty: {}", sim.pty_path().display());
+    let secs = env("SIM_SECONDS").and_then(|s| s.parse().ok()).unwrap_or(120);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let stats = sim.control().stats().await.unwrap();
+    println!("stats: {stats}");
+    let sent = sim.control().sent().await.unwrap();
+    println!("sent: {}", Value::Array(sent));
+    sim.stop().await;
+}
+
+#[derive(clap::Parser, Debug)]
+struct Cli {
+    #[command(flatten)]
+    sim: SimOptions,
+}
+
+#[test]
+fn cli_flags_parse_and_rates_outside_zero_to_one_are_refused() {
+    use clap::{CommandFactory, Parser};
+    Cli::command().debug_assert();
+    let cli = Cli::try_parse_from([
+        "sim",
+        "--link",
+        "/tmp/m",
+        "--storage-slots",
+        "5",
+        "--cms-error",
+        "42",
+        "--cms-error-rate",
+        "0.5",
+        "--cms-error-on-send",
+        "3",
+        "--hang-after",
+        "7",
+        "--garbage-rate",
+        "0.1",
+        "--interleave-urcs",
+        "--pin",
+        "1234",
+        "--not-registered",
+        "--storage-full",
+        "--echo",
+        "--model",
+        "ec25",
+        "--seed",
+        "9",
+    ])
+    .unwrap();
+    let o = cli.sim;
+    assert_eq!(o.link, Some(PathBuf::from("/tmp/m")));
+    assert_eq!((o.storage_slots, o.cms_error, o.cms_error_on_send), (5, 42, Some(3)));
+    assert_eq!((o.hang_after, o.model, o.seed), (Some(7), Model::Ec25, Some(9)));
+    assert!(o.interleave_urcs && o.not_registered && o.storage_full && o.echo);
+    assert!(Cli::try_parse_from(["sim", "--cms-error-rate", "1.5"]).is_err());
+    assert!(Cli::try_parse_from(["sim", "--model", "nokia"]).is_err());
+    let d = Cli::try_parse_from(["sim"]).unwrap().sim;
+    assert_eq!(d.storage_slots, SimOptions::default().storage_slots);
+    assert_eq!(d.report_delay_ms, SimOptions::default().report_delay_ms);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_block_control_or_stop() {
+    let sim = start(opts()).await.unwrap();
+    let control = sim.control();
+    let mut silent = open_serial(sim.pty_path(), 115200).unwrap();
+    // Direct delivery (+CMT with the whole PDU): 600 messages are far more than a pty buffers.
+    silent.write_all(b"AT+CNMI=2,2,0,0,0\r").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..600 {
+        control.inject("+358401234567", &"x".repeat(150)).await.unwrap();
+    }
+    let stats = timeout(WAIT, control.stats()).await.unwrap().unwrap();
+    assert_eq!(stats["commands"]["AT+CNMI="], 1);
+    timeout(Duration::from_secs(30), sim.stop()).await.unwrap();
 }

@@ -237,6 +237,8 @@ impl Modem {
             }
             indices.push(idx);
         }
+        // Behind a queue, a free slot may be waiting: the network retries right away.
+        out.extend(self.retry_network_queue());
         (indices, out)
     }
 
@@ -248,7 +250,8 @@ impl Modem {
         timestamp_unix: i64,
     ) -> Result<Vec<String>, pdu::PduError> {
         let reference = self.next_concat_ref;
-        self.next_concat_ref = self.next_concat_ref.wrapping_add(1).max(1) % 256;
+        // 8-bit references on the air: cycle through 1..=255.
+        self.next_concat_ref = self.next_concat_ref % 255 + 1;
         let ts = pdu::Timestamp::from_unix(timestamp_unix, 0);
         pdu::encode_deliver(from, text, &ts, reference)
     }
