@@ -326,3 +326,65 @@ pub fn print(checks: &[Check]) {
         println!("{failed} of {} checks failed", checks.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modem::profile::Diagnosis;
+
+    fn healthy() -> Diagnosis {
+        Diagnosis {
+            responds: true,
+            sim: Some("READY".into()),
+            creg_stat: Some(1),
+            signal_dbm: Some(-71),
+            smsc: Some("+358405202000".into()),
+            storage: Some(("SM".into(), 3, 30)),
+            ..Diagnosis::default()
+        }
+    }
+
+    fn find<'a>(checks: &'a [Check], suffix: &str) -> &'a Check {
+        checks.iter().find(|c| c.name.ends_with(suffix)).unwrap()
+    }
+
+    #[test]
+    fn a_healthy_diagnosis_passes() {
+        let checks = diagnosis_checks("modem m", &healthy());
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        assert_eq!(find(&checks, "signal").detail, "-71 dBm (good)");
+    }
+
+    #[test]
+    fn lte_only_registration_counts_and_denial_gets_the_ims_hint() {
+        let mut d = healthy();
+        d.creg_stat = Some(3);
+        d.cereg_stat = Some(5);
+        assert!(find(&diagnosis_checks("m", &d), "registration").ok, "EPS registration is enough");
+        d.cereg_stat = Some(3);
+        let checks = diagnosis_checks("m", &d);
+        let reg = find(&checks, "registration");
+        assert!(!reg.ok);
+        assert!(reg.remedy.as_deref().unwrap().contains("IMS"), "{reg:?}");
+    }
+
+    #[test]
+    fn signal_words_follow_the_dbm() {
+        for (dbm, word, ok) in [(-60, "good", true), (-95, "ok", true), (-107, "bad", false)] {
+            let mut d = healthy();
+            d.signal_dbm = Some(dbm);
+            let checks = diagnosis_checks("m", &d);
+            let c = find(&checks, "signal");
+            assert!(c.detail.contains(word) && c.ok == ok, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_puk_locked_sim_says_so() {
+        let mut d = healthy();
+        d.sim = Some("SIM PUK".into());
+        let checks = diagnosis_checks("m", &d);
+        let c = find(&checks, "SIM");
+        assert!(!c.ok && c.detail.contains("PUK"), "{c:?}");
+    }
+}
