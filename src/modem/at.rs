@@ -233,7 +233,7 @@ impl Digester {
     /// final result is discarded, so it cannot be taken as the answer to the next command.
     pub fn abandon(&mut self) {
         if let Some(f) = self.flight.take() {
-            tracing::debug!(command = %f.command, "AT command abandoned; late answers will be discarded");
+            tracing::debug!(command = %redact(&f.command), "AT command abandoned; late answers will be discarded");
         }
     }
 
@@ -389,7 +389,7 @@ impl Digester {
 
     fn other(&mut self, line: String, out: &mut Vec<Event>) {
         self.unknown_lines += 1;
-        tracing::debug!(line = %line, total = self.unknown_lines, "unsolicited text from modem");
+        tracing::debug!(line = %redact(&line), total = self.unknown_lines, "unsolicited text from modem");
         out.push(Event::Urc(Urc::Other(line)));
     }
 
@@ -486,6 +486,16 @@ fn command_name(command: &str) -> Option<String> {
         .take_while(|c| !matches!(c, '=' | '?' | ';') && !c.is_whitespace())
         .collect();
     (name.len() > 1).then(|| name.to_ascii_uppercase())
+}
+
+/// A command as it may appear in logs and errors: PIN/PUK/password arguments are replaced.
+pub fn redact(command: &str) -> String {
+    const SECRET: &[&str] = &["AT+CPIN=", "AT+CLCK=", "AT+CPWD=", "AT+CPIN2="];
+    let upper = command.trim().to_ascii_uppercase();
+    match SECRET.iter().find(|p| upper.starts_with(*p)) {
+        Some(p) => format!("{p}<redacted>"),
+        None => command.trim().to_string(),
+    }
 }
 
 /// Parse a final result line.
@@ -856,7 +866,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
         if std::mem::take(&mut self.resync) {
             self.wait_quiet().await?;
         }
-        tracing::debug!(command, "AT >");
+        // The PIN must never reach a log or an error message.
+        let shown = redact(command);
+        tracing::debug!(command = %shown, "AT >");
         self.digester.begin(command, payload.is_some());
         if let Err(e) = self.write(format!("{command}\r").as_bytes()).await {
             self.digester.abandon();
@@ -872,12 +884,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
                     self.digester.abandon();
                     self.resync = true;
                     if payload.is_some() && !payload_sent {
-                        tracing::warn!(command, "no > prompt; aborting with ESC, nothing was sent");
+                        tracing::warn!(command = %shown, "no > prompt; aborting with ESC, nothing was sent");
                         self.write(&[0x1b]).await?;
                     } else {
-                        tracing::warn!(command, payload_sent, "AT command timed out");
+                        tracing::warn!(command = %shown, payload_sent, "AT command timed out");
                     }
-                    return Err(AtError::Timeout { command: command.to_string(), payload_sent });
+                    return Err(AtError::Timeout { command: shown, payload_sent });
                 }
                 read = self.io.read(&mut buf) => match read {
                     Ok(0) => {
@@ -920,7 +932,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
                 }
             }
             if let Some(f) = outcome {
-                tracing::debug!(command, result = ?f, lines = lines.len(), "AT <");
+                tracing::debug!(command = %shown, result = ?f, lines = lines.len(), "AT <");
                 return match f {
                     FinalResult::Ok => Ok(lines),
                     FinalResult::Error => Err(AtError::Error),
@@ -1213,6 +1225,51 @@ mod tests {
             Some(20)
         );
         assert_eq!(response_fields("+CSQ: 20,99", "+CREG"), None);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes (biased towards AT-ish text) in arbitrary chunks give the same events as
+        /// the whole input at once, and never panic. The fuzz target at_lines checks the same on raw bytes.
+        #[test]
+        fn chunking_never_changes_the_events(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b"\r\n".to_vec()),
+                    proptest::prelude::Just(b"OK".to_vec()),
+                    proptest::prelude::Just(b"> ".to_vec()),
+                    proptest::prelude::Just(b"+CMT: ,5".to_vec()),
+                    proptest::prelude::Just(b"+CMGL: 1,0,,5".to_vec()),
+                    proptest::prelude::Just(b"+CMTI: \"SM\",1".to_vec()),
+                    proptest::prelude::Just(b"0791AB".to_vec()),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+                ],
+                0..40,
+            ),
+            chunk in 1usize..9,
+            cmd in 0usize..4,
+        ) {
+            let input: Vec<u8> = parts.concat();
+            let command = [None, Some(("AT+CMGL=4", false)), Some(("AT+CMGS=5", true)), Some(("AT", false))][cmd];
+            proptest::prop_assert_eq!(digest(command, &input, input.len().max(1)), digest(command, &input, chunk));
+        }
+    }
+
+    #[test]
+    fn pin_commands_are_redacted_for_logs() {
+        assert_eq!(redact("AT+CPIN=\"1234\""), "AT+CPIN=<redacted>");
+        assert_eq!(redact("at+cpin=1234"), "AT+CPIN=<redacted>");
+        assert_eq!(redact("AT+CPIN?"), "AT+CPIN?");
+    }
+
+    #[tokio::test]
+    async fn timeout_error_of_a_pin_command_does_not_contain_the_pin() {
+        let (client, _urcs, port) = pair();
+        let err = client
+            .command("AT+CPIN=\"4321\"", Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(!err.to_string().contains("4321"), "{err}");
+        drop(port);
     }
 
     #[test]
