@@ -372,6 +372,7 @@ pub fn spawn(
         pin: PinHistory::NeverSent,
         pending: HashMap::new(),
         last_send: None,
+        initialised_since_open: false,
     };
     let join = tokio::spawn(driver.run());
     (
@@ -422,6 +423,8 @@ struct Driver {
     /// same PDU sits there.
     pending: HashMap<(String, u32), String>,
     last_send: Option<Instant>,
+    /// Whether init completed on the current port (resets the reopen backoff).
+    initialised_since_open: bool,
 }
 
 type Step<T> = Result<T, Exit>;
@@ -484,7 +487,8 @@ impl Driver {
             match exit {
                 Exit::Gone(why) => {
                     tracing::warn!(modem = %self.cfg.name, reason = %why, "modem gone; reopening");
-                    if reinits == 0 {
+                    // A port that worked gets a quick reopen; one that fails right away backs off.
+                    if std::mem::take(&mut self.initialised_since_open) {
                         backoff = start_backoff;
                     }
                     self.status.send_modify(|s| {
@@ -599,6 +603,7 @@ impl Driver {
             return exit;
         }
         *reinits = 0;
+        self.initialised_since_open = true;
         match self.serve(c, urcs).await {
             Err(exit) => exit,
             Ok(()) => Exit::Shutdown,
@@ -1850,6 +1855,50 @@ mod tests {
         .await
         .unwrap();
         h.wait_state(|s| *s == ModemState::Ready).await;
+    }
+
+    #[tokio::test]
+    async fn health_check_reports_signal_and_catches_a_lost_cmti() {
+        let mut h = start(
+            FakeSim::new(),
+            DriverConfig {
+                health_interval: Duration::from_millis(200),
+                ..config()
+            },
+        );
+        h.wait_state(|s| *s == ModemState::Ready).await;
+        // A message arrives but its +CMTI is lost (no URC sent).
+        h.sim().store.insert(9, DELIVER.into());
+        assert_eq!(
+            h.next_event().await,
+            InboundEvent::Stored {
+                mem: "SM".into(),
+                index: 9,
+                pdu_hex: DELIVER.into()
+            }
+        );
+        assert_eq!(h.handle.status().borrow().signal_dbm, Some(-73));
+        // Handed out once only, although every later health check sees it still stored.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(h.inbound.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn storage_full_on_send_hands_out_stored_messages() {
+        let mut h = start(FakeSim::new(), config());
+        h.wait_state(|s| *s == ModemState::Ready).await;
+        h.sim().store.insert(3, DELIVER.into());
+        h.sim().cms_on_send = Some(322);
+        let err = h.handle.send_part("0011", 1).await.unwrap_err();
+        assert!(matches!(err, SendError::Transient { .. }), "{err:?}");
+        assert_eq!(
+            h.next_event().await,
+            InboundEvent::Stored {
+                mem: "SM".into(),
+                index: 3,
+                pdu_hex: DELIVER.into()
+            }
+        );
     }
 
     #[tokio::test]
