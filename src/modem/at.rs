@@ -1433,8 +1433,8 @@ mod tests {
         let (client, mut urcs, mut port) = pair();
         let modem = tokio::spawn(async move {
             assert_eq!(port.read_until(b'\r').await, "AT+CSQ\r");
-            // The answer comes after the client gave up (200 ms) ...
-            tokio::time::sleep(Duration::from_millis(400)).await;
+            // The answer comes after the client gave up (200 ms), well inside the quiet window (300 ms) ...
+            tokio::time::sleep(Duration::from_millis(350)).await;
             port.say(b"\r\n+CSQ: 3,3\r\n\r\nOK\r\n").await;
             // ... and the next command must only be written after it.
             assert_eq!(port.read_until(b'\r').await, "AT+CGMI\r");
