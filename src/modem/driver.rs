@@ -439,6 +439,21 @@ impl Driver {
         }
         *reinits = 0;
         self.initialised_since_open = true;
+        // Boot noise queued before or during init ("RDY", "+CPIN: SIM PIN" at power-up) is stale now
+        // that init has run; taking it for a fresh restart would re-init for nothing. Everything else
+        // (+CMTI, +CDS, registration) is still handled.
+        while let Ok(urc) = urcs.try_recv() {
+            match urc {
+                Urc::Other(line) => {
+                    tracing::debug!(modem = %self.cfg.name, line = %line, "stale URC from before init ignored")
+                }
+                urc => {
+                    if let Err(exit) = self.on_urc(c, urc).await {
+                        return exit;
+                    }
+                }
+            }
+        }
         match self.serve(c, urcs).await {
             Err(exit) => exit,
             Ok(()) => Exit::Shutdown,
@@ -635,8 +650,10 @@ impl Driver {
             Urc::Other(line) => {
                 // A modem that restarted on its own (brown-out, firmware watchdog) announces it; its
                 // settings (echo, PDU mode, CNMI) are gone.
-                let restarted =
-                    line == "RDY" || (line.starts_with("+CPIN:") && !line.contains("READY"));
+                let restarted = line == "RDY"
+                    || line
+                        .strip_prefix("+CPIN:")
+                        .is_some_and(|v| v.trim() != "READY");
                 if restarted {
                     return Err(Exit::Reinit(format!(
                         "the modem restarted on its own ({line})"

@@ -26,6 +26,8 @@ struct FakeSim {
     cms_on_send: Option<u16>,
     hang_after_pdu: bool,
     no_prompt: bool,
+    /// Print power-up noise (with a SIM PIN state line) when the port opens.
+    boot_noise: bool,
 }
 
 impl FakeSim {
@@ -120,6 +122,10 @@ enum Ctl {
 /// The modem end of a duplex pipe: answers commands from `sim`, the `> ` flow included.
 async fn fake_modem(io: DuplexStream, sim: Shared, mut ctl: mpsc::UnboundedReceiver<Ctl>) {
     let (mut r, mut w) = tokio::io::split(io);
+    if sim.lock().unwrap().boot_noise {
+        let noise = b"\x00\xff\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: SIM PIN\r\n";
+        let _ = w.write_all(noise).await;
+    }
     let mut line = Vec::new();
     let mut in_pdu = false;
     let mut byte = [0u8; 1];
@@ -673,6 +679,19 @@ async fn storage_full_on_send_hands_out_stored_messages() {
             pdu_hex: DELIVER.into()
         }
     );
+}
+
+#[tokio::test]
+async fn boot_noise_before_init_is_not_taken_for_a_restart() {
+    let mut sim = FakeSim::new();
+    sim.boot_noise = true;
+    let h = start(sim, config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    // A send goes through the serve loop, so the stale URCs have been looked at by then.
+    h.handle.send_part("00", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.sim().count("ATE0"), 1, "{:?}", h.sim().log);
+    assert_eq!(h.handle.status().borrow().state, ModemState::Ready);
 }
 
 #[tokio::test]
