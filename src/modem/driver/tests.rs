@@ -690,7 +690,9 @@ async fn boot_noise_before_init_is_not_taken_for_a_restart() {
     // A send goes through the serve loop, so the stale URCs have been looked at by then.
     h.handle.send_part("00", 1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(h.sim().count("ATE0"), 1, "{:?}", h.sim().log);
+    let sim = h.sim();
+    assert_eq!(sim.count("ATE0"), 1, "{:?}", sim.log);
+    drop(sim);
     assert_eq!(h.handle.status().borrow().state, ModemState::Ready);
 }
 
