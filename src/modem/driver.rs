@@ -140,6 +140,10 @@ impl std::fmt::Debug for Request {
 impl ModemHandle {
     /// Send one part (PDU hex with the leading SMSC field, TPDU length for `AT+CMGS`). Returns the
     /// TP-Message-Reference. One `+CMGS` at a time; `min_send_interval` is honoured.
+    ///
+    /// Dropping this future before it completes (e.g. under the caller's own timeout) means: if the
+    /// driver had not started the `+CMGS` yet, the part is not sent at all; if it had, the outcome is
+    /// unknown to the caller. Treat a dropped send as "outcome unknown", never as "not sent".
     pub async fn send_part(&self, part_hex: &str, tpdu_len: usize) -> Result<u8, SendError> {
         let (reply, answer) = oneshot::channel();
         let req = Request::Send {
@@ -501,7 +505,7 @@ impl Driver {
     async fn handle(&mut self, c: &AtClient, req: Request) -> Step<()> {
         match req {
             Request::Send { hex, len, reply } => {
-                let (result, exit) = self.send(c, &hex, len).await;
+                let (result, exit) = self.send(c, &hex, len, &reply).await;
                 let _ = reply.send(result);
                 if let Some(exit) = exit {
                     return Err(exit);
@@ -536,6 +540,7 @@ impl Driver {
         c: &AtClient,
         hex: &str,
         len: usize,
+        reply: &oneshot::Sender<Result<u8, SendError>>,
     ) -> (Result<u8, SendError>, Option<Exit>) {
         let state = self.state();
         if state != ModemState::Ready {
@@ -548,6 +553,17 @@ impl Driver {
         }
         if let Some(last) = self.last_send {
             tokio::time::sleep_until(last + self.cfg.min_send_interval).await;
+        }
+        // A caller that stopped waiting (dropped its future, e.g. its own timeout) would never learn
+        // the outcome: sending now could only produce a duplicate when it retries.
+        if reply.is_closed() {
+            tracing::info!(modem = %self.cfg.name, "send request abandoned by its caller before it was written; not sent");
+            return (
+                Err(SendError::NotReady {
+                    state: "the caller gave up before the send started".into(),
+                }),
+                None,
+            );
         }
         let timeout = self.cfg.send_timeout.min(self.profile.send_timeout);
         let result = c

@@ -512,6 +512,28 @@ async fn sends_are_spaced_by_the_minimum_interval() {
 }
 
 #[tokio::test]
+async fn send_abandoned_by_its_caller_before_it_started_is_not_sent() {
+    let h = start(
+        FakeSim::new(),
+        DriverConfig {
+            min_send_interval: Duration::from_millis(600),
+            ..config()
+        },
+    );
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    h.handle.send_part("00AA", 2).await.unwrap();
+    // The second send waits out the minimum interval inside the driver; its caller gives up meanwhile.
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(100), h.handle.send_part("00BB", 2)).await;
+    assert!(abandoned.is_err());
+    // A later send goes through (and proves the driver got past the abandoned one).
+    h.handle.send_part("00CC", 2).await.unwrap();
+    let sim = h.sim();
+    assert_eq!(sim.count("PDU 00BB"), 0, "{:?}", sim.log);
+    assert_eq!(sim.count("PDU 00CC"), 1, "{:?}", sim.log);
+}
+
+#[tokio::test]
 async fn timeout_after_the_pdu_is_unknown_and_the_modem_is_reinitialised() {
     let mut sim = FakeSim::new();
     sim.hang_after_pdu = true;
