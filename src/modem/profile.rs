@@ -343,4 +343,60 @@ mod tests {
         assert_eq!(first_value(&l(&["+CGMM: EC25"]), "+CGMM"), Some("EC25".into()));
         assert_eq!(first_value(&l(&["+CPIN: SIM PIN"]), "+CPIN"), Some("SIM PIN".into()));
     }
+
+    /// A modem that answers every query and records what it was asked.
+    async fn answering_modem(io: tokio::io::DuplexStream, log: std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (r, mut w) = tokio::io::split(io);
+        let mut r = BufReader::new(r);
+        loop {
+            let mut v = Vec::new();
+            if r.read_until(b'\r', &mut v).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let cmd = String::from_utf8_lossy(&v).trim().to_string();
+            log.lock().unwrap().push(cmd.clone());
+            let body = match cmd.as_str() {
+                "AT+CGMI" => "Quectel\r\n",
+                "AT+CGMM" => "EC25\r\n",
+                "AT+CGMR" => "EC25EFAR06A06M4G\r\n",
+                "AT+CGSN" => "861234567890123\r\n",
+                "AT+CIMI" => "505013456789012\r\n",
+                "AT+CPIN?" => "+CPIN: SIM PIN\r\n",
+                "AT+CREG?" => "+CREG: 0,3\r\n",
+                "AT+CEREG?" => "+CEREG: 0,1\r\n",
+                "AT+CSQ" => "+CSQ: 99,99\r\n",
+                "AT+CSCA?" => "+CSCA: \"\",129\r\n",
+                "AT+CPMS?" => "+CPMS: \"SM\",30,30,\"SM\",30,30,\"SM\",30,30\r\n",
+                _ => "",
+            };
+            let reply =
+                if cmd == "AT+CIMI" { "\r\n+CME ERROR: 11\r\n".to_string() } else { format!("\r\n{body}\r\nOK\r\n") };
+            if w.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn diagnosis_only_queries_and_reports_what_it_found() {
+        let (a, b) = tokio::io::duplex(4096);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        tokio::spawn(answering_modem(b, log.clone()));
+        let (client, _urcs) = crate::modem::at::spawn(a);
+        let d = diagnose(&client, Duration::from_secs(10)).await;
+        assert!(d.responds);
+        assert_eq!(d.model.as_deref(), Some("EC25"));
+        assert_eq!(d.profile, Some(ProfileKind::Ec25));
+        assert_eq!(d.sim.as_deref(), Some("SIM PIN"));
+        assert_eq!((d.creg_stat, d.cereg_stat), (Some(3), Some(1)));
+        assert_eq!(d.signal_dbm, None);
+        assert_eq!(d.smsc, None);
+        assert_eq!(d.storage, Some(("SM".into(), 30, 30)));
+        assert_eq!(d.imsi_masked, None);
+        assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+        assert!(d.errors[0].starts_with("AT+CIMI"));
+        let log = log.lock().unwrap();
+        assert!(log.iter().all(|c| !c.contains('=')), "a diagnosis must not set anything: {log:?}");
+    }
 }
