@@ -273,17 +273,26 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 let (shutdown, signal) = crate::shutdown::Shutdown::new();
                 let mut stop = crate::shutdown::StopSignals::install()
                     .map_err(|e| Failure::runtime(format!("installing signal handlers: {e}")))?;
-                let sim = tokio::spawn(crate::modem::sim::run(opts, signal.receiver()));
-                tokio::select! {
-                    _ = stop.recv() => shutdown.trigger(),
-                    res = sim => return match res {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(Failure::runtime(format!("simulator: {e:#}"))),
-                        Err(e) => Err(Failure::runtime(format!("simulator task: {e}"))),
-                    },
+                let mut sim = tokio::spawn(crate::modem::sim::run(opts, signal.receiver()));
+                let finished = tokio::select! {
+                    _ = stop.recv() => None,
+                    res = &mut sim => Some(res),
+                };
+                let res = match finished {
+                    Some(res) => res,
+                    None => {
+                        shutdown.trigger();
+                        match tokio::time::timeout(std::time::Duration::from_secs(10), sim).await {
+                            Ok(res) => res,
+                            Err(_) => return Err(Failure::runtime("simulator did not stop within 10 s")),
+                        }
+                    }
+                };
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(Failure::runtime(format!("simulator: {e:#}"))),
+                    Err(e) => return Err(Failure::runtime(format!("simulator task: {e}"))),
                 }
-                // Give the simulator a moment to remove its link and socket.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 Ok(())
             })
         }

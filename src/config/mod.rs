@@ -346,7 +346,7 @@ impl Config {
             if !names.insert(("modem", m.name.clone())) {
                 return Err(cx.error_at(&section, i, "name", format!("modem name {:?} is used twice", m.name)));
             }
-            let pin = cx.secret(&section, i, "pin", m.pin, m.pin_file, m.pin_credential, false)?;
+            let pin = cx.secret(&section, i, "pin", m.pin, m.pin_file, m.pin_credential)?;
             if let Some(pin) = &pin {
                 let p = pin.expose();
                 if !(4..=8).contains(&p.len()) || !p.chars().all(|c| c.is_ascii_digit()) {
@@ -394,9 +394,15 @@ impl Config {
                     p.client_secret,
                     p.client_secret_file,
                     p.client_secret_credential,
-                    true,
                 )?
-                .ok_or_else(|| cx.error_at(&section, i, "client_secret", "missing".into()))?;
+                .ok_or_else(|| {
+                    cx.error_at(
+                        &section,
+                        i,
+                        "client_secret",
+                        "missing: give client_secret, client_secret_file or client_secret_credential".into(),
+                    )
+                })?;
             let webhook_token = cx.secret(
                 &section,
                 i,
@@ -404,7 +410,6 @@ impl Config {
                 p.webhook_token,
                 p.webhook_token_file,
                 p.webhook_token_credential,
-                false,
             )?;
             if let Some(t) = &webhook_token
                 && t.expose().len() < 16
@@ -458,7 +463,7 @@ impl Config {
                         return Err(cx.error_at(&section, i, "account_sid", format!("{account_sid:?} is not a Twilio account SID (\"AC\" followed by 32 hex digits); any such value works, the receiving software only compares it")));
                     }
                     let auth_token = cx
-                        .secret(&section, i, "auth_token", auth_token, auth_token_file, auth_token_credential, true)?
+                        .secret(&section, i, "auth_token", auth_token, auth_token_file, auth_token_credential)?
                         .ok_or_else(|| {
                             cx.error_at(
                                 &section,
@@ -524,7 +529,7 @@ impl Config {
                 let section: [&str; 1] = ["smtp"];
                 let tls = s.tls.unwrap_or(SmtpTls::Starttls);
                 let password =
-                    cx.secret(&section, 0, "password", s.password, s.password_file, s.password_credential, true)?;
+                    cx.secret(&section, 0, "password", s.password, s.password_file, s.password_credential)?;
                 if !looks_like_email(&s.from) {
                     return Err(cx.error(&section, "from", format!("{:?} is not an e-mail address", s.from)));
                 }
@@ -564,7 +569,7 @@ impl Config {
             Some(c) => {
                 let section = ["custom_integration"];
                 let salt =
-                    cx.secret(&section, 0, "salt", c.salt, c.salt_file, c.salt_credential, true)?.ok_or_else(|| {
+                    cx.secret(&section, 0, "salt", c.salt, c.salt_file, c.salt_credential)?.ok_or_else(|| {
                         cx.error(
                             &section,
                             "salt",

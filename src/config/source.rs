@@ -68,7 +68,6 @@ impl Context<'_> {
         inline: Option<String>,
         file: Option<PathBuf>,
         credential: Option<String>,
-        _required: bool,
     ) -> Result<Option<Secret>, ConfigError> {
         let given = inline.is_some() as u8 + file.is_some() as u8 + credential.is_some() as u8;
         if given > 1 {

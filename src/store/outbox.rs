@@ -142,7 +142,6 @@ impl Db {
         let outcome = match to {
             OutboxState::Sent => Some("sent"),
             OutboxState::Failed => Some("failed"),
-            OutboxState::Fetched => None,
             _ => None,
         };
         let now = now_ms();
