@@ -75,7 +75,9 @@ impl ProvetWorker {
         match self.store.call(move |db| db.kv_get(&key)).await {
             Ok(Some(v)) => self.client.set_mark_failed_form(MarkFailedForm::parse(&v)),
             Ok(None) => {}
-            Err(e) => tracing::warn!(provet = %self.config.name, error = %e, "could not read the remembered mark_failed form"),
+            Err(e) => {
+                tracing::warn!(provet = %self.config.name, error = %e, "could not read the remembered mark_failed form")
+            }
         }
         let me = Arc::new(self);
         tokio::join!(me.clone().fetch_loop(shutdown.clone()), me.report_loop(shutdown));
@@ -176,7 +178,9 @@ impl ProvetWorker {
                     (sms.id, number, sms.message)
                 }
                 Err(item) => match item.id {
-                    Some(id) => (id, Err(format!("Provet sent a malformed external SMS: {}", item.reason)), String::new()),
+                    Some(id) => {
+                        (id, Err(format!("Provet sent a malformed external SMS: {}", item.reason)), String::new())
+                    }
                     None => {
                         tracing::warn!(provet = %self.name(), reason = %item.reason, "Provet listed an external SMS without a usable id; skipped");
                         continue;
@@ -187,7 +191,13 @@ impl ProvetWorker {
             let res = self
                 .store
                 .call(move |db| {
-                    db.provet_queue_fetched(SOURCE_SMS, &inst, external_id, recipient.as_ref().map_err(String::as_str), &body)
+                    db.provet_queue_fetched(
+                        SOURCE_SMS,
+                        &inst,
+                        external_id,
+                        recipient.as_ref().map_err(String::as_str),
+                        &body,
+                    )
                 })
                 .await;
             match res {
@@ -225,19 +235,17 @@ impl ProvetWorker {
         let id = w.id;
         let fetched = self.fetch_content(&w).await;
         match fetched {
-            Ok((raw_number, text)) => {
-                match PhoneNumber::parse(&raw_number, self.default_country.as_deref()) {
-                    Ok(number) => {
-                        tracing::debug!(provet = %self.name(), outbox_id = id, to = %mask_number(number.as_str()), "fetched");
-                        self.store.call(move |db| db.mark_fetched(id, &number, &text)).await?;
-                        self.wake.send.notify_one();
-                    }
-                    Err(e) => {
-                        let reason = format!("unusable phone number: {e}");
-                        self.fail_fetch(id, reason).await?;
-                    }
+            Ok((raw_number, text)) => match PhoneNumber::parse(&raw_number, self.default_country.as_deref()) {
+                Ok(number) => {
+                    tracing::debug!(provet = %self.name(), outbox_id = id, to = %mask_number(number.as_str()), "fetched");
+                    self.store.call(move |db| db.mark_fetched(id, &number, &text)).await?;
+                    self.wake.send.notify_one();
                 }
-            }
+                Err(e) => {
+                    let reason = format!("unusable phone number: {e}");
+                    self.fail_fetch(id, reason).await?;
+                }
+            },
             Err(e) => match self.classify(&e, w.attempts, false) {
                 Next::RetryIn(delay) => self.retry(id, &e, delay, "fetch").await?,
                 Next::Fail(reason) => self.fail_fetch(id, reason).await?,
@@ -346,12 +354,16 @@ impl ProvetWorker {
         }
     }
 
-    async fn retry(&self, id: OutboxId, e: &ProvetError, delay: Duration, stage: &'static str) -> Result<(), StoreError> {
+    async fn retry(
+        &self,
+        id: OutboxId,
+        e: &ProvetError,
+        delay: Duration,
+        stage: &'static str,
+    ) -> Result<(), StoreError> {
         let err = e.to_string();
-        let attempts = self
-            .store
-            .call(move |db| db.schedule_retry(id, &err, now_ms() + delay.as_millis() as i64))
-            .await?;
+        let attempts =
+            self.store.call(move |db| db.schedule_retry(id, &err, now_ms() + delay.as_millis() as i64)).await?;
         tracing::warn!(provet = %self.name(), outbox_id = id, stage, attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "Provet call failed; will retry");
         Ok(())
     }
@@ -422,7 +434,9 @@ mod tests {
         assert!(matches!(w.classify(&perm, 0, false), Next::Fail(r) if r.contains("403")));
         assert_eq!(w.classify(&perm, 0, true), Next::RetryIn(max), "a report is never dropped");
         assert_eq!(w.classify(&ProvetError::Auth("x".into()), 0, false), Next::RetryIn(max));
-        assert!(matches!(w.classify(&ProvetError::NotFound, 0, true), Next::Settled(r) if r.contains("already marked")));
+        assert!(
+            matches!(w.classify(&ProvetError::NotFound, 0, true), Next::Settled(r) if r.contains("already marked"))
+        );
         assert!(matches!(w.classify(&ProvetError::NotFound, 0, false), Next::Settled(_)));
     }
 }

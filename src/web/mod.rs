@@ -57,8 +57,11 @@ pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse
         }
         if let [instance, "reminders"] = segments.as_slice() {
             if req.method() != Method::POST {
-                return text(StatusCode::METHOD_NOT_ALLOWED, "use POST
-");
+                return text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST
+",
+                );
             }
             return reminders::handle(req, state, instance).await;
         }

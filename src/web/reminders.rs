@@ -35,7 +35,10 @@ pub fn reminder_kind(params: &[(String, String)]) -> Result<ReminderKind, String
     match params.iter().find(|(k, _)| k == KIND_PARAM) {
         None => Ok(ReminderKind::AppointmentReminder),
         Some((_, v)) => ReminderKind::parse(v.trim()).ok_or_else(|| {
-            format!("`{KIND_PARAM}` must be appointment_reminder or reminder, got {:?}", v.chars().take(40).collect::<String>())
+            format!(
+                "`{KIND_PARAM}` must be appointment_reminder or reminder, got {:?}",
+                v.chars().take(40).collect::<String>()
+            )
         }),
     }
 }
@@ -47,11 +50,8 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
     else {
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
-    let mut params: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let mut params: Vec<(String, String)> =
+        req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let limit = state.config.http.max_body_bytes;
     let body = match http_body_util::Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
@@ -87,7 +87,12 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
                     new.push(*id);
                 }
             }
-            db.log_webhook_call("in", &format!("provet/{inst}/reminders"), Some(200), Some(&format!("{} ids", ids2.len())))?;
+            db.log_webhook_call(
+                "in",
+                &format!("provet/{inst}/reminders"),
+                Some(200),
+                Some(&format!("{} ids", ids2.len())),
+            )?;
             Ok(new)
         })
         .await;
