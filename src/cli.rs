@@ -73,6 +73,9 @@ pub enum Command {
     Pdu(PduCommand),
     /// Run the modem simulator on a pseudo-terminal (the test rig; no hardware needed).
     Sim(crate::modem::sim::SimOptions),
+    /// Measure the daemon against the in-process simulator and fake Provet (prints figures).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
     /// Print the version.
     Version,
 }
@@ -259,6 +262,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::input(format!("pdu encode: {e}")))?;
             println!("{value}");
             Ok(())
+        }
+        Command::Bench(cmd) => {
+            crate::logging::init(log_format(&cli, None), "warn");
+            runtime()?.block_on(crate::bench::run(cmd.clone())).map_err(|e| Failure::runtime(format!("bench: {e:#}")))
         }
         Command::Sim(opts) => {
             crate::logging::init(log_format(&cli, None), "info");

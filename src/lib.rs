@@ -17,6 +17,7 @@
 //! - [`web`]: the HTTP server (`/healthz`, status, Provet webhooks).
 //! - [`cli`]: the subcommands.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;
