@@ -189,7 +189,9 @@ fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
 /// Runs one bench subcommand; prints its figures on stdout.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Outbound { messages, rate, seconds, dir } => outbound(messages, rate, seconds, dir.as_deref()).await,
+        BenchCommand::Outbound { messages, rate, seconds, dir } => {
+            outbound(messages, rate, seconds, dir.as_deref()).await
+        }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
     }
 }
