@@ -75,6 +75,9 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run the modem simulator on a pseudo-terminal (the test rig; no hardware needed).
     Sim(crate::modem::sim::SimOptions),
+    /// Measure the daemon against the in-process simulator and fake Provet (prints figures).
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
     /// Print the version.
     Version,
 }
@@ -265,6 +268,10 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Demo(args) => {
             let args = args.clone();
             runtime()?.block_on(crate::demo::run(args)).map_err(|e| Failure::runtime(format!("demo: {e:#}")))
+        }
+        Command::Bench(cmd) => {
+            crate::logging::init(log_format(&cli, None), "warn");
+            runtime()?.block_on(crate::bench::run(cmd.clone())).map_err(|e| Failure::runtime(format!("bench: {e:#}")))
         }
         Command::Sim(opts) => {
             crate::logging::init(log_format(&cli, None), "info");

@@ -153,6 +153,30 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
+/// One [`crate::outbound::provet::ProvetWorker`] per `[[provet]]` instance. A client that
+/// cannot be built from its config (bad URL, plain http not allowed) stops the start.
+fn spawn_provet_workers(
+    config: &Arc<Config>,
+    store: &Store,
+    wake: &Wake,
+    signal: &crate::shutdown::ShutdownSignal,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<()> {
+    for p in &config.provet {
+        let client = crate::provet::ProvetClient::new(p)
+            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?;
+        let worker = crate::outbound::provet::ProvetWorker {
+            config: p.clone(),
+            client: Arc::new(client),
+            store: store.clone(),
+            wake: wake.clone(),
+            default_country: config.default_country.clone(),
+        };
+        tasks.spawn(worker.run(signal.clone()));
+    }
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Errors at start (database, listener) are returned
 /// with what to do; once running, problems are logged and shown on `/healthz`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -229,6 +253,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         tasks.spawn(receiver.run(events, signal.clone()));
         modems.push((m.name.clone(), handle));
     }
+
+    spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
 
     tracing::info!(listen = %local, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
     // Tests and scripts read this line to find the port when http.listen uses port 0.

@@ -22,6 +22,7 @@
 //! - [`demo`]: the whole job in one process with no hardware.
 //! - [`cli`]: the subcommands.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;

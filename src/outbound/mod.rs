@@ -16,6 +16,8 @@
 //! Reporting to Provet (`sent`/`failed` → `reported`) is the Provet reporter's job; local
 //! messages (CLI, replies) end at `sent`/`failed`.
 
+pub mod provet;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;

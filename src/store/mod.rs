@@ -12,6 +12,7 @@
 mod inbox;
 pub(crate) mod migrations;
 mod outbox;
+mod provet_queue;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
+pub use provet_queue::{ProvetWork, Queued};
 pub use state::{OutboxState, PartState};
 
 /// What can go wrong in the store. Messages name the database file and what to do.

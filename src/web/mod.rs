@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use crate::daemon::AppState;
 
 pub mod provet_webhook;
+pub mod reminders;
 use crate::shutdown::ShutdownSignal;
 
 /// How long open connections may take to finish once shutdown starts.
@@ -53,6 +54,16 @@ pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse
                 return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
             }
             return provet_webhook::handle(req, state, instance, token).await;
+        }
+        if let [instance, "reminders"] = segments.as_slice() {
+            if req.method() != Method::POST {
+                return text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "use POST
+",
+                );
+            }
+            return reminders::handle(req, state, instance).await;
         }
     }
     match (req.method(), path.as_str()) {

@@ -1,0 +1,314 @@
+//! `smshub bench`: measurements of the whole daemon against the in-process simulator and fake
+//! Provet. Nothing here is a test: numbers are printed, never asserted.
+//!
+//! Each run starts, in this process, a [`FakeProvet`], a simulated modem ([`crate::modem::sim`])
+//! and the daemon itself ([`crate::daemon::run`]) on a config written to a temporary directory
+//! (under `--dir`, default the system temp dir: put it on the box's real disk, because the
+//! webhook is acknowledged only after an fsync'd commit and tmpfs makes fsync free).
+//!
+//! - `bench outbound`:
+//!   (a) *webhook → modem*: one message at a time on an idle modem: the time from just before
+//!   the webhook POST is written (client side, unix ms) to the simulator's `at` for that
+//!   message, the unix ms at which the simulator had read the whole PDU after `AT+CMGS=<n>` and
+//!   the `> ` prompt. So it is "first byte of AT+CMGS" plus one prompt round trip and the PDU
+//!   write (well under a millisecond on a pty); both clocks are this process's clock.
+//!   (b) *webhook acknowledgement*: POSTs at a fixed rate (open loop: a request is started every
+//!   1/rate s whatever the previous ones do) for `--seconds`, each timed from connect to the end
+//!   of the answer. The ids do not exist in the fake Provet, so the fetch that follows answers
+//!   404 and no SMS is sent: this isolates intake (store commit before the 200).
+//! - `bench modem`: (a) AT commands the simulator received per sent single-part message (its
+//!   `stats.total` before and after, which includes the driver's periodic health polls during
+//!   the run), (b) messages per minute with the simulator's send latency at `--latency-ms`,
+//!   compared with the limit 60 000 / latency (one `+CMGS` at a time).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::modem::sim::{self, SimControl, SimOptions};
+use crate::provet::fake::{FakeOptions, FakeProvet};
+use crate::store::{Db, now_ms};
+
+const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";
+
+/// `smshub bench …`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchCommand {
+    /// Webhook → AT+CMGS latency on an idle modem, and webhook acknowledgement latency under load.
+    Outbound {
+        /// Messages sent one at a time for the webhook → modem latency.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        /// Webhook requests per second for the acknowledgement latency.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// How long to keep that rate, seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Where the temporary database goes (use the real disk: fsync matters).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// AT round trips per message and messages per minute against the send-latency limit.
+    Modem {
+        /// Messages queued for each measurement.
+        #[arg(long, default_value_t = 20)]
+        messages: usize,
+        /// Simulated network send latency, milliseconds (0 is measured too).
+        #[arg(long, default_value_t = 2000)]
+        latency_ms: u64,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// A daemon, a simulator and a fake Provet running in this process.
+struct Rig {
+    tmp: PathBuf,
+    db_path: PathBuf,
+    addr: String,
+    fake: FakeProvet,
+    sim: SimControl,
+}
+
+async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
+    let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let tmp = base.join(format!("smshub-bench-{}-{}", std::process::id(), now_ms()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let fake = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
+    let sim = sim::start(SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() })
+        .await
+        .context("starting the simulator")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let db_path = tmp.join("bench.db");
+    let text = format!(
+        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
+         [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+         webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 1\nretry_max_s = 2\nallow_insecure_http = true\n\
+         [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n",
+        db_path.display(),
+        fake.base_url(),
+        fake.token_url(),
+        fake.options().client_id,
+        fake.options().client_secret,
+        sim.pty_path().display(),
+    );
+    let cfg_path = tmp.join("bench.toml");
+    std::fs::write(&cfg_path, text)?;
+    std::fs::set_permissions(&cfg_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let config = crate::config::Config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let control = sim.control();
+    // The simulator handle must live as long as the process: leak it into the daemon task.
+    tokio::spawn(async move {
+        let _sim = sim;
+        if let Err(e) = crate::daemon::run(config).await {
+            eprintln!("bench: daemon stopped: {e:#}");
+        }
+    });
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not start listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rig = Rig { tmp, db_path, addr, fake, sim: control };
+    rig.wait_modem_ready().await?;
+    Ok(rig)
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+impl Rig {
+    async fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self.sim.request(serde_json::json!({"cmd": "stats"})).await?)
+    }
+
+    async fn wait_modem_ready(&self) -> anyhow::Result<()> {
+        // The driver is ready once it has set up new-message indications (AT+CNMI).
+        let start = Instant::now();
+        loop {
+            let s = self.stats().await?;
+            if s["commands"].as_object().is_some_and(|c| c.keys().any(|k| k.starts_with("AT+CNMI"))) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(());
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the modem did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn sent_count(&self) -> anyhow::Result<u64> {
+        Ok(self.stats().await?["sent"].as_u64().unwrap_or(0))
+    }
+
+    async fn wait_sent(&self, n: u64, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        while self.sent_count().await? < n {
+            anyhow::ensure!(start.elapsed() < limit, "the simulator got fewer than {n} messages within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+}
+
+/// POSTs a webhook and returns the status code.
+async fn post_webhook(addr: &str, id: i64) -> anyhow::Result<u16> {
+    let body = format!("{{\"external_sms_id\": {id}}}");
+    let req = format!(
+        "POST /provet/bench/webhook/{WEBHOOK_TOKEN} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+/// (p50, p99, max) of `samples` (sorted here).
+fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).saturating_sub(1).min(samples.len().saturating_sub(1));
+        samples.get(i).copied().unwrap_or(f64::NAN)
+    };
+    (at(0.50), at(0.99), samples.last().copied().unwrap_or(f64::NAN))
+}
+
+/// Runs one bench subcommand; prints its figures on stdout.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Outbound { messages, rate, seconds, dir } => {
+            outbound(messages, rate, seconds, dir.as_deref()).await
+        }
+        BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
+    }
+}
+
+async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    let rig = rig(dir, 0).await?;
+    println!("bench outbound: database {}", rig.db_path.display());
+    // (a) webhook -> AT+CMGS on an idle modem.
+    let mut starts = Vec::with_capacity(messages);
+    for i in 0..messages {
+        let id = rig.fake.add_sms("+358401234567", &format!("bench message {i}"));
+        let before = rig.sent_count().await?;
+        let t0 = now_ms();
+        let status = post_webhook(&rig.addr, id).await?;
+        anyhow::ensure!(status == 200, "webhook answered {status}");
+        rig.wait_sent(before + 1, Duration::from_secs(30)).await?;
+        starts.push((format!("bench message {i}"), t0));
+        // Let the daemon finish (mark in Provet) so the next message meets an idle pipeline.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if (i + 1) % 100 == 0 {
+            eprint!("\r{} / {messages}", i + 1);
+            let _ = std::io::stderr().flush();
+        }
+    }
+    eprintln!();
+    let sent = rig.sim.sent().await?;
+    let mut lat: Vec<f64> = starts
+        .iter()
+        .filter_map(|(text, t0)| {
+            let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
+            Some((at - t0) as f64)
+        })
+        .collect();
+    let n = lat.len();
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!("webhook -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
+
+    // (b) webhook acknowledgement at a fixed rate.
+    let total = (u64::from(rate) * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let addr = Arc::new(rig.addr.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    let began = Instant::now();
+    for i in 0..total {
+        ticker.tick().await;
+        let addr = addr.clone();
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let status = post_webhook(&addr, 1_000_000 + i as i64).await;
+            (status.ok(), t.elapsed().as_secs_f64() * 1000.0)
+        });
+    }
+    let offered = began.elapsed();
+    let mut ack = Vec::with_capacity(total);
+    let mut errors = 0usize;
+    while let Some(res) = tasks.join_next().await {
+        match res {
+            Ok((Some(200), ms)) => ack.push(ms),
+            _ => errors += 1,
+        }
+    }
+    let ok = ack.len();
+    let (p50, p99, max) = percentiles(&mut ack);
+    println!(
+        "webhook ack at {rate}/s for {seconds} s ({total} requests offered in {:.1} s; {ok} answered 200, {errors} failed): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        offered.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    for latency in [0, latency_ms] {
+        let rig = rig(dir, latency).await?;
+        let db = Db::open(&rig.db_path)?;
+        let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
+        let before = rig.stats().await?;
+        for i in 0..messages {
+            db.insert_local("bench", &to, &format!("bench {i}"))?;
+        }
+        let limit = Duration::from_millis(latency * messages as u64 * 2 + 60_000);
+        rig.wait_sent(messages as u64, limit).await?;
+        let after = rig.stats().await?;
+        let commands = after["total"].as_u64().unwrap_or(0).saturating_sub(before["total"].as_u64().unwrap_or(0));
+        let sent = rig.sim.sent().await?;
+        let ats: Vec<i64> = sent.iter().filter_map(|p| p["at"].as_i64()).collect();
+        let span_ms = ats.iter().max().zip(ats.iter().min()).map(|(a, b)| a - b).unwrap_or(0);
+        // n messages have n-1 gaps between the first and the last PDU.
+        let per_min = if span_ms > 0 { (ats.len() as f64 - 1.0) * 60_000.0 / span_ms as f64 } else { f64::NAN };
+        let commands_per_msg = commands as f64 / messages as f64;
+        if latency == 0 {
+            println!(
+                "latency 0 ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.0} messages/min"
+            );
+        } else {
+            let cap = 60_000.0 / latency as f64;
+            println!(
+                "latency {latency} ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.2} messages/min = {:.1} % of the {cap:.1}/min limit",
+                per_min / cap * 100.0
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentiles(&mut v), (50.0, 99.0, 100.0));
+        let mut one = vec![7.0];
+        assert_eq!(percentiles(&mut one), (7.0, 7.0, 7.0));
+        let (p50, _, _) = percentiles(&mut []);
+        assert!(p50.is_nan());
+    }
+}

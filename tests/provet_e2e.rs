@@ -1,0 +1,275 @@
+//! Provet end to end: the real daemon, the simulator (`smshub sim`, a process) and the fake
+//! Provet (in this test process, on its own tokio runtime). A message goes from Provet through
+//! the modem and is marked in Provet exactly once, whatever goes wrong in between.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use smshub::provet::custom_integration::expected_hash;
+use smshub::provet::fake::{Failure, FakeOptions, FakeProvet, Mark};
+
+const TOKEN: &str = "0123456789abcdef0123";
+const SALT: &str = "ci-salt-for-tests";
+const LONG: Duration = Duration::from_secs(60);
+
+struct Rig {
+    fake: FakeProvet,
+    dir: TestDir,
+    sim: Sim,
+    cfg: PathBuf,
+    daemon: Daemon,
+    // Last: the fake's server runs on it.
+    _rt: tokio::runtime::Runtime,
+}
+
+/// `webhook`: whether the instance has a webhook token; `poll_s`: poll_interval_s.
+fn rig(sim_args: &[&str], webhook: bool, poll_s: u64, setup: impl FnOnce(&FakeProvet)) -> Rig {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = rt.block_on(FakeProvet::start(FakeOptions::default())).unwrap();
+    setup(&fake);
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), sim_args);
+    let token = if webhook { format!("webhook_token = \"{TOKEN}\"\n") } else { String::new() };
+    let cfg = dir.config(&format!(
+        "[[provet]]\nname = \"clinic\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n{token}\
+         poll_interval_s = {poll_s}\nretry_initial_s = 1\nretry_max_s = 2\nrequest_timeout_s = 3\nallow_insecure_http = true\n\n\
+         [[modem]]\nname = \"sim\"\ndevice = \"{}\"\nsend_timeout_s = 20\n\n\
+         [outbound]\nretry_initial_s = 1\nretry_max_s = 2\n\n\
+         [custom_integration]\nsalt = \"{SALT}\"\n",
+        fake.base_url(),
+        fake.token_url(),
+        fake.options().client_id,
+        fake.options().client_secret,
+        sim.link.display(),
+    ));
+    let daemon = Daemon::start(&cfg);
+    Rig { fake, dir, sim, cfg, daemon, _rt: rt }
+}
+
+impl Rig {
+    fn webhook(&self, id: i64) -> (u16, String) {
+        let body = format!("{{\"external_sms_id\": {id}}}");
+        http(
+            &self.daemon.addr,
+            "POST",
+            &format!("/provet/clinic/webhook/{TOKEN}"),
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    }
+
+    /// Waits until every id in `ids` has a mark of the final kind (successful/failed/sent).
+    fn wait_marked(&self, ids: &[i64]) -> Vec<(i64, Mark)> {
+        let done = wait_for(LONG, || {
+            let marks = self.fake.marks();
+            ids.iter()
+                .all(|id| marks.iter().any(|(m, k)| m == id && !matches!(k, Mark::ExternalSending)))
+                .then_some(marks)
+        });
+        done.unwrap_or_else(|| {
+            panic!(
+                "not all of {ids:?} were marked: {:?}\noutbox: {}\nlog:\n{}",
+                self.fake.marks(),
+                stdout(&self.dir.smshub(&self.cfg, &["outbox", "list", "--json"])),
+                self.daemon.log()
+            )
+        })
+    }
+
+    fn outbox(&self) -> Vec<serde_json::Value> {
+        let out = self.dir.smshub(&self.cfg, &["outbox", "list", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap().as_array().cloned().unwrap()
+    }
+
+    /// Joined text of the parts the simulator got for `to`.
+    fn texts_to(&self, to: &str) -> Vec<String> {
+        let mut by_ref: Vec<(Option<u64>, String)> = Vec::new();
+        for p in self.sim.sent().iter().filter(|p| p["to"] == to) {
+            let r = p["concat"]["ref"].as_u64();
+            let t = p["text"].as_str().unwrap_or("").to_string();
+            match by_ref.iter_mut().find(|(rr, _)| r.is_some() && *rr == r) {
+                Some((_, acc)) => acc.push_str(&t),
+                None => by_ref.push((r, t)),
+            }
+        }
+        by_ref.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+fn marks_of(marks: &[(i64, Mark)], id: i64) -> Vec<Mark> {
+    marks.iter().filter(|(m, _)| *m == id).map(|(_, k)| k.clone()).collect()
+}
+
+#[test]
+fn a_webhook_sends_the_sms_and_marks_it_successful_exactly_once_even_when_repeated() {
+    let r = rig(&[], true, 0, |_| {});
+    let id = r.fake.add_sms("+358401234567", "Rex is ready for pickup");
+    for _ in 0..3 {
+        let (status, body) = r.webhook(id);
+        assert_eq!(status, 200, "{body}");
+    }
+    let marks = r.wait_marked(&[id]);
+    let sent = r.sim.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["to"], "+358401234567");
+    assert_eq!(sent[0]["text"], "Rex is ready for pickup");
+    // A late duplicate webhook changes nothing either.
+    assert_eq!(r.webhook(id).0, 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(marks_of(&r.fake.marks(), id), [Mark::Successful], "{marks:?}");
+    assert_eq!(r.sim.sent().len(), 1);
+    let row = r.outbox().into_iter().find(|m| m["external_id"] == id).unwrap();
+    assert_eq!(row["state"], "reported");
+    assert_eq!(row["outcome"], "sent");
+}
+
+#[test]
+fn poll_only_mode_sends_multipart_gsm7_and_ucs2_texts_and_refuses_webhooks() {
+    let r = rig(&[], false, 1, |_| {});
+    let gsm = "Muistutus: Rexin rokotus on huomenna klo 10. Tervetuloa! ".repeat(4); // > 160 GSM-7 chars
+    let ucs2 = "Hyvää päivää 🐕! Muistathan huomisen ajan. ".repeat(3); // emoji: UCS-2, > 70 units
+    let a = r.fake.add_sms("+358401111111", &gsm);
+    let b = r.fake.add_sms("+358402222222", &ucs2);
+    assert_eq!(r.webhook(a).0, 404, "no webhook token: the webhook does not exist");
+    let marks = r.wait_marked(&[a, b]);
+    assert_eq!(marks_of(&marks, a), [Mark::Successful]);
+    assert_eq!(marks_of(&marks, b), [Mark::Successful]);
+    assert_eq!(r.texts_to("+358401111111"), [gsm]);
+    assert_eq!(r.texts_to("+358402222222"), [ucs2]);
+    let sent = r.sim.sent();
+    assert!(sent.iter().filter(|p| p["to"] == "+358402222222").all(|p| p["encoding"] == "ucs2"), "{sent:?}");
+    assert!(sent.iter().filter(|p| p["to"] == "+358402222222").count() >= 2);
+}
+
+#[test]
+fn a_permanent_cms_error_is_reported_with_mark_failed_and_the_reason() {
+    let r = rig(&["--cms-error", "21", "--cms-error-on-send", "1"], true, 0, |_| {});
+    let id = r.fake.add_sms("+358401234567", "x");
+    assert_eq!(r.webhook(id).0, 200);
+    let marks = r.wait_marked(&[id]);
+    match marks_of(&marks, id).as_slice() {
+        [Mark::Failed { reason: Some(reason), .. }] => {
+            assert!(reason.contains("part 1 of 1") && reason.contains("+CMS ERROR: 21"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_unusable_number_is_reported_failed_without_touching_the_modem() {
+    let r = rig(&[], true, 1, |fake| {
+        fake.add_sms("not a number", "hello");
+    });
+    let marks = r.wait_marked(&[1]);
+    match marks_of(&marks, 1).as_slice() {
+        [Mark::Failed { reason: Some(reason), .. }] => assert!(reason.contains("phone number"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(r.sim.sent().is_empty());
+}
+
+#[test]
+fn a_transient_cms_error_is_retried_and_then_sent() {
+    let r = rig(&["--cms-error", "42", "--cms-error-on-send", "1"], true, 0, |_| {});
+    let id = r.fake.add_sms("+358401234567", "retry me");
+    assert_eq!(r.webhook(id).0, 200);
+    let marks = r.wait_marked(&[id]);
+    assert_eq!(marks_of(&marks, id), [Mark::Successful]);
+    assert_eq!(r.texts_to("+358401234567"), ["retry me"]);
+}
+
+#[test]
+fn provet_errors_token_expiry_and_rate_limits_are_outlasted() {
+    let r = rig(&[], true, 0, |_| {});
+    // 5xx on the next calls (the fetches), then a rate limit with Retry-After.
+    r.fake.fail_next(3, Failure::Status(503));
+    r.fake.fail_next(2, Failure::RateLimited { retry_after: Some("1".into()) });
+    let a = r.fake.add_sms("+358401234567", "first");
+    assert_eq!(r.webhook(a).0, 200);
+    r.wait_marked(&[a]);
+    let tokens_before = r.fake.tokens_issued();
+    r.fake.expire_tokens();
+    r.fake.fail_next(2, Failure::Status(502));
+    let b = r.fake.add_sms("+358401234567", "second");
+    assert_eq!(r.webhook(b).0, 200);
+    let marks = r.wait_marked(&[b]);
+    assert!(r.fake.tokens_issued() > tokens_before, "a new token was fetched after the old one expired");
+    assert_eq!(marks_of(&marks, a), [Mark::Successful]);
+    assert_eq!(marks_of(&marks, b), [Mark::Successful]);
+    let statuses: Vec<u16> = r.fake.calls().iter().map(|c| c.status).collect();
+    assert!(statuses.contains(&503) && statuses.contains(&429) && statuses.contains(&401), "{statuses:?}");
+    assert_eq!(r.texts_to("+358401234567"), ["first", "second"]);
+}
+
+fn signed_form(ts: i64, hash_salt: &str, ids: &[i64]) -> String {
+    let ts = ts.to_string();
+    let mut body = format!("timestamp={ts}&verification={}", expected_hash(&ts, hash_salt));
+    for id in ids {
+        body.push_str(&format!("&id={id}"));
+    }
+    body
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[test]
+fn reminders_from_the_button_are_sent_once_and_appointment_reminders_marked_sent() {
+    let r = rig(&[], true, 0, |_| {});
+    let appt = r.fake.add_appointment_reminder("+358403333333", "See you tomorrow at 10");
+    let ext = r.fake.add_reminder("+358404444444", "Rex is due for his vaccination", 4);
+    let form = Some("application/x-www-form-urlencoded");
+
+    // A wrong salt and a stale timestamp are refused with the reason, and queue nothing.
+    let (status, body) = http(
+        &r.daemon.addr,
+        "POST",
+        "/provet/clinic/reminders",
+        form,
+        signed_form(now_s(), "wrong", &[appt]).as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("verification hash does not match"), "{body}");
+    let stale = signed_form(now_s() - 13 * 3600, SALT, &[appt]);
+    let (status, body) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, stale.as_bytes());
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("old"), "{body}");
+    let (status, body) = http(
+        &r.daemon.addr,
+        "POST",
+        "/provet/clinic/reminders?kind=sms",
+        form,
+        signed_form(now_s(), SALT, &[appt]).as_bytes(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(r.outbox().is_empty(), "refused requests leave nothing in the store");
+
+    let (status, body) =
+        http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, signed_form(now_s(), SALT, &[appt]).as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["kind"], "appointment_reminder");
+    assert_eq!(v["queued"], serde_json::json!([appt]));
+    let path = "/provet/clinic/reminders?kind=reminder";
+    let (status, body) = http(&r.daemon.addr, "POST", path, form, signed_form(now_s(), SALT, &[ext]).as_bytes());
+    assert_eq!(status, 200, "{body}");
+
+    let marks = r.wait_marked(&[appt]);
+    assert_eq!(marks_of(&marks, appt), [Mark::ExternalSending, Mark::Sent], "mark_external_sending before the send");
+    let done = wait_for(LONG, || (r.texts_to("+358404444444").len() == 1).then_some(()));
+    assert!(done.is_some(), "the send_method-4 reminder was sent: {:?}\n{}", r.sim.sent(), r.daemon.log());
+    assert_eq!(r.texts_to("+358403333333"), ["See you tomorrow at 10"]);
+    assert_eq!(r.texts_to("+358404444444"), ["Rex is due for his vaccination"]);
+
+    // A second click on the same reminders sends nothing again.
+    let (status, body) = http(&r.daemon.addr, "POST", path, form, signed_form(now_s(), SALT, &[ext]).as_bytes());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"new\":[]"), "{body}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(r.sim.sent().len(), 2);
+    let rows = r.outbox();
+    assert!(rows.iter().all(|m| m["state"] == "reported"), "{rows:?}");
+}
