@@ -36,6 +36,7 @@ pub mod outbound;
 pub mod pdu;
 pub mod phone;
 pub mod provet;
+pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod web;

@@ -19,8 +19,6 @@ pub mod smtp;
 pub mod twilio;
 pub mod twiml;
 
-use std::time::Duration;
-
 pub use http_client::{ForwardClient, HttpError, HttpReply};
 pub use pbx::deliver_pbx;
 pub use twilio::deliver_twilio;
@@ -64,21 +62,7 @@ impl DeliveryOutcome {
     }
 }
 
-/// The wait before the next attempt after `attempt` failed attempts (1 = the first failure):
-/// `initial · 2^(attempt-1)`, capped at `max`, then drawn uniformly from its upper half.
-///
-/// The jitter keeps a backlog (say, a day of SMS queued while the clinic's server was down)
-/// from hitting the receiver in lock-step when it comes back; keeping at least half the wait
-/// keeps the schedule predictable enough to reason about ("10 attempts take about …").
-pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(32);
-    let factor = 1u64 << exponent;
-    let full = initial.checked_mul(u32::try_from(factor).unwrap_or(u32::MAX)).unwrap_or(max).min(max);
-    let half = full / 2;
-    let spread = full.saturating_sub(half).as_millis();
-    let extra_ms = if spread == 0 { 0 } else { fastrand::u64(0..=u64::try_from(spread).unwrap_or(u64::MAX)) };
-    half + Duration::from_millis(extra_ms)
-}
+pub use crate::retry::backoff;
 
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -101,33 +85,6 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_within_jitter_bounds_and_stays_under_the_cap() {
-        let initial = Duration::from_secs(30);
-        let max = Duration::from_secs(3600);
-        for _ in 0..200 {
-            for (attempt, full_secs) in [(1u32, 30u64), (2, 60), (3, 120), (4, 240), (7, 1920), (8, 3600), (30, 3600)] {
-                let d = backoff(attempt, initial, max);
-                let full = Duration::from_secs(full_secs);
-                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
-            }
-        }
-    }
-
-    #[test]
-    fn backoff_survives_huge_attempt_numbers_and_zero_durations() {
-        assert!(backoff(u32::MAX, Duration::from_secs(1), Duration::from_secs(10)) <= Duration::from_secs(10));
-        assert_eq!(backoff(5, Duration::ZERO, Duration::from_secs(10)), Duration::ZERO);
-        assert!(backoff(0, Duration::from_secs(4), Duration::from_secs(10)) <= Duration::from_secs(4));
-    }
-
-    #[test]
-    fn backoff_actually_varies() {
-        let draws: std::collections::BTreeSet<_> =
-            (0..50).map(|_| backoff(3, Duration::from_secs(10), Duration::from_secs(600))).collect();
-        assert!(draws.len() > 1, "jitter produced a single value: {draws:?}");
-    }
 
     #[test]
     fn sha256_and_hex_match_a_known_digest() {

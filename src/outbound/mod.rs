@@ -45,14 +45,6 @@ pub struct Wake {
     pub report: Arc<Notify>,
 }
 
-/// Exponential backoff with ±25 % jitter, capped at `max`.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
-    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-    let capped = exp.min(max).max(Duration::from_millis(10));
-    let jitter = 0.75 + fastrand::f64() * 0.5;
-    capped.mul_f64(jitter).min(max.max(Duration::from_millis(10)))
-}
-
 /// What became of one pass over a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassOutcome {
@@ -262,7 +254,7 @@ impl ModemSender {
             .store
             .call(move |db| {
                 let so_far = db.get_outbox(id)?.map(|d| d.summary.attempts).unwrap_or(0);
-                let delay = backoff(so_far as u32 + 1, initial, max);
+                let delay = crate::retry::backoff(so_far as u32 + 1, initial, max);
                 db.schedule_retry(id, &e2, now_ms() + delay.as_millis() as i64)
             })
             .await?;
@@ -278,23 +270,5 @@ impl ModemSender {
         self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
         tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %reason, message_id = "smshub-outbox-failed", "message failed");
         Ok(PassOutcome::Failed(reason))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let i = Duration::from_secs(5);
-        let m = Duration::from_secs(60);
-        for _ in 0..50 {
-            let b1 = backoff(1, i, m);
-            assert!(b1 >= Duration::from_millis(3750) && b1 <= Duration::from_millis(6250), "{b1:?}");
-            let b3 = backoff(3, i, m);
-            assert!(b3 >= Duration::from_secs(15) && b3 <= Duration::from_secs(25), "{b3:?}");
-            assert!(backoff(30, i, m) <= m);
-        }
     }
 }

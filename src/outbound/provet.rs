@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::ProvetConfig;
 use crate::phone::{PhoneNumber, mask_number};
-use crate::provet::{MarkFailedForm, ProvetClient, ProvetError, ReminderKind, backoff};
+use crate::provet::{MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
 use crate::shutdown::ShutdownSignal;
 use crate::store::{OutboxId, OutboxState, ProvetWork, Queued, Store, StoreError, now_ms};
 
@@ -380,10 +380,10 @@ impl ProvetWorker {
             ProvetError::NotFound => {
                 Next::Settled("Provet answered 404 to the fetch: already marked or deleted there (settled)".into())
             }
-            ProvetError::RateLimited { retry_after } => {
-                Next::RetryIn(backoff(attempt, initial, max).max(retry_after.unwrap_or_default()))
-            }
-            ProvetError::Transient(_) => Next::RetryIn(backoff(attempt, initial, max)),
+            ProvetError::RateLimited { retry_after } => Next::RetryIn(
+                crate::retry::backoff(attempt.saturating_add(1), initial, max).max(retry_after.unwrap_or_default()),
+            ),
+            ProvetError::Transient(_) => Next::RetryIn(crate::retry::backoff(attempt.saturating_add(1), initial, max)),
             ProvetError::Auth(_) => Next::RetryIn(max),
             ProvetError::Permanent { .. } | ProvetError::BadResponse(_) if report => Next::RetryIn(max),
             ProvetError::Permanent { .. } | ProvetError::BadResponse(_) => Next::Fail(e.to_string()),

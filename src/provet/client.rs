@@ -537,42 +537,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// The delay before retry number `attempt` (0 for the first retry): `initial · 2^attempt`,
-/// capped at `max`, with "equal jitter" (a random point in the upper half) so that several
-/// boxes or tasks that failed together do not retry in step.
-pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-    let base = initial.saturating_mul(factor).min(max);
-    let half = base / 2;
-    let spread = u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(fastrand::u64(0..=spread))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_exponentially_and_is_capped() {
-        let initial = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for _ in 0..200 {
-            for attempt in 0..40 {
-                let d = backoff(attempt, initial, max);
-                let base = Duration::from_secs(1u64 << attempt.min(6)).min(max);
-                assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?} not in [{:?}, {base:?}]", base / 2);
-            }
-        }
-        assert_eq!(backoff(3, Duration::ZERO, max), Duration::ZERO);
-        assert!(backoff(0, Duration::from_secs(100), max) <= max);
-    }
-
-    #[test]
-    fn backoff_is_jittered() {
-        let samples: std::collections::BTreeSet<_> =
-            (0..50).map(|_| backoff(4, Duration::from_secs(1), Duration::from_secs(600))).collect();
-        assert!(samples.len() > 1, "50 draws gave one value");
-    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

@@ -2,8 +2,8 @@
 //! check of Provet's custom-integration button requests, and a fake Provet for tests and the
 //! demo.
 //!
-//! - [`client`]: [`ProvetClient`] (HTTPS, timeouts, errors sorted by what to do about them) and
-//!   [`backoff`].
+//! - [`client`]: [`ProvetClient`] (HTTPS, timeouts, errors sorted by what to do about them;
+//!   retry timing is [`crate::retry::backoff`]).
 //! - [`auth`]: OAuth 2.0 client credentials with a token cache.
 //! - [`model`]: [`ExternalSms`], parsed with errors that name the missing or wrong field.
 //! - [`reminders`]: reminders and appointment reminders, whose shape Provet does not document;
@@ -23,6 +23,6 @@ pub mod reminders;
 #[cfg(test)]
 mod client_tests;
 
-pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient, ProvetError, backoff, parse_retry_after};
+pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient, ProvetError, parse_retry_after};
 pub use model::ExternalSms;
 pub use reminders::{AppointmentReminder, Reminder, ReminderKind, ReminderText};
