@@ -90,8 +90,9 @@ pub fn apply_keywords(db: &Db, cfg: &KeywordsConfig, default_country: Option<&st
         if batch.is_empty() {
             return Ok(queued);
         }
-        for (id, sender, body) in batch {
-            let action = match (sender.as_deref(), body.as_deref()) {
+        for c in batch {
+            let id = c.inbox_id;
+            let action = match (c.sender.as_deref(), c.body.as_deref()) {
                 (Some(sender), Some(body)) => {
                     let key = optout_key(sender, default_country);
                     let opted_out = db.is_opted_out(&key)?;
@@ -146,12 +147,14 @@ mod tests {
         a.reply.as_ref().map(|r| (r.to.as_str(), r.body.as_str()))
     }
 
+    /// (sender, body, opted out before, last reply, expected opt-out change, expected reply)
+    type Case<'a> = (&'a str, &'a str, bool, Option<i64>, Option<(bool, &'a str)>, Option<&'a str>);
+
     #[test]
     fn keywords_decide_opt_outs_and_replies() {
         let c = cfg();
         let n = "+358401234567";
-        // (sender, body, opted out before, last reply, expected opt-out change, expected reply)
-        let cases: &[(&str, &str, bool, Option<i64>, Option<(bool, &str)>, Option<&str>)] = &[
+        let cases: &[Case] = &[
             (n, "HELP", false, None, None, Some("Call 09 123 456")),
             (n, "help!", false, Some(NOW - 2 * HOUR), None, Some("Call 09 123 456")),
             (n, "HELP", false, Some(NOW - HOUR / 2), None, None),

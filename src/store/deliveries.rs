@@ -79,6 +79,14 @@ pub struct QueuedReply {
     pub body: String,
 }
 
+/// A received message the keyword step has not looked at yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordCandidate {
+    pub inbox_id: i64,
+    pub sender: Option<String>,
+    pub body: Option<String>,
+}
+
 const WATERMARK_KEY: &str = "keywords:done_through";
 
 impl Db {
@@ -173,16 +181,12 @@ impl Db {
         Ok(ids)
     }
 
-    /// Inbox rows not yet looked at for keywords: (id, sender, body), in arrival order.
+    /// Inbox rows not yet looked at for keywords, in arrival order.
     ///
     /// On a database that never had keyword handling, messages received before `started_at`
     /// (unix ms: when this daemon started) are skipped, so an upgrade does not act on old STOPs
     /// a second time, while messages of this run are never missed.
-    pub fn inbox_for_keywords(
-        &self,
-        started_at: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, Option<String>, Option<String>)>> {
+    pub fn inbox_for_keywords(&self, started_at: i64, limit: usize) -> Result<Vec<KeywordCandidate>> {
         let done = match self.kv_get(WATERMARK_KEY)? {
             Some(v) => v.parse::<i64>().unwrap_or(0),
             None => {
@@ -197,7 +201,9 @@ impl Db {
         };
         let mut stmt =
             self.conn.prepare_cached("SELECT id, sender, body FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-        let rows = stmt.query_map(params![done, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map(params![done, limit as i64], |r| {
+            Ok(KeywordCandidate { inbox_id: r.get(0)?, sender: r.get(1)?, body: r.get(2)? })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -370,7 +376,9 @@ mod tests {
         assert!(db.inbox_for_keywords(started, 10).unwrap().is_empty());
         let id = receive(&db, "new", "+358401234567", "stop", &[]);
         let todo = db.inbox_for_keywords(started, 10).unwrap();
-        assert_eq!(todo, vec![(id, Some("+358401234567".to_string()), Some("stop".to_string()))]);
+        let expected =
+            KeywordCandidate { inbox_id: id, sender: Some("+358401234567".into()), body: Some("stop".into()) };
+        assert_eq!(todo, vec![expected]);
         let reply = QueuedReply { to: number("+358401234567"), body: "ok".into() };
         let before = now_ms();
         db.record_keyword_step(id, Some("STOP"), Some((true, "+358401234567")), Some(&reply)).unwrap();
