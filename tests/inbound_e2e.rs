@@ -446,3 +446,69 @@ fn the_optout_command_adds_lists_and_removes_numbers() {
     assert_eq!(out.status.code(), Some(2), "removing a number that is not listed is bad input");
     assert!(stdout(&dir.smshub(&cfg, &["optout", "list"])).contains("(none)"));
 }
+
+#[test]
+fn twilio_gives_up_after_its_horizon_and_pbx_without_fallback_after_max_attempts() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (500, "".to_string()));
+    let pbx = Receiver::start(|_, _| (404, "text/plain", "".into()));
+    let twilio = twilio_forward(&tw).replace("give_up_after_s = 600", "give_up_after_s = 3");
+    let pbx_cfg = pbx_forward(&pbx, None).replace("max_attempts = 10", "max_attempts = 2");
+    let cfg = modem_config(&dir, &sim, &format!("{twilio}{pbx_cfg}"));
+    let _d = Daemon::start(&cfg);
+    inject(&sim, "+358409876543", "Anyone there?", None);
+    let id = wait_for(LONG, || inbox(&dir, &cfg).first().and_then(|m| m["id"].as_i64())).unwrap();
+    let t = wait_delivery(&dir, &cfg, id, "tw", "gave_up");
+    assert!(t["last_error"].as_str().unwrap().contains("gave up after"), "{t}");
+    assert!(t["attempts"].as_i64().unwrap() >= 2, "{t}");
+    let p = wait_delivery(&dir, &cfg, id, "pbx", "gave_up");
+    assert_eq!(p["attempts"], 2);
+    assert!(p["last_error"].as_str().unwrap().contains("no fallback_email"), "{p}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pbx.requests().len(), 2, "no attempt after giving up");
+    let n = tw.requests().len();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(tw.requests().len(), n, "no attempt after giving up");
+}
+
+/// Latency from the simulator's +CMTI to the first byte of the forward POST, one message at
+/// a time (no queueing), over 500 messages. Prints p50/p99; run with
+/// `cargo nextest run --test inbound_e2e -E 'test(latency)' --run-ignored only --no-capture`.
+#[test]
+#[ignore = "benchmark: about a minute"]
+fn latency_from_cmti_to_forward_post() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let arrivals = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let a = arrivals.clone();
+    let pbx = Receiver::start(move |_, req| {
+        a.lock().unwrap().push((req.field("body").unwrap_or("").to_string(), std::time::Instant::now()));
+        (200, "text/plain", "OK".into())
+    });
+    let cfg = modem_config(&dir, &sim, &pbx_forward(&pbx, None));
+    let _d = Daemon::start(&cfg);
+    // Warm up (modem ready, connections made).
+    inject(&sim, "+358409876543", "warm-up", None);
+    pbx.wait_requests(1, LONG);
+    let mut samples = Vec::new();
+    for i in 0..500 {
+        let body = format!("bench {i}");
+        let start = std::time::Instant::now();
+        inject(&sim, "+358409876543", &body, None);
+        let at = wait_for(Duration::from_secs(30), || {
+            arrivals.lock().unwrap().iter().find(|(b, _)| *b == body).map(|(_, t)| *t)
+        })
+        .unwrap_or_else(|| panic!("message {i} was not forwarded"));
+        samples.push(at.duration_since(start));
+    }
+    samples.sort();
+    let p = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "CMTI -> forward POST over {} messages: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        p(0.5),
+        p(0.99),
+        samples[samples.len() - 1]
+    );
+}
