@@ -13,7 +13,7 @@
 //! - [`shutdown`]: the one place that knows how a stop is asked for and awaited.
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the PBX e-mail fallback.
-//! - [`inbound`]: received SMS; so far the keyword rules (STOP, START, HELP, …).
+//! - [`inbound`]: received SMS: modem → inbox, keywords and opt-outs, the forwarding task.
 //! - [`web`]: the HTTP server (`/healthz`, status, Provet webhooks).
 //! - [`cli`]: the subcommands.
 

@@ -40,6 +40,8 @@ use crate::store::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, Q
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// A forwarder with nothing due still looks at the store this often.
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
+/// After a store error, so a broken database does not turn into a tight loop of webhook calls.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Deliveries taken per store round trip.
 const BATCH: usize = 20;
 
@@ -118,7 +120,10 @@ impl Forwarders {
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(forwarder = %name, error = %e, "reading due deliveries failed"),
+                Err(e) => {
+                    tracing::error!(forwarder = %name, error = %e, "reading due deliveries failed");
+                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
+                }
             }
             let n = name.clone();
             let next = self.store.call(move |db| db.next_delivery_due(&n)).await.ok().flatten();
@@ -147,6 +152,7 @@ impl Forwarders {
             }
             Err(e) => {
                 tracing::error!(forwarder = %d.forwarder, inbox_id, error = %e, "loading a message to forward failed");
+                tokio::time::sleep(STORE_ERROR_PAUSE).await;
                 return;
             }
         };
@@ -203,7 +209,8 @@ impl Forwarders {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(forwarder = %d.forwarder, inbox_id = d.inbox_id, error = %e, "recording a delivery attempt failed")
+                tracing::error!(forwarder = %d.forwarder, inbox_id = d.inbox_id, error = %e, "recording a delivery attempt failed");
+                tokio::time::sleep(STORE_ERROR_PAUSE).await;
             }
         }
     }
