@@ -456,7 +456,7 @@ fn twilio_gives_up_after_its_horizon_and_pbx_without_fallback_after_max_attempts
     let twilio = twilio_forward(&tw).replace("give_up_after_s = 600", "give_up_after_s = 3");
     let pbx_cfg = pbx_forward(&pbx, None).replace("max_attempts = 10", "max_attempts = 2");
     let cfg = modem_config(&dir, &sim, &format!("{twilio}{pbx_cfg}"));
-    let _d = Daemon::start(&cfg);
+    let mut daemon = Daemon::start(&cfg);
     inject(&sim, "+358409876543", "Anyone there?", None);
     let id = wait_for(LONG, || inbox(&dir, &cfg).first().and_then(|m| m["id"].as_i64())).unwrap();
     let t = wait_delivery(&dir, &cfg, id, "tw", "gave_up");
@@ -470,6 +470,10 @@ fn twilio_gives_up_after_its_horizon_and_pbx_without_fallback_after_max_attempts
     let n = tw.requests().len();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(tw.requests().len(), n, "no attempt after giving up");
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status =
+        daemon.wait_exit(Duration::from_secs(25)).expect("the daemon stops on SIGTERM with forwarders running");
+    assert!(status.success(), "{status:?}");
 }
 
 /// Latency from the simulator's +CMTI to the first byte of the forward POST, one message at
