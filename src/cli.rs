@@ -68,6 +68,9 @@ pub enum Command {
     /// List received messages.
     #[command(subcommand)]
     Inbox(InboxCommand),
+    /// The opt-out list: numbers that sent STOP (or were added here) get no SMS.
+    #[command(subcommand)]
+    Optout(OptoutCommand),
     /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
     #[command(subcommand)]
     Pdu(PduCommand),
@@ -176,6 +179,25 @@ pub enum InboxCommand {
         id: i64,
         #[command(flatten)]
         out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OptoutCommand {
+    /// List opted-out numbers, newest first.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Opt a number out: messages to it are refused from now on.
+    Add {
+        /// E.164 (+358401234567) or a national number when default_country is set.
+        number: String,
+    },
+    /// Opt a number back in.
+    Remove {
+        /// The number as in `optout list` (or any form `add` accepts).
+        number: String,
     },
 }
 
@@ -358,6 +380,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let db = Db::open(&config.store.path)?;
             inbox(&db, cmd)
         }
+        Command::Optout(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            optout(&config, &db, cmd)
+        }
     }
 }
 
@@ -531,6 +558,45 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 );
             }
             Ok(())
+        }
+    }
+}
+
+fn optout(config: &Config, db: &Db, cmd: &OptoutCommand) -> Result<(), Failure> {
+    match cmd {
+        OptoutCommand::List { out } => {
+            let rows = db.list_optouts()?;
+            if out.json {
+                let list: Vec<_> = rows
+                    .iter()
+                    .map(|(number, source, at)| serde_json::json!({"number": number, "source": source, "created_at": at}))
+                    .collect();
+                print_json(&list);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> =
+                rows.iter().map(|(number, source, at)| vec![number.clone(), source.clone(), age(*at)]).collect();
+            print_table(&["NUMBER", "SOURCE", "SINCE"], &table);
+            Ok(())
+        }
+        OptoutCommand::Add { number } => {
+            let n = config.parse_number(number).map_err(|e| Failure::input(format!("number: {e}")))?;
+            if db.add_optout(n.as_str(), "cli")? {
+                println!("{} opted out", n.as_str());
+            } else {
+                println!("{} was already opted out", n.as_str());
+            }
+            Ok(())
+        }
+        OptoutCommand::Remove { number } => {
+            // A STOP from a sender that is not a phone number is kept as received.
+            let key = config.parse_number(number).map(|n| n.as_str().to_string()).unwrap_or_else(|_| number.clone());
+            if db.remove_optout(&key)? {
+                println!("{key} opted in again");
+                Ok(())
+            } else {
+                Err(Failure::input(format!("{key} is not on the opt-out list")))
+            }
         }
     }
 }

@@ -222,6 +222,11 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
 
     let claims = Claims::default();
     let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
+    // One Notify for every receiver: the Forwarders task waits on it.
+    let wake_forward = Arc::new(tokio::sync::Notify::new());
+    let forwarding =
+        crate::inbound::deliver::Forwarders::new(store.clone(), config.clone(), wake_forward.clone(), wake.clone());
+    tasks.spawn(forwarding.run(signal.clone()));
     let mut modems = Vec::new();
     let mut modem_stall_after = Duration::from_secs(300);
     for m in &config.modems {
@@ -248,7 +253,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             store: store.clone(),
             forwarders: forwarders.clone(),
             concat_timeout: config.inbound.concat_timeout,
-            wake_forward: Arc::new(tokio::sync::Notify::new()),
+            wake_forward: wake_forward.clone(),
         };
         tasks.spawn(receiver.run(events, signal.clone()));
         modems.push((m.name.clone(), handle));

@@ -9,6 +9,7 @@
 //! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
 //!   it, so async code never blocks the runtime on disk I/O and there is one writer.
 
+mod deliveries;
 mod inbox;
 pub(crate) mod migrations;
 mod outbox;
@@ -20,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use deliveries::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply};
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};

@@ -1,0 +1,393 @@
+//! Forward deliveries: which are due, the message each one carries, and the record of every
+//! attempt. Each outcome is stored in one transaction (attempt row + new delivery state, and
+//! for a delivered Twilio webhook the TwiML replies it asked for), so a crash between two
+//! attempts loses nothing and a 200 that was recorded is never sent again.
+//!
+//! Also the keyword bookkeeping of received messages: which inbox rows have been looked at
+//! (a watermark in `kv`), and the per-number auto-reply rate limit (`kv` keys `reply:<number>`).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, OutboxId, Result, now_ms};
+use crate::phone::PhoneNumber;
+
+/// A delivery that is due (or in progress), with what its forwarder needs to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub id: i64,
+    pub inbox_id: i64,
+    pub forwarder: String,
+    /// `pending` (webhook attempts) or `emailing` (the PBX fallback e-mail).
+    pub state: String,
+    /// Webhook attempts so far.
+    pub attempts: u32,
+    /// Fallback e-mail attempts so far.
+    pub email_attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A received message as a forwarder sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub inbox_id: i64,
+    pub uid: String,
+    /// `None` when no part could be decoded.
+    pub sender: Option<String>,
+    pub body: String,
+    pub parts: u32,
+    pub decode_error: Option<String>,
+    /// Unix ms.
+    pub received_at: i64,
+}
+
+/// The channel of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptChannel {
+    Http,
+    Email,
+}
+
+impl AttemptChannel {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptChannel::Http => "http",
+            AttemptChannel::Email => "email",
+        }
+    }
+}
+
+/// One attempt and what it did to its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub channel: AttemptChannel,
+    pub http_status: Option<u16>,
+    /// What went wrong, or a note on a successful attempt (e.g. a skipped TwiML reply).
+    pub error: Option<String>,
+    /// The delivery's new state: pending, delivered, emailing, emailed or gave_up.
+    pub new_state: &'static str,
+    /// Webhook attempts after this one.
+    pub attempts: u32,
+    /// When to try again (unix ms); `None` for a final state or "at once".
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// An auto-reply or TwiML reply to queue with a recorded outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedReply {
+    pub to: PhoneNumber,
+    pub body: String,
+}
+
+/// A received message the keyword step has not looked at yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordCandidate {
+    pub inbox_id: i64,
+    pub sender: Option<String>,
+    pub body: Option<String>,
+}
+
+const WATERMARK_KEY: &str = "keywords:done_through";
+
+impl Db {
+    /// Deliveries of `forwarder` that are due at `now` (unix ms), oldest schedule first.
+    pub fn due_deliveries(&self, forwarder: &str, now: i64, limit: usize) -> Result<Vec<DueDelivery>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.inbox_id, d.forwarder, d.state, d.attempts, d.last_error, \
+             (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id AND a.channel = 'email') \
+             FROM deliveries d WHERE d.forwarder = ?1 AND d.state IN ('pending','emailing') \
+             AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?2) \
+             ORDER BY coalesce(d.next_attempt_at, 0), d.id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![forwarder, now, limit as i64], |r| {
+            Ok(DueDelivery {
+                id: r.get(0)?,
+                inbox_id: r.get(1)?,
+                forwarder: r.get(2)?,
+                state: r.get(3)?,
+                attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                last_error: r.get(5)?,
+                email_attempts: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(u32::MAX),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The earliest `next_attempt_at` of `forwarder`'s open deliveries (0 when one is due at
+    /// once), or `None` when it has nothing to do.
+    pub fn next_delivery_due(&self, forwarder: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT min(coalesce(next_attempt_at, 0)) FROM deliveries WHERE forwarder = ?1 AND state IN ('pending','emailing')",
+            [forwarder],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The message of inbox row `inbox_id`, as the forwarders send it.
+    pub fn inbound_message(&self, inbox_id: i64) -> Result<Option<InboundMessage>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, uid, sender, body, parts, decode_error, received_at FROM inbox WHERE id = ?1",
+                [inbox_id],
+                |r| {
+                    Ok(InboundMessage {
+                        inbox_id: r.get(0)?,
+                        uid: r.get(1)?,
+                        sender: r.get(2)?,
+                        body: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        parts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                        decode_error: r.get(5)?,
+                        received_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Stores one attempt and the delivery's new state together, and queues `replies` as
+    /// outbound SMS (source `reply`) in the same transaction: after a crash either all of it
+    /// is there or none of it. Returns the outbox ids of the replies.
+    pub fn record_delivery_attempt(
+        &self,
+        delivery_id: i64,
+        attempt: &AttemptRecord,
+        replies: &[QueuedReply],
+    ) -> Result<Vec<OutboxId>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO delivery_attempts (delivery_id, at, channel, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![delivery_id, now, attempt.channel.as_str(), attempt.http_status, attempt.error],
+        )?;
+        let delivered_at = matches!(attempt.new_state, "delivered" | "emailed").then_some(now);
+        tx.execute(
+            "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5, \
+             delivered_at = coalesce(?6, delivered_at) WHERE id = ?1",
+            params![
+                delivery_id,
+                attempt.new_state,
+                i64::from(attempt.attempts),
+                attempt.next_attempt_at,
+                attempt.last_error,
+                delivered_at
+            ],
+        )?;
+        let mut ids = Vec::with_capacity(replies.len());
+        for r in replies {
+            ids.push(self.insert_local("reply", &r.to, &r.body)?);
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// Inbox rows not yet looked at for keywords, in arrival order.
+    ///
+    /// On a database that never had keyword handling, messages received before `started_at`
+    /// (unix ms: when this daemon started) are skipped, so an upgrade does not act on old STOPs
+    /// a second time, while messages of this run are never missed.
+    pub fn inbox_for_keywords(&self, started_at: i64, limit: usize) -> Result<Vec<KeywordCandidate>> {
+        let done = match self.kv_get(WATERMARK_KEY)? {
+            Some(v) => v.parse::<i64>().unwrap_or(0),
+            None => {
+                let max: i64 = self.conn.query_row(
+                    "SELECT coalesce(max(id), 0) FROM inbox WHERE received_at < ?1",
+                    [started_at],
+                    |r| r.get(0),
+                )?;
+                self.kv_set(WATERMARK_KEY, &max.to_string())?;
+                max
+            }
+        };
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, sender, body FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = stmt.query_map(params![done, limit as i64], |r| {
+            Ok(KeywordCandidate { inbox_id: r.get(0)?, sender: r.get(1)?, body: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks the keyword step of inbox row `inbox_id` done, in one transaction: its keyword,
+    /// the opt-out change (`Some(true)` add, `Some(false)` remove), the auto-reply (which also
+    /// starts the number's rate-limit interval), and the watermark.
+    pub fn record_keyword_step(
+        &self,
+        inbox_id: i64,
+        keyword: Option<&str>,
+        optout: Option<(bool, &str)>,
+        reply: Option<&QueuedReply>,
+    ) -> Result<Option<OutboxId>> {
+        let tx = self.conn.unchecked_transaction()?;
+        if let Some(k) = keyword {
+            tx.execute("UPDATE inbox SET keyword = ?2 WHERE id = ?1", params![inbox_id, k])?;
+        }
+        match optout {
+            Some((true, number)) => {
+                self.add_optout(number, "sms")?;
+            }
+            Some((false, number)) => {
+                self.remove_optout(number)?;
+            }
+            None => {}
+        }
+        let id = match reply {
+            Some(r) => {
+                self.kv_set(&format!("reply:{}", r.to.as_str()), &now_ms().to_string())?;
+                Some(self.insert_local("reply", &r.to, &r.body)?)
+            }
+            None => None,
+        };
+        self.kv_set(WATERMARK_KEY, &inbox_id.to_string())?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// When an auto-reply last went to `number` (unix ms).
+    pub fn last_auto_reply(&self, number: &PhoneNumber) -> Result<Option<i64>> {
+        Ok(self.kv_get(&format!("reply:{}", number.as_str()))?.and_then(|v| v.parse().ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewInboxPart, PartStored};
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    fn receive(db: &Db, pdu: &str, sender: &str, text: &str, forwarders: &[&str]) -> i64 {
+        let part = NewInboxPart {
+            modem: "main".into(),
+            pdu: pdu.into(),
+            sender: Some(sender.into()),
+            text: Some(text.into()),
+            ..Default::default()
+        };
+        let fw: Vec<String> = forwarders.iter().map(|s| s.to_string()).collect();
+        match db.store_inbound_part(&part, &fw).unwrap() {
+            PartStored::Message(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn number(s: &str) -> PhoneNumber {
+        PhoneNumber::parse(s, None).unwrap()
+    }
+
+    fn failed(attempts: u32, next: i64) -> AttemptRecord {
+        AttemptRecord {
+            channel: AttemptChannel::Http,
+            http_status: Some(503),
+            error: Some("HTTP 503".into()),
+            new_state: "pending",
+            attempts,
+            next_attempt_at: Some(next),
+            last_error: Some("HTTP 503".into()),
+        }
+    }
+
+    #[test]
+    fn new_deliveries_are_due_at_once_and_only_for_their_forwarder() {
+        let (_d, db) = db();
+        let id = receive(&db, "aa", "+358401234567", "hi", &["tw", "pbx"]);
+        let due = db.due_deliveries("tw", now_ms(), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].inbox_id, due[0].state.as_str(), due[0].attempts), (id, "pending", 0));
+        assert_eq!(db.next_delivery_due("tw").unwrap(), Some(0));
+        assert!(db.due_deliveries("other", now_ms(), 10).unwrap().is_empty());
+        let m = db.inbound_message(id).unwrap().unwrap();
+        assert_eq!((m.sender.as_deref(), m.body.as_str(), m.parts), (Some("+358401234567"), "hi", 1));
+    }
+
+    #[test]
+    fn a_failed_attempt_schedules_the_next_and_is_recorded() {
+        let (_d, db) = db();
+        receive(&db, "aa", "+358401234567", "hi", &["tw"]);
+        let d = db.due_deliveries("tw", now_ms(), 10).unwrap().remove(0);
+        let later = now_ms() + 60_000;
+        db.record_delivery_attempt(d.id, &failed(1, later), &[]).unwrap();
+        assert!(db.due_deliveries("tw", now_ms(), 10).unwrap().is_empty(), "not due before its time");
+        assert_eq!(db.next_delivery_due("tw").unwrap(), Some(later));
+        let again = db.due_deliveries("tw", later, 10).unwrap();
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
+        let n: i64 = db.conn.query_row("SELECT count(*) FROM delivery_attempts", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_delivered_attempt_queues_its_replies_in_the_same_step_and_is_never_due_again() {
+        let (_d, db) = db();
+        let inbox = receive(&db, "aa", "+358401234567", "hi", &["tw"]);
+        let d = db.due_deliveries("tw", now_ms(), 10).unwrap().remove(0);
+        let done = AttemptRecord {
+            channel: AttemptChannel::Http,
+            http_status: Some(200),
+            error: None,
+            new_state: "delivered",
+            attempts: 1,
+            next_attempt_at: None,
+            last_error: None,
+        };
+        let reply = QueuedReply { to: number("+358401234567"), body: "Thanks!".into() };
+        let ids = db.record_delivery_attempt(d.id, &done, &[reply]).unwrap();
+        assert_eq!(ids.len(), 1);
+        let queued = db.get_outbox(ids[0]).unwrap().unwrap();
+        assert_eq!(queued.summary.source, "reply");
+        assert_eq!(queued.body.as_deref(), Some("Thanks!"));
+        assert!(db.due_deliveries("tw", now_ms() + 1_000_000, 10).unwrap().is_empty());
+        assert_eq!(db.next_delivery_due("tw").unwrap(), None);
+        let shown = db.get_inbox(inbox).unwrap().unwrap();
+        assert_eq!(shown.deliveries[0].state, "delivered");
+        assert!(shown.deliveries[0].delivered_at.is_some());
+    }
+
+    #[test]
+    fn email_attempts_are_counted_apart_from_webhook_attempts() {
+        let (_d, db) = db();
+        receive(&db, "aa", "+61400111222", "hi", &["pbx"]);
+        let d = db.due_deliveries("pbx", now_ms(), 10).unwrap().remove(0);
+        let to_email = AttemptRecord { new_state: "emailing", next_attempt_at: None, ..failed(10, 0) };
+        db.record_delivery_attempt(d.id, &to_email, &[]).unwrap();
+        let mail_failed = AttemptRecord {
+            channel: AttemptChannel::Email,
+            http_status: None,
+            error: Some("SMTP 451".into()),
+            new_state: "emailing",
+            attempts: 10,
+            next_attempt_at: None,
+            last_error: Some("SMTP 451".into()),
+        };
+        db.record_delivery_attempt(d.id, &mail_failed, &[]).unwrap();
+        let d = db.due_deliveries("pbx", now_ms(), 10).unwrap().remove(0);
+        assert_eq!((d.state.as_str(), d.attempts, d.email_attempts), ("emailing", 10, 1));
+    }
+
+    #[test]
+    fn the_keyword_step_sees_each_message_once_and_applies_opt_outs_atomically() {
+        let (_d, db) = db();
+        // A database that existed before keyword handling: old messages are not looked at.
+        receive(&db, "old", "+358401234567", "STOP", &[]);
+        let started = now_ms() + 1;
+        assert!(db.inbox_for_keywords(started, 10).unwrap().is_empty());
+        let id = receive(&db, "new", "+358401234567", "stop", &[]);
+        let todo = db.inbox_for_keywords(started, 10).unwrap();
+        let expected =
+            KeywordCandidate { inbox_id: id, sender: Some("+358401234567".into()), body: Some("stop".into()) };
+        assert_eq!(todo, vec![expected]);
+        let reply = QueuedReply { to: number("+358401234567"), body: "ok".into() };
+        let before = now_ms();
+        db.record_keyword_step(id, Some("STOP"), Some((true, "+358401234567")), Some(&reply)).unwrap();
+        assert!(db.is_opted_out("+358401234567").unwrap());
+        assert!(db.last_auto_reply(&number("+358401234567")).unwrap().unwrap() >= before);
+        assert!(db.inbox_for_keywords(started, 10).unwrap().is_empty());
+        assert_eq!(db.get_inbox(id).unwrap().unwrap().summary.keyword.as_deref(), Some("STOP"));
+        let start = receive(&db, "start", "+358401234567", "START", &[]);
+        db.record_keyword_step(start, Some("START"), Some((false, "+358401234567")), None).unwrap();
+        assert!(!db.is_opted_out("+358401234567").unwrap());
+    }
+}
