@@ -424,8 +424,13 @@ fn stop_opts_the_sender_out_and_help_is_answered_once_per_interval() {
     })
     .expect("the send to an opted-out number fails");
     assert_eq!(failed["fail_reason"], "recipient opted out");
-    let sent = sim.sent();
-    assert_eq!(sent.len(), 1, "one HELP reply (rate-limited), none to ExampleVet, no STOP reply: {sent:?}");
+    let sent = sim.wait_sent(LONG, |s| s.len() >= 2);
+    let texts: Vec<&str> = sent.iter().map(|s| s["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        ["Example Vet: call 09 123 456", "Bye"],
+        "one HELP reply (rate-limited), none to ExampleVet, the STOP confirmation, and nothing after it"
+    );
 }
 
 #[test]

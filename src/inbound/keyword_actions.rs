@@ -8,10 +8,12 @@
 //!
 //! Auto-replies are sent only when configured, only to numbers that can receive them
 //! ([`may_auto_reply`]: never alphanumeric senders or short codes), at most once per
-//! `reply_min_interval` per number, and never to an opted-out number. That last rule includes
-//! the STOP confirmation (`stop_reply`): the outbound pipeline refuses every opted-out
-//! recipient, so a confirmation queued after the opt-out would only end `failed`. It is not
-//! queued (and logged at debug); sending it needs an exemption in the outbound pipeline.
+//! `reply_min_interval` per number, and never to an opted-out number — with one exception: the
+//! STOP confirmation (`stop_reply`) itself, sent once when a number opts out (not again for a
+//! repeated STOP, and not held back by the rate limit). It is queued with
+//! source [`crate::outbound::OPTOUT_CONFIRMATION`], the only source the outbound pipeline lets
+//! through to an opted-out number (carriers' and regulators' practice: confirm the opt-out,
+//! then stay silent).
 //!
 //! `unknown_sender_reply` is not implemented: smshub has no list of the clinic's clients to
 //! tell known from unknown senders.
@@ -62,11 +64,14 @@ pub fn decide(
     };
     let interval = i64::try_from(cfg.reply_min_interval.as_millis()).unwrap_or(i64::MAX);
     let number = PhoneNumber::parse(sender, default_country);
+    // The STOP confirmation goes once per opt-out: not again to a number that was already
+    // out, and not held back by the rate limit (it answers a new request).
+    let first_stop = keyword == Some(Keyword::Stop) && !opted_out;
     action.reply_skipped = if !may_auto_reply(sender) {
         Some("the sender is alphanumeric or a short code")
-    } else if opted_out_after {
+    } else if opted_out_after && !first_stop {
         Some("the sender is opted out")
-    } else if last_reply.is_some_and(|at| now.saturating_sub(at) < interval) {
+    } else if !first_stop && last_reply.is_some_and(|at| now.saturating_sub(at) < interval) {
         Some("the sender got an auto-reply within reply_min_interval")
     } else {
         match number {
@@ -159,8 +164,10 @@ mod tests {
             (n, "help!", false, Some(NOW - 2 * HOUR), None, Some("Call 09 123 456")),
             (n, "HELP", false, Some(NOW - HOUR / 2), None, None),
             (n, "HELP", true, None, None, None),
-            (n, "STOP", false, None, Some((true, n)), None),
-            (n, "Unsubscribe", false, None, Some((true, n)), None),
+            (n, "STOP", false, None, Some((true, n)), Some("Bye")),
+            (n, "Unsubscribe", false, None, Some((true, n)), Some("Bye")),
+            (n, "STOP", false, Some(NOW - HOUR / 2), Some((true, n)), Some("Bye")),
+            (n, "STOP", true, None, Some((true, n)), None),
             (n, "START", true, None, Some((false, n)), Some("Welcome back")),
             (n, "confirm", false, None, None, Some("See you")),
             (n, "cancel", false, None, None, None),
@@ -214,11 +221,20 @@ mod tests {
         store("a", "+358401234567", "HELP");
         store("b", "+358401234567", "help");
         store("c", "+358409999999", "STOP");
-        assert_eq!(apply_keywords(&db, &cfg(), None, started).unwrap(), 1, "the second HELP is rate-limited");
+        assert_eq!(
+            apply_keywords(&db, &cfg(), None, started).unwrap(),
+            2,
+            "one HELP reply (the second is rate-limited) and the STOP confirmation"
+        );
         assert!(db.is_opted_out("+358409999999").unwrap());
         assert_eq!(apply_keywords(&db, &cfg(), None, started).unwrap(), 0, "nothing is looked at twice");
         let replies = db.list_outbox(&crate::store::OutboxFilter::default()).unwrap();
-        assert_eq!(replies.len(), 1);
-        assert_eq!(replies[0].source, "reply");
+        let sources: Vec<(&str, &str)> =
+            replies.iter().map(|r| (r.source.as_str(), r.recipient.as_deref().unwrap_or(""))).collect();
+        assert_eq!(
+            sources,
+            [(crate::outbound::OPTOUT_CONFIRMATION, "+358409999999"), ("reply", "+358401234567")],
+            "newest first"
+        );
     }
 }

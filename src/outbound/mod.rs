@@ -30,6 +30,10 @@ use crate::phone::mask_number;
 use crate::shutdown::ShutdownSignal;
 use crate::store::{NewPart, OutboxId, OutboxState, PartState, Store, StoreError, now_ms};
 
+/// The outbox source of the STOP confirmation: the only message that goes to a number on the
+/// opt-out list (it is queued once, right after the number opted out).
+pub const OPTOUT_CONFIRMATION: &str = "optout_confirmation";
+
 /// Messages some modem is working on right now. Shared by the senders of one process; the
 /// store is never shared between processes (one box, one database).
 #[derive(Clone, Default)]
@@ -135,7 +139,8 @@ impl ModemSender {
         };
         if detail.summary.state == OutboxState::Fetched {
             let r = recipient.clone();
-            if self.store.call(move |db| db.is_opted_out(&r)).await? {
+            let exempt = detail.summary.source == OPTOUT_CONFIRMATION;
+            if !exempt && self.store.call(move |db| db.is_opted_out(&r)).await? {
                 return self.fail(id, "recipient opted out".into()).await;
             }
             let concat_reference = fastrand::u8(..);

@@ -233,7 +233,9 @@ impl Db {
         let id = match reply {
             Some(r) => {
                 self.kv_set(&format!("reply:{}", r.to.as_str()), &now_ms().to_string())?;
-                Some(self.insert_local("reply", &r.to, &r.body)?)
+                // The STOP confirmation is the one reply that may go to an opted-out number.
+                let source = if keyword == Some("STOP") { crate::outbound::OPTOUT_CONFIRMATION } else { "reply" };
+                Some(self.insert_local(source, &r.to, &r.body)?)
             }
             None => None,
         };
