@@ -128,3 +128,25 @@ fn received_sms_are_stored_joined_and_deleted_from_the_modem() {
     });
     assert!(storage.is_some(), "messages are deleted from the SIM once stored");
 }
+
+#[test]
+fn a_pdu_too_broken_to_read_its_type_is_kept_raw_and_removed_from_the_sim() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let cfg = modem_config(&dir, &sim, "");
+    let _d = Daemon::start(&cfg);
+    let r = sim.request(serde_json::json!({"cmd": "inject_pdu", "pdu": "0791FFFF00"}));
+    assert_eq!(r["ok"], true, "{r}");
+    let row = wait_for(Duration::from_secs(60), || {
+        let out = dir.smshub(&cfg, &["inbox", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).ok()?;
+        v.as_array()?.first().cloned()
+    })
+    .expect("the broken PDU is stored");
+    assert!(row["decode_error"].as_str().is_some_and(|e| !e.is_empty()), "{row}");
+    let emptied = wait_for(Duration::from_secs(20), || {
+        let s = sim.request(serde_json::json!({"cmd": "storage"}));
+        (s["used"] == 0).then_some(())
+    });
+    assert!(emptied.is_some(), "deleted from the SIM once stored");
+}

@@ -56,11 +56,14 @@ impl Driver {
             return;
         }
         let ev = match tpdu_type(pdu) {
-            Some(0) => InboundEvent::Stored { mem: mem.to_string(), index, pdu_hex: pdu.to_string() },
             Some(2) => InboundEvent::StatusReport { pdu_hex: pdu.to_string(), stored: Some(key.clone()) },
+            // A deliver, and also anything unreadable in a received slot: the consumer stores it
+            // raw with the decode error, so a broken PDU is kept, not left to fill the SIM.
             other => {
-                tracing::debug!(modem = %self.cfg.name, mem, index, mti = ?other, "stored PDU is not inbound; left alone");
-                return;
+                if other != Some(0) {
+                    tracing::debug!(modem = %self.cfg.name, mem, index, mti = ?other, "received slot holds an unexpected PDU; handed out to be kept raw");
+                }
+                InboundEvent::Stored { mem: mem.to_string(), index, pdu_hex: pdu.to_string() }
             }
         };
         self.pending.insert(key, pdu.to_string());
