@@ -20,6 +20,10 @@
 //!   `stats.total` before and after, which includes the driver's periodic health polls during
 //!   the run), (b) messages per minute with the simulator's send latency at `--latency-ms`,
 //!   compared with the limit 60 000 / latency (one `+CMGS` at a time).
+//! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
+//!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
+//!   first byte of the forward POST read by a local PBX-style receiver (which closes each
+//!   connection, so every POST starts a new one and its first read is the request's first byte).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,6 +57,15 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// +CMTI on the simulator → first byte of the forward POST, one message at a time.
+    Inbound {
+        /// Messages measured.
+        #[arg(long, default_value_t = 500)]
+        messages: usize,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// AT round trips per message and messages per minute against the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
@@ -74,9 +87,16 @@ struct Rig {
     addr: String,
     fake: FakeProvet,
     sim: SimControl,
+    /// Stops the daemon (and with it the simulator it holds) when sent or dropped.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
+    rig_with(dir, latency_ms, "").await
+}
+
+/// Like [`rig`], with `extra` appended to the daemon's config (e.g. a `[[forward]]`).
+async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::Result<Rig> {
     let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
     let tmp = base.join(format!("smshub-bench-{}-{}", std::process::id(), now_ms()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -90,7 +110,7 @@ async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
         "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
          [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
          webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 1\nretry_max_s = 2\nallow_insecure_http = true\n\
-         [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n",
+         [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n{extra}",
         db_path.display(),
         fake.base_url(),
         fake.token_url(),
@@ -103,12 +123,17 @@ async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
     std::fs::set_permissions(&cfg_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let config = crate::config::Config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let control = sim.control();
-    // The simulator handle must live as long as the process: leak it into the daemon task.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The simulator lives as long as the daemon that uses it.
     tokio::spawn(async move {
-        let _sim = sim;
-        if let Err(e) = crate::daemon::run(config).await {
+        let stop = async move {
+            let _ = stopped.await;
+            "bench finished"
+        };
+        if let Err(e) = crate::daemon::run_until(config, stop).await {
             eprintln!("bench: daemon stopped: {e:#}");
         }
+        sim.stop().await;
     });
     let addr = format!("127.0.0.1:{port}");
     let start = Instant::now();
@@ -116,7 +141,7 @@ async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not start listening");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rig = Rig { tmp, db_path, addr, fake, sim: control };
+    let rig = Rig { tmp, db_path, addr, fake, sim: control, _stop: stop };
     rig.wait_modem_ready().await?;
     Ok(rig)
 }
@@ -193,7 +218,96 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             outbound(messages, rate, seconds, dir.as_deref()).await
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
+        BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
     }
+}
+
+/// A PBX-style receiver: records (body field, instant of the request's first byte), answers
+/// 200 and closes the connection.
+async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = arrivals.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut first = None;
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    first.get_or_insert_with(Instant::now);
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf);
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() < len {
+                        continue;
+                    }
+                    let field = form_urlencoded::parse(body.as_bytes())
+                        .find(|(k, _)| k == "body")
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                    if let (Ok(mut l), Some(t)) = (log.lock(), first) {
+                        l.push((field, t));
+                    }
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
+                    return;
+                }
+            });
+        }
+    });
+    Ok((format!("http://{addr}/in"), arrivals))
+}
+
+async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let (url, arrivals) = start_receiver().await?;
+    let extra = format!(
+        "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
+    );
+    let rig = rig_with(dir, 0, &extra).await?;
+    let arrived = |body: &str| arrivals.lock().ok().and_then(|l| l.iter().find(|(b, _)| b == body).map(|(_, t)| *t));
+    let mut lat = Vec::with_capacity(messages);
+    for i in 0..=messages {
+        // Message 0 warms up (first connection, first forwarder pass) and is not counted.
+        let body = format!("bench {i}");
+        let t0 = Instant::now();
+        rig.sim.inject("+358409876543", &body).await?;
+        let start = Instant::now();
+        let at = loop {
+            if let Some(t) = arrived(&body) {
+                break t;
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "message {i} was not forwarded within 30 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        if i > 0 {
+            lat.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+        }
+        if i % 100 == 0 && i > 0 {
+            eprint!("\r{i} / {messages}");
+            let _ = std::io::stderr().flush();
+        }
+    }
+    eprintln!();
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!(
+        "+CMTI -> first byte of the forward POST ({} messages, one at a time): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        lat.len()
+    );
+    Ok(())
 }
 
 async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) -> anyhow::Result<()> {

@@ -116,6 +116,37 @@ pub fn mask_number(number: &str) -> String {
     out
 }
 
+/// Masks every phone-number-like run (an optional `+` and 7 or more digits, spaces allowed
+/// inside) in free text such as an error message, for logs at info and above.
+pub fn mask_numbers_in(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let starts_number =
+            chars[i].is_ascii_digit() || (chars[i] == '+' && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit()));
+        if !starts_number {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < chars.len()
+            && (chars[j].is_ascii_digit() || (chars[j] == ' ' && chars.get(j + 1).is_some_and(|c| c.is_ascii_digit())))
+        {
+            j += 1;
+        }
+        let run: String = chars[i..j].iter().filter(|c| **c != ' ').collect();
+        if run.trim_start_matches('+').len() >= 7 {
+            out.push_str(&mask_number(&run));
+        } else {
+            out.extend(&chars[i..j]);
+        }
+        i = j;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +180,16 @@ mod tests {
             let err = PhoneNumber::parse(input, None).unwrap_err().to_string();
             assert!(err.contains(expected), "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn numbers_inside_free_text_are_masked() {
+        assert_eq!(
+            mask_numbers_in("phone number \"040 123 4567\" is national; part 2 of 3, +CMS ERROR: 304"),
+            "phone number \"0401****567\" is national; part 2 of 3, +CMS ERROR: 304"
+        );
+        assert_eq!(mask_numbers_in("to +358401234567."), "to +35840****567.");
+        assert_eq!(mask_numbers_in("no numbers here"), "no numbers here");
     }
 
     #[test]

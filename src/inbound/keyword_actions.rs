@@ -15,8 +15,11 @@
 //! through to an opted-out number (carriers' and regulators' practice: confirm the opt-out,
 //! then stay silent).
 //!
-//! `unknown_sender_reply` is not implemented: smshub has no list of the clinic's clients to
-//! tell known from unknown senders.
+//! `unknown_sender_reply` goes to a sender the clinic has never texted through this box (no
+//! outbox row to that number, auto-replies not counted): smshub has no client list, and the
+//! clinic's own SMS all go out through it, so "never texted" is the honest meaning of
+//! "unknown". It follows the same rules (configured, numeric senders only, rate-limited, never
+//! to an opted-out number) and is only sent when no keyword reply was.
 
 use crate::config::KeywordsConfig;
 use crate::inbound::keywords::{Keyword, classify, may_auto_reply, reply_for};
@@ -85,6 +88,26 @@ pub fn decide(
     action
 }
 
+/// The `unknown_sender_reply` for a message that got no keyword reply, if every rule allows
+/// it (see the module doc). `known`: the clinic has texted this number before. Pure.
+pub fn unknown_sender_reply(
+    sender: &str,
+    opted_out: bool,
+    known: bool,
+    last_reply: Option<i64>,
+    now: i64,
+    cfg: &KeywordsConfig,
+    default_country: Option<&str>,
+) -> Option<QueuedReply> {
+    let text = cfg.unknown_sender_reply.as_deref().filter(|t| !t.trim().is_empty())?;
+    let interval = i64::try_from(cfg.reply_min_interval.as_millis()).unwrap_or(i64::MAX);
+    if known || opted_out || !may_auto_reply(sender) || last_reply.is_some_and(|at| now.saturating_sub(at) < interval) {
+        return None;
+    }
+    let to = PhoneNumber::parse(sender, default_country).ok()?;
+    Some(QueuedReply { to, body: text.to_string() })
+}
+
 /// Runs the keyword step on every message not yet looked at. Returns how many auto-replies
 /// were queued. Runs on the store thread (one writer), so the checks and the writes see the
 /// same state.
@@ -106,7 +129,12 @@ pub fn apply_keywords(db: &Db, cfg: &KeywordsConfig, default_country: Option<&st
                         .map(|n| db.last_auto_reply(&n))
                         .transpose()?
                         .flatten();
-                    let action = decide(sender, body, opted_out, last, now_ms(), cfg, default_country);
+                    let mut action = decide(sender, body, opted_out, last, now_ms(), cfg, default_country);
+                    if action.keyword.is_none() && action.reply.is_none() && cfg.unknown_sender_reply.is_some() {
+                        let known = db.has_sent_to(&key)?;
+                        action.reply =
+                            unknown_sender_reply(sender, opted_out, known, last, now_ms(), cfg, default_country);
+                    }
                     if let Some(k) = action.keyword {
                         tracing::info!(inbox_id = id, from = %mask_number(sender), keyword = k.as_str(), "keyword received");
                     }
@@ -194,6 +222,19 @@ mod tests {
         assert_eq!(reply_of(&a), Some(("+358401234567", "Call 09 123 456")));
         let a = decide("0401234567", "HELP", false, None, NOW, &cfg(), None);
         assert!(a.reply.is_none());
+    }
+
+    #[test]
+    fn only_unknown_numeric_senders_get_the_unknown_sender_reply() {
+        let c = KeywordsConfig { unknown_sender_reply: Some("This number only sends".into()), ..cfg() };
+        let n = "+358401234567";
+        let reply = |opted, known, last| unknown_sender_reply(n, opted, known, last, NOW, &c, None).map(|r| r.body);
+        assert_eq!(reply(false, false, None).as_deref(), Some("This number only sends"));
+        assert_eq!(reply(false, true, None), None, "a number the clinic has texted is known");
+        assert_eq!(reply(true, false, None), None, "never to an opted-out number");
+        assert_eq!(reply(false, false, Some(NOW - HOUR / 2)), None, "rate-limited");
+        assert_eq!(unknown_sender_reply("ExampleVet", false, false, None, NOW, &c, None), None);
+        assert_eq!(unknown_sender_reply(n, false, false, None, NOW, &cfg(), None), None, "off unless configured");
     }
 
     #[test]

@@ -42,11 +42,24 @@ pub struct Claims {
 }
 
 /// Shared by the pipeline's tasks: wakes the next stage when new work is queued.
+///
+/// `send` wakes one sender (any modem can take the message); `fetch` and `report` are waited on
+/// by every Provet instance's worker, so [`Wake::all`] wakes them all (each checks the store for
+/// its own work).
 #[derive(Clone, Default)]
 pub struct Wake {
     pub fetch: Arc<Notify>,
     pub send: Arc<Notify>,
     pub report: Arc<Notify>,
+}
+
+impl Wake {
+    /// Wakes every task waiting on `n`, and leaves a permit for one that is about to wait (so a
+    /// wake between its store check and its wait is not lost).
+    pub fn all(n: &Notify) {
+        n.notify_waiters();
+        n.notify_one();
+    }
 }
 
 /// What became of one pass over a message.
@@ -107,7 +120,7 @@ impl ModemSender {
             let outcome = self.send_message(id, &shutdown).await;
             self.claims.inner.lock().await.remove(&id);
             match outcome {
-                Ok(PassOutcome::Sent) | Ok(PassOutcome::Failed(_)) => self.wake.report.notify_one(),
+                Ok(PassOutcome::Sent) | Ok(PassOutcome::Failed(_)) => Wake::all(&self.wake.report),
                 Ok(PassOutcome::Later) => {}
                 Err(e) => {
                     tracing::error!(modem = %self.modem_name, outbox_id = id, error = %e, "store error while sending; will retry");
@@ -273,7 +286,7 @@ impl ModemSender {
     async fn fail(&self, id: OutboxId, reason: String) -> Result<PassOutcome, StoreError> {
         let r2 = reason.clone();
         self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
-        tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %reason, message_id = "smshub-outbox-failed", "message failed");
+        tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = "smshub-outbox-failed", "message failed");
         Ok(PassOutcome::Failed(reason))
     }
 }

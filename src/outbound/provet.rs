@@ -182,7 +182,7 @@ impl ProvetWorker {
                         (id, Err(format!("Provet sent a malformed external SMS: {}", item.reason)), String::new())
                     }
                     None => {
-                        tracing::warn!(provet = %self.name(), reason = %item.reason, "Provet listed an external SMS without a usable id; skipped");
+                        tracing::warn!(provet = %self.name(), reason = %crate::phone::mask_numbers_in(&item.reason), "Provet listed an external SMS without a usable id; skipped");
                         continue;
                     }
                 },
@@ -212,7 +212,7 @@ impl ProvetWorker {
         if queued > 0 {
             tracing::info!(provet = %self.name(), queued, "Provet poll queued messages");
             self.wake.send.notify_one();
-            self.wake.report.notify_one();
+            Wake::all(&self.wake.report);
         }
         Ok(())
     }
@@ -277,9 +277,9 @@ impl ProvetWorker {
     }
 
     async fn fail_fetch(&self, id: OutboxId, reason: String) -> Result<(), StoreError> {
-        tracing::warn!(provet = %self.name(), outbox_id = id, reason = %reason, "message cannot be fetched; it fails");
+        tracing::warn!(provet = %self.name(), outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), "message cannot be fetched; it fails");
         self.store.call(move |db| db.provet_fetch_failed(id, &reason)).await?;
-        self.wake.report.notify_one();
+        Wake::all(&self.wake.report);
         Ok(())
     }
 
@@ -317,7 +317,7 @@ impl ProvetWorker {
                 if !sent {
                     tracing::warn!(
                         provet = %self.name(), outbox_id = id, kind = kind.as_str(), external_id = w.external_id,
-                        reason = w.fail_reason.as_deref().unwrap_or(""),
+                        reason = %crate::phone::mask_numbers_in(w.fail_reason.as_deref().unwrap_or("")),
                         "reminder failed; Provet has no endpoint to report it, see `smshub outbox list`"
                     );
                 }

@@ -320,6 +320,17 @@ impl Db {
             .execute("UPDATE outbox_parts SET state = 'pending' WHERE outbox_id = ?1 AND state = 'unknown'", [id])?)
     }
 
+    /// Whether the clinic has sent anything to `number` through this box (auto-replies not
+    /// counted): smshub's notion of a "known" sender, as it has no client list.
+    pub fn has_sent_to(&self, number: &str) -> Result<bool> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE recipient = ?1 AND source NOT IN ('reply', 'optout_confirmation')",
+            [number],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
     /// How many messages are in each state (for the status page).
     pub fn outbox_counts(&self) -> Result<std::collections::BTreeMap<String, i64>> {
         let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;

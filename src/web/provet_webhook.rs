@@ -113,7 +113,7 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
         Ok((outbox_id, new)) => {
             if new {
                 tracing::info!(instance, external_sms_id = id, outbox_id, "Provet webhook: new external SMS");
-                state.wake.fetch.notify_one();
+                crate::outbound::Wake::all(&state.wake.fetch);
             } else {
                 tracing::debug!(instance, external_sms_id = id, "Provet webhook repeated; nothing to do");
             }

@@ -100,7 +100,7 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
         Ok(new) => {
             tracing::info!(instance, kind = kind.as_str(), selected = ids.len(), new = new.len(), "reminders queued");
             if !new.is_empty() {
-                state.wake.fetch.notify_one();
+                crate::outbound::Wake::all(&state.wake.fetch);
             }
             json(StatusCode::OK, &serde_json::json!({"ok": true, "kind": kind.as_str(), "queued": ids, "new": new}))
         }
