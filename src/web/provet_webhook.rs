@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
@@ -76,22 +75,10 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
         tracing::warn!(instance, "Provet webhook with a wrong token");
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
-    let limit = state.config.http.max_body_bytes;
     let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let declared = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return text(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes\n"));
-    }
-    let body = match http_body_util::Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes\n"));
-        }
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("could not read the body: {e}\n")),
+    let body = match super::read_body(req, state.config.http.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let id = match parse_body(content_type.as_deref(), &body) {
         Ok(id) => id,

@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
@@ -52,13 +51,9 @@ pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str
     };
     let mut params: Vec<(String, String)> =
         req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-    let limit = state.config.http.max_body_bytes;
-    let body = match http_body_util::Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {limit} bytes\n"));
-        }
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("could not read the body: {e}\n")),
+    let body = match super::read_body(req, state.config.http.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     if std::str::from_utf8(&body).is_err() {
         return text(StatusCode::BAD_REQUEST, "the body is not a UTF-8 form\n");
