@@ -15,10 +15,9 @@ use sd_notify::NotifyState;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ModemConfig, ModemProfile};
+use crate::config::{Config, ModemConfig};
 use crate::inbound::receive::ModemReceiver;
 use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
-use crate::modem::profile::ProfileKind;
 use crate::outbound::{Claims, ModemSender, Wake};
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
@@ -123,14 +122,7 @@ pub fn driver_config(m: &ModemConfig) -> DriverConfig {
     DriverConfig {
         name: m.name.clone(),
         pin: m.pin.as_ref().map(|p| p.expose().to_string()),
-        profile: match m.profile {
-            ModemProfile::Auto => ProfileKind::Auto,
-            ModemProfile::Sim800 => ProfileKind::Sim800,
-            ModemProfile::Sim7600 => ProfileKind::Sim7600,
-            ModemProfile::Ec25 => ProfileKind::Ec25,
-            ModemProfile::E3372 => ProfileKind::E3372,
-            ModemProfile::Generic => ProfileKind::Generic,
-        },
+        profile: m.profile,
         send_timeout: m.send_timeout,
         min_send_interval: m.min_send_interval,
         ..DriverConfig::default()

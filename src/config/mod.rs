@@ -138,16 +138,8 @@ pub struct LoggingConfig {
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModemProfile {
-    Auto,
-    Sim800,
-    Sim7600,
-    Ec25,
-    E3372,
-    Generic,
-}
+/// The modem family (`profile = "auto" | "sim800" | ...`): the driver's own type.
+pub use crate::modem::profile::ProfileKind as ModemProfile;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModemConfig {

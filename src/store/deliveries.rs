@@ -255,11 +255,7 @@ mod tests {
     use super::*;
     use crate::store::{NewInboxPart, PartStored};
 
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        (dir, db)
-    }
+    use crate::store::test_support::db;
 
     fn receive(db: &Db, pdu: &str, sender: &str, text: &str, forwarders: &[&str]) -> i64 {
         let part = NewInboxPart {

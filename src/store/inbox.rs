@@ -326,11 +326,7 @@ mod tests {
         }
     }
 
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        (dir, db)
-    }
+    use crate::store::test_support::db;
 
     #[test]
     fn multipart_is_joined_in_order_when_parts_arrive_out_of_order() {

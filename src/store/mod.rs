@@ -248,6 +248,24 @@ impl Store {
     }
 }
 
+/// Fixtures shared by the store's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::Db;
+    use crate::phone::PhoneNumber;
+
+    /// A fresh database in a temporary directory (kept alive by the returned guard).
+    pub fn db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        (dir, db)
+    }
+
+    pub fn number() -> PhoneNumber {
+        PhoneNumber::parse("+358401234567", None).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -391,15 +391,9 @@ impl Db {
 mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        (dir, db)
-    }
+    use crate::store::test_support::db;
 
-    fn number() -> PhoneNumber {
-        PhoneNumber::parse("+358401234567", None).unwrap()
-    }
+    use crate::store::test_support::number;
 
     fn parts(n: usize) -> Vec<NewPart> {
         (0..n).map(|i| NewPart { pdu: format!("00{i:02X}"), tpdu_len: 1 }).collect()

@@ -142,15 +142,9 @@ mod tests {
     use super::*;
     use crate::store::OutboxFilter;
 
-    fn db() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        (dir, db)
-    }
+    use crate::store::test_support::db;
 
-    fn number() -> PhoneNumber {
-        PhoneNumber::parse("+358401234567", None).unwrap()
-    }
+    use crate::store::test_support::number;
 
     #[test]
     fn listed_messages_are_queued_once_and_complete_a_webhook_row() {
