@@ -316,3 +316,28 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_is_unhealthy_but_only_a_stall_stops_the_watchdog() {
+        let h = Health::new();
+        h.update("modem main", Instant::now(), Duration::from_secs(60), Some("unplugged".into()));
+        let r = h.report();
+        assert!(!r.healthy);
+        assert_eq!(r.problems, ["modem main: unplugged"]);
+        assert!(r.stuck.is_empty(), "an unplugged modem is not cured by a restart");
+
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(120)).unwrap();
+        h.update("main loop", long_ago, Duration::from_secs(20), None);
+        let r = h.report();
+        assert_eq!(r.stuck.len(), 1, "{r:?}");
+        assert!(r.stuck[0].starts_with("main loop: no progress for"), "{r:?}");
+
+        h.update("modem main", Instant::now(), Duration::from_secs(60), None);
+        h.update("main loop", Instant::now(), Duration::from_secs(20), None);
+        assert!(h.report().healthy);
+    }
+}

@@ -20,6 +20,20 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
+/// `MESSAGE_ID` values (128-bit, as journald expects) of the events an operator filters on, e.g.
+/// `journalctl -u smshub MESSAGE_ID=277bdc488ae24d549de5f74bd4daa86f`. Pass them as the
+/// `message_id` field of an event; the journald layer turns it into `MESSAGE_ID`.
+pub mod message_ids {
+    /// An outbox message was sent (every part acknowledged by the modem).
+    pub const OUTBOX_SENT: &str = "277bdc488ae24d549de5f74bd4daa86f";
+    /// An outbox message failed for good.
+    pub const OUTBOX_FAILED: &str = "ae4d14dbbe2841e88d8ec88be0d2e2ef";
+    /// An SMS was received and stored.
+    pub const INBOX_RECEIVED: &str = "adac8ca4c14544c4a2f8d70ae61cb526";
+    /// An outcome was reported to Provet.
+    pub const PROVET_REPORTED: &str = "4a2672c1f6e147dfb37ed2e3656c3e9b";
+}
+
 /// Where logs go, as decided at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -139,5 +153,43 @@ mod tests {
     fn explicit_formats_choose_their_target() {
         assert_eq!(choose_target(LogFormat::Stderr), Target::Stderr);
         assert_eq!(choose_target(LogFormat::Journald), Target::Journald);
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Captures what the journald layer would send, through the same collector.
+    struct Capture(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+
+    impl<S: Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut c = FieldCollector::default();
+            event.record(&mut c);
+            self.0.lock().unwrap().push((c.message, c.fields));
+        }
+    }
+
+    #[test]
+    fn event_fields_become_separate_journal_fields() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                modem = "main",
+                outbox_id = 7,
+                message_id = crate::logging::message_ids::OUTBOX_SENT,
+                "message sent"
+            );
+        });
+        let seen = seen.lock().unwrap();
+        let (message, fields) = &seen[0];
+        assert_eq!(message, "message sent");
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("modem"), Some("main"));
+        assert_eq!(get("outbox_id"), Some("7"));
+        assert_eq!(get("message_id"), Some(message_ids::OUTBOX_SENT));
     }
 }

@@ -116,7 +116,7 @@ impl ModemReceiver {
                 }
                 match stored {
                     PartStored::Message(id) => {
-                        tracing::info!(modem = %self.modem_name, inbox_id = id, from = %mask_number(&sender), message_id = "smshub-inbox-received", "SMS received");
+                        tracing::info!(modem = %self.modem_name, inbox_id = id, from = %mask_number(&sender), message_id = crate::logging::message_ids::INBOX_RECEIVED, "SMS received");
                         self.wake_forward.notify_one();
                     }
                     PartStored::Waiting => {

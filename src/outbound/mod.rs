@@ -259,7 +259,7 @@ impl ModemSender {
             outbox_id = id,
             to = %mask_number(&recipient),
             parts = total,
-            message_id = "smshub-outbox-sent",
+            message_id = crate::logging::message_ids::OUTBOX_SENT,
             "message sent"
         );
         Ok(PassOutcome::Sent)
@@ -286,7 +286,7 @@ impl ModemSender {
     async fn fail(&self, id: OutboxId, reason: String) -> Result<PassOutcome, StoreError> {
         let r2 = reason.clone();
         self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
-        tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = "smshub-outbox-failed", "message failed");
+        tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = crate::logging::message_ids::OUTBOX_FAILED, "message failed");
         Ok(PassOutcome::Failed(reason))
     }
 }

@@ -327,7 +327,7 @@ impl ProvetWorker {
         match result {
             Ok(()) => {
                 tracing::info!(provet = %self.name(), outbox_id = id, source = %w.source, external_id = w.external_id,
-                    outcome = if sent { "sent" } else { "failed" }, message_id = "smshub-provet-reported", "reported to Provet");
+                    outcome = if sent { "sent" } else { "failed" }, message_id = crate::logging::message_ids::PROVET_REPORTED, "reported to Provet");
                 self.store.call(move |db| db.provet_reported(id)).await?;
             }
             Err(e) => match self.classify(&e, w.attempts, true) {
