@@ -161,8 +161,11 @@ mod field_tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// (message, fields) of each event.
+    type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
     /// Captures what the journald layer would send, through the same collector.
-    struct Capture(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+    struct Capture(Seen);
 
     impl<S: Subscriber> Layer<S> for Capture {
         fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
