@@ -126,37 +126,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-
-    fn forwarder() -> PbxForwarder {
-        PbxForwarder {
-            name: "pbx1".into(),
-            url: "https://clinic.example/sms/in".into(),
-            service_id: "12345".into(),
-            sms_number: "+61412000000".into(),
-            fallback_email: Some("frontdesk@example-clinic.au".into()),
-            max_attempts: 10,
-            retry_initial: Duration::from_secs(1),
-            retry_max: Duration::from_secs(10),
-        }
-    }
-
-    fn sms(body: &str) -> InboundSms {
-        InboundSms {
-            uid: "in-9".into(),
-            from: "+61400111222".into(),
-            to: None,
-            body: body.into(),
-            segments: 3,
-            received_at_unix: 1_576_391_654,
-        }
-    }
-
-    /// A body that tries every way of being mangled: non-ASCII, emoji, a lone dot line, a line
-    /// starting with a dot, CR/LF, trailing spaces.
-    const AWKWARD: &str = "Hei! Koira 🐶 voi huonosti.\n.\n..and a dot line\r\nÅÄÖ åäö €  \nend.";
+    use crate::forward::test_support::{AWKWARD, forwarder, sms};
     #[test]
     fn dates_are_rfc5322_in_utc() {
         let cases: &[(i64, &str)] = &[
