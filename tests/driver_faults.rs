@@ -202,3 +202,52 @@ fn text_of(pdu_hex: &str) -> Option<String> {
         _ => None,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_sms_the_database_refuses_is_retried_until_stored_and_only_then_deleted() {
+    let r = rig(SimOptions::default(), DriverConfig::default()).await;
+    wait_state(&r.handle, |s| *s == ModemState::Ready).await;
+    let db_path = r._dir.path().join("in.db");
+    let store = smshub::store::Store::open(&db_path).unwrap();
+    // The database refuses new parts, as a full disk would (a second connection, as an operator's).
+    let admin = rusqlite::Connection::open(&db_path).unwrap();
+    admin
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON inbox_parts BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    let (_shutdown, signal) = smshub::shutdown::Shutdown::new();
+    let receiver = smshub::inbound::receive::ModemReceiver {
+        modem_name: "sim".into(),
+        modem: r.handle.clone(),
+        store: store.clone(),
+        forwarders: vec![],
+        concat_timeout: Duration::from_secs(600),
+        wake_forward: Arc::new(tokio::sync::Notify::new()),
+    };
+    tokio::spawn(receiver.run(r.events, signal));
+    r.sim.control().inject("+358401111111", "kept through the outage").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let storage = r.sim.control().storage().await.unwrap();
+    assert_eq!(storage["used"], 1, "not stored, so not deleted: {storage}");
+    admin.execute_batch("DROP TRIGGER refuse;").unwrap();
+    let stored = tokio::time::timeout(LIMIT, async {
+        loop {
+            let rows = store.call(|db| db.list_inbox(10)).await.unwrap();
+            if !rows.is_empty() {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("stored once the database accepts it again");
+    assert_eq!(stored.len(), 1);
+    let emptied = tokio::time::timeout(LIMIT, async {
+        while r.sim.control().storage().await.unwrap()["used"] != 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(emptied.is_ok(), "deleted from the SIM after it was stored");
+}

@@ -57,7 +57,7 @@ impl ModemReceiver {
             tokio::select! {
                 _ = shutdown.wait() => break,
                 event = events.recv() => match event {
-                    Some(e) => self.handle(e).await,
+                    Some(e) => self.handle(e, &shutdown).await,
                     None => break,
                 },
                 _ = sweep.tick() => self.release_stale().await,
@@ -79,10 +79,10 @@ impl ModemReceiver {
         }
     }
 
-    async fn handle(&self, event: InboundEvent) {
+    async fn handle(&self, event: InboundEvent, shutdown: &ShutdownSignal) {
         match event {
             InboundEvent::Stored { mem, index, pdu_hex } => {
-                if self.store_part(&pdu_hex).await
+                if self.store_until_stored(&pdu_hex, shutdown).await
                     && let Err(e) = self.modem.delete(&mem, index).await
                 {
                     // Safe to leave: a re-read of the same PDU is recognised as a duplicate.
@@ -90,7 +90,10 @@ impl ModemReceiver {
                 }
             }
             InboundEvent::Direct { pdu_hex } => {
-                self.store_part(&pdu_hex).await;
+                // Not on the modem: this copy is the only one, so it is never given up while running.
+                if !self.store_until_stored(&pdu_hex, shutdown).await {
+                    tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); it is lost");
+                }
             }
             InboundEvent::StatusReport { pdu_hex, stored } => {
                 self.status_report(&pdu_hex).await;
@@ -100,6 +103,23 @@ impl ModemReceiver {
                     tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a status report from the modem");
                 }
             }
+        }
+    }
+
+    /// Stores one PDU, retrying with backoff while the database refuses (a full disk, a lock):
+    /// the driver does not hand the same stored message out again while it awaits deletion, and
+    /// a `+CMT` message exists nowhere else. Gives up only when shutdown is asked for.
+    async fn store_until_stored(&self, pdu_hex: &str, shutdown: &ShutdownSignal) -> bool {
+        let mut attempt = 0u32;
+        loop {
+            if self.store_part(pdu_hex).await {
+                return true;
+            }
+            if shutdown.is_triggered() {
+                return false;
+            }
+            attempt = attempt.saturating_add(1);
+            tokio::time::sleep(crate::retry::backoff(attempt, Duration::from_secs(1), Duration::from_secs(30))).await;
         }
     }
 
@@ -127,7 +147,7 @@ impl ModemReceiver {
                 true
             }
             Err(e) => {
-                tracing::error!(modem = %self.modem_name, error = %e, "storing a received SMS failed; it stays on the modem");
+                tracing::error!(modem = %self.modem_name, error = %e, "storing a received SMS failed; retrying (it stays on the modem meanwhile)");
                 false
             }
         }
