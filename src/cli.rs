@@ -75,12 +75,12 @@ pub enum Command {
     #[command(subcommand)]
     Pdu(PduCommand),
     /// Run the whole job with no hardware: simulator, fake Provet, demo clinic app and the daemon.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::testbed::demo::DemoArgs),
     /// Run the modem simulator on a pseudo-terminal (the test rig; no hardware needed).
-    Sim(crate::modem::sim::SimOptions),
+    Sim(crate::testbed::modem_sim::SimOptions),
     /// Measure the daemon against the in-process simulator and fake Provet (prints figures).
     #[command(subcommand)]
-    Bench(crate::bench::BenchCommand),
+    Bench(crate::testbed::bench::BenchCommand),
     /// Print the version.
     Version,
 }
@@ -289,11 +289,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo(args) => {
             let args = args.clone();
-            runtime()?.block_on(crate::demo::run(args)).map_err(|e| Failure::runtime(format!("demo: {e:#}")))
+            runtime()?.block_on(crate::testbed::demo::run(args)).map_err(|e| Failure::runtime(format!("demo: {e:#}")))
         }
         Command::Bench(cmd) => {
             crate::logging::init(log_format(&cli, None), "warn");
-            runtime()?.block_on(crate::bench::run(cmd.clone())).map_err(|e| Failure::runtime(format!("bench: {e:#}")))
+            runtime()?.block_on(crate::testbed::bench::run(cmd.clone())).map_err(|e| Failure::runtime(format!("bench: {e:#}")))
         }
         Command::Sim(opts) => {
             crate::logging::init(log_format(&cli, None), "info");
@@ -302,7 +302,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 let (shutdown, signal) = crate::shutdown::Shutdown::new();
                 let mut stop = crate::shutdown::StopSignals::install()
                     .map_err(|e| Failure::runtime(format!("installing signal handlers: {e}")))?;
-                let mut sim = tokio::spawn(crate::modem::sim::run(opts, signal.receiver()));
+                let mut sim = tokio::spawn(crate::testbed::modem_sim::run(opts, signal.receiver()));
                 let finished = tokio::select! {
                     _ = stop.recv() => None,
                     res = &mut sim => Some(res),

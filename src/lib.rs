@@ -7,11 +7,10 @@
 //! - [`store`]: SQLite, the truth for every message; the only module that writes SQL.
 //! - [`phone`]: phone numbers parsed once at the edge, and masked for logs.
 //! - [`pdu`]: the SMS PDU codec (GSM-7, UCS-2, concatenation, addresses, timestamps). Pure.
-//! - [`modem`]: AT framing, the modem driver and its quirk profiles, the tty opener, and the
-//!   modem simulator.
+//! - [`modem`]: AT framing, the modem driver and its quirk profiles, the tty opener.
 //! - [`outbound`]: outbox → modem → `sent`/`failed`, one sender per modem.
 //! - [`inbound`]: modem → inbox (joining parts), keywords and opt-outs, forward deliveries.
-//! - [`provet`]: the Provet Cloud REST client, the custom-integration check, a fake Provet.
+//! - [`provet`]: the Provet Cloud REST client and the custom-integration check.
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the SMTP fallback.
 //! - [`web`]: the HTTP server (`/healthz`, `/status`, Provet webhooks).
@@ -19,14 +18,13 @@
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
 //! - [`doctor`]: read-only checks with remedies.
-//! - [`demo`]: the whole job in one process with no hardware.
+//! - [`testbed`]: instruments, not product: the modem simulator, a fake Provet, a demo clinic
+//!   app, `smshub demo` and `smshub bench`. No product module imports it.
 //! - [`cli`]: the subcommands.
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod doctor;
 pub mod forward;
 pub mod inbound;
@@ -39,4 +37,5 @@ pub mod provet;
 pub mod retry;
 pub mod shutdown;
 pub mod store;
+pub mod testbed;
 pub mod web;

@@ -8,7 +8,7 @@ use common::*;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use smshub::provet::fake::{FakeOptions, FakeProvet, Mark};
+use smshub::testbed::fake_provet::{FakeOptions, FakeProvet, Mark};
 
 const MESSAGES: usize = 60;
 const MIN_KILLS: usize = 8;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use smshub::modem::driver::{self, Connector, DriverConfig, InboundEvent, ModemHandle, ModemIo, ModemState, SendError};
-use smshub::modem::sim::{self, SimHandle, SimOptions};
+use smshub::testbed::modem_sim::{self as sim, SimHandle, SimOptions};
 use tokio::sync::{mpsc, watch};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use smshub::provet::custom_integration::expected_hash;
-use smshub::provet::fake::{Failure, FakeOptions, FakeProvet, Mark};
+use smshub::testbed::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
 
 const TOKEN: &str = "0123456789abcdef0123";
 const SALT: &str = "ci-salt-for-tests";

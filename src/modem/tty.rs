@@ -11,7 +11,7 @@
 //! pass natively on x86_64 and as an aarch64 build under qemu-aarch64-static 7.2.
 //!
 //! The same [`TtyStream`] serves both ends of a pseudo-terminal pair, which is how the modem
-//! simulator ([`crate::modem::sim`]) looks like a serial device to the driver.
+//! simulator (`smshub sim`) looks like a serial device to the driver.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

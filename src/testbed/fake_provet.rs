@@ -2,7 +2,7 @@
 //!
 //! It is a real HTTP server (hyper 1, in-process, on a random port), so the client under test
 //! goes through the same connector, timeouts and parsing as against Provet. It speaks the
-//! endpoints smshub uses (PROTOCOLS.md §1, and reminders as assumed in [`super::reminders`]):
+//! endpoints smshub uses (PROTOCOLS.md §1, and reminders as assumed in [`crate::provet::reminders`]):
 //!
 //! - `POST /<provet_id>/oauth2/token/`: client credentials, HTTP Basic checked, tokens with a
 //!   configurable `expires_in`.
@@ -228,7 +228,7 @@ impl FakeProvet {
         st.sms.insert(id, value);
     }
 
-    /// Adds a reminder in the assumed shape (see [`super::reminders`]); returns its id.
+    /// Adds a reminder in the assumed shape (see [`crate::provet::reminders`]); returns its id.
     pub fn add_reminder(&self, phone: &str, message: &str, send_method: i64) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);

@@ -1,7 +1,7 @@
 //! `smshub bench`: measurements of the whole daemon against the in-process simulator and fake
 //! Provet. Nothing here is a test: numbers are printed, never asserted.
 //!
-//! Each run starts, in this process, a [`FakeProvet`], a simulated modem ([`crate::modem::sim`])
+//! Each run starts, in this process, a [`FakeProvet`], a simulated modem ([`super::modem_sim`])
 //! and the daemon itself ([`crate::daemon::run`]) on a config written to a temporary directory
 //! (under `--dir`, default the system temp dir: put it on the box's real disk, because the
 //! webhook is acknowledged only after an fsync'd commit and tmpfs makes fsync free).
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::modem::sim::{self, SimControl, SimOptions};
-use crate::provet::fake::{FakeOptions, FakeProvet};
+use super::modem_sim::{self as sim, SimControl, SimOptions};
+use super::fake_provet::{FakeOptions, FakeProvet};
 use crate::store::{Db, now_ms};
 
 const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";

@@ -341,7 +341,7 @@ async fn run_returns_when_shutdown_is_signalled() {
 
 /// Not a test: runs a simulator for third-party clients (gammu) to poke at.
 /// `SIM_LINK=/tmp/sim/modem SIM_CONTROL=/tmp/sim/ctl SIM_SECONDS=300 cargo test --lib
-/// modem::sim::tests::manual_simulator -- --ignored --nocapture`
+/// testbed::modem_sim::tests::manual_simulator -- --ignored --nocapture`
 #[tokio::test]
 #[ignore = "manual: keeps a simulator running for SIM_SECONDS"]
 async fn manual_simulator() {

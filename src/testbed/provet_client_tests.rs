@@ -5,8 +5,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::fake::{Failure, FakeOptions, FakeProvet, Mark};
-use super::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
+use super::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
+use crate::provet::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
 use crate::config::{ProvetConfig, Secret};
 
 /// Upper bound for anything that should finish quickly; only there so a bug hangs no test.
@@ -26,7 +26,7 @@ fn token_calls(fake: &FakeProvet) -> usize {
     fake.calls().iter().filter(|c| c.path.ends_with("/oauth2/token/")).count()
 }
 
-fn calls_to(fake: &FakeProvet, suffix: &str) -> Vec<super::fake::RecordedCall> {
+fn calls_to(fake: &FakeProvet, suffix: &str) -> Vec<super::fake_provet::RecordedCall> {
     fake.calls().into_iter().filter(|c| c.path.ends_with(suffix)).collect()
 }
 
@@ -457,7 +457,7 @@ async fn one_malformed_list_item_does_not_hide_the_others() {
     let items = client.list_external_sms_items().await.unwrap();
     let good: Vec<i64> = items.iter().filter_map(|i| i.as_ref().ok().map(|s| s.id)).collect();
     assert_eq!(good, vec![a, b]);
-    let bad: Vec<&super::ItemError> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+    let bad: Vec<&crate::provet::ItemError> = items.iter().filter_map(|i| i.as_ref().err()).collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].id, Some(50));
     assert!(bad[0].reason.contains("missing field `phone_number`"), "{}", bad[0].reason);

@@ -12,18 +12,17 @@
 //! 3. A client texts back → smshub stores it, forwards it (signed) to the clinic app, whose TwiML
 //!    reply goes out as an SMS.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::clinic_app::{self, ClinicApp};
+use super::fake_provet::{FakeOptions, FakeProvet, Mark};
+use super::modem_sim::{self as sim, SimOptions};
 use crate::config::Config;
-use crate::modem::sim::{self, SimOptions};
 use crate::phone::mask_number;
-use crate::provet::fake::{FakeOptions, FakeProvet, Mark};
 
 /// Options of `smshub demo`.
 #[derive(clap::Args, Debug, Clone)]
@@ -41,11 +40,6 @@ const TWILIO_TOKEN: &str = "demo-twilio-auth-token";
 const CLIENT: &str = "+358401234567";
 const CLIENT2: &str = "+358409876543";
 
-/// What the demo clinic app received.
-#[derive(Default)]
-struct ClinicApp {
-    received: Mutex<Vec<Vec<(String, String)>>>,
-}
 
 /// Runs the demo; returns an error if a step did not happen within its time limit.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -71,7 +65,7 @@ async fn story(dir: &std::path::Path, args: &DemoArgs) -> anyhow::Result<()> {
     .context("starting the modem simulator")?;
     let provet = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
     let app = Arc::new(ClinicApp::default());
-    let app_addr = start_clinic_app(app.clone()).await?;
+    let app_addr = clinic_app::start(app.clone(), TWILIO_TOKEN).await?;
     let port = free_port()?;
 
     let config_path = dir.join("smshub.toml");
@@ -271,48 +265,4 @@ async fn post(port: u16, path: &str, content_type: &str, body: &str) -> anyhow::
     let mut resp = String::new();
     s.read_to_string(&mut resp).await?;
     resp.split(' ').nth(1).and_then(|c| c.parse().ok()).context("no HTTP status in the answer")
-}
-
-/// The demo clinic app: checks X-Twilio-Signature, records the fields, answers with TwiML.
-async fn start_clinic_app(app: Arc<ClinicApp>) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move {
-                    let sig = req.headers().get("x-twilio-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
-                    let url = format!("http://{addr}{}", req.uri().path());
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let fields: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
-                    let valid =
-                        sig.as_deref() == Some(crate::forward::twilio::signature(&url, &fields, TWILIO_TOKEN).as_str());
-                    let (status, reply) = if valid {
-                        if let Ok(mut r) = app.received.lock() {
-                            r.push(fields);
-                        }
-                        (
-                            200,
-                            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>Thank you! We will call you to book a time.</Message></Response>",
-                        )
-                    } else {
-                        (403, "<Response/>")
-                    };
-                    let mut resp = hyper::Response::new(Full::new(Bytes::from(reply)));
-                    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
-                    resp.headers_mut()
-                        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/xml"));
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
 }
