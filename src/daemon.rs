@@ -6,116 +6,25 @@
 //! reports healthy, so a stuck loop or a stuck component gets the service restarted;
 //! `STOPPING=1` when a stop begins. Without `NOTIFY_SOCKET` all of this is a no-op.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sd_notify::NotifyState;
-use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ModemConfig};
+use crate::health::Health;
 use crate::inbound::receive::ModemReceiver;
 use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
 use crate::outbound::{Claims, ModemSender, Wake};
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
+use crate::web::AppState;
 
 /// How long a stop may take before the daemon gives up waiting for its tasks (systemd's
 /// TimeoutStopSec is 30 s; stay under it).
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Shared state of the running daemon, handed to the HTTP handlers and the pipelines.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub health: Arc<Health>,
-    pub started: Instant,
-    pub wake: Wake,
-}
-
-impl AppState {
-    /// The `/status` document.
-    pub async fn status_json(&self) -> serde_json::Value {
-        let outbox = self.store.call(|db| db.outbox_counts()).await.unwrap_or_default();
-        serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "clinic_code": self.config.clinic_code,
-            "uptime_s": self.started.elapsed().as_secs(),
-            "health": self.health.report(),
-            "outbox": outbox,
-        })
-    }
-}
-
-/// What each part of the daemon says about itself. A *problem* (modem unplugged, database
-/// error) makes `/healthz` answer 503; a *stall* (no progress for longer than the component
-/// allows) also stops the systemd watchdog, because only a restart can cure a stuck task.
-pub struct Health {
-    started: Instant,
-    inner: Mutex<BTreeMap<String, Component>>,
-}
-
-struct Component {
-    problem: Option<String>,
-    last_progress: Instant,
-    stall_after: Duration,
-}
-
-/// The `/healthz` document.
-#[derive(Debug, Clone, Serialize)]
-pub struct HealthReport {
-    pub healthy: bool,
-    pub problems: Vec<String>,
-    /// Components that stopped making progress: the watchdog is not fed while this is non-empty.
-    pub stuck: Vec<String>,
-    pub uptime_s: u64,
-}
-
-impl Health {
-    pub fn new() -> Health {
-        Health { started: Instant::now(), inner: Mutex::new(BTreeMap::new()) }
-    }
-
-    /// Records `component`'s last progress and its current problem, if any.
-    pub fn update(&self, component: &str, last_progress: Instant, stall_after: Duration, problem: Option<String>) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.insert(component.to_string(), Component { problem, last_progress, stall_after });
-        }
-    }
-
-    pub fn report(&self) -> HealthReport {
-        let mut problems = Vec::new();
-        let mut stuck = Vec::new();
-        match self.inner.lock() {
-            Ok(map) => {
-                for (name, c) in map.iter() {
-                    if let Some(p) = &c.problem {
-                        problems.push(format!("{name}: {p}"));
-                    }
-                    let idle = c.last_progress.elapsed();
-                    if idle > c.stall_after {
-                        stuck.push(format!("{name}: no progress for {}s", idle.as_secs()));
-                    }
-                }
-            }
-            Err(_) => stuck.push("health table poisoned".into()),
-        }
-        HealthReport {
-            healthy: problems.is_empty() && stuck.is_empty(),
-            problems,
-            stuck,
-            uptime_s: self.started.elapsed().as_secs(),
-        }
-    }
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health::new()
-    }
-}
 
 /// The driver's settings from a `[[modem]]` section.
 pub fn driver_config(m: &ModemConfig) -> DriverConfig {
@@ -315,29 +224,4 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_problem_is_unhealthy_but_only_a_stall_stops_the_watchdog() {
-        let h = Health::new();
-        h.update("modem main", Instant::now(), Duration::from_secs(60), Some("unplugged".into()));
-        let r = h.report();
-        assert!(!r.healthy);
-        assert_eq!(r.problems, ["modem main: unplugged"]);
-        assert!(r.stuck.is_empty(), "an unplugged modem is not cured by a restart");
-
-        let long_ago = Instant::now().checked_sub(Duration::from_secs(120)).unwrap();
-        h.update("main loop", long_ago, Duration::from_secs(20), None);
-        let r = h.report();
-        assert_eq!(r.stuck.len(), 1, "{r:?}");
-        assert!(r.stuck[0].starts_with("main loop: no progress for"), "{r:?}");
-
-        h.update("modem main", Instant::now(), Duration::from_secs(60), None);
-        h.update("main loop", Instant::now(), Duration::from_secs(20), None);
-        assert!(h.report().healthy);
-    }
 }

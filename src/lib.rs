@@ -13,9 +13,13 @@
 //! - [`provet`]: the Provet Cloud REST client and the custom-integration check.
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the SMTP fallback.
-//! - [`web`]: the HTTP server (`/healthz`, `/status`, Provet webhooks).
+//! - [`web`]: the HTTP server: an axum router (`/healthz`, `/status`, Provet webhooks) in our
+//!   own accept loop.
+//! - [`health`]: the health table behind `/healthz`, `STATUS=` and the watchdog.
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.
+//! - [`http_client`]: the one outbound HTTP client (deadline, bounded body) on the one
+//!   [`tls`] client config.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
 //! - [`doctor`]: read-only checks with remedies.
 //! - [`testbed`]: instruments, not product: the modem simulator, a fake Provet, a demo clinic
@@ -27,6 +31,8 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod forward;
+pub mod health;
+pub mod http_client;
 pub mod inbound;
 pub mod logging;
 pub mod modem;
@@ -38,4 +44,5 @@ pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod testbed;
+pub mod tls;
 pub mod web;

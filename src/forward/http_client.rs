@@ -1,26 +1,17 @@
-//! The HTTP client the forwarders share: hyper 1 through rustls (ring, webpki roots), plain
-//! `http://` allowed because clinic servers on the LAN often have no certificate.
-//!
-//! Every call has one overall deadline (connect, send, headers and body together), because a
-//! receiver that accepts the connection and then never answers must not stall a delivery
-//! queue. The answer's body is read up to a bound: a forwarder only needs a little TwiML, and
-//! an endless body from a misbehaving server must not fill the Pi's memory.
+//! The forwarders' HTTP client: form POSTs to the clinic's webhooks through the one outbound
+//! client ([`crate::http_client`]), with its deadline and body bound. Plain `http://` is
+//! allowed, because clinic servers on the LAN often have no certificate.
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
-/// Default bound on an answer's body.
+use crate::http_client::{HttpClient, HttpError, Schemes, USER_AGENT};
+
+/// Default bound on an answer's body: a forwarder only needs a little TwiML.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// Sent as `User-Agent`, so the receiver's logs say who called.
-const USER_AGENT: &str = concat!("smshub/", env!("CARGO_PKG_VERSION"));
 
 /// A receiver's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,95 +22,57 @@ pub struct HttpReply {
     pub body: Vec<u8>,
 }
 
-/// Why a call produced no answer.
+/// Why a POST produced no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HttpError {
+pub enum PostError {
+    /// Refused before any I/O; retrying cannot help.
     #[error("{url:?} is not a usable URL: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("no complete answer within {}s", .0.as_secs_f64())]
-    Timeout(Duration),
-    #[error("request failed: {0}")]
-    Request(String),
-    /// The status came, but the body was larger than the bound.
-    #[error("HTTP {status}: answer body larger than {max} bytes (rejected)")]
-    TooLarge { status: u16, max: usize },
-    #[error("HTTP {status}: reading the answer body failed: {reason}")]
-    Body { status: u16, reason: String },
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
-impl HttpError {
+impl PostError {
     /// The HTTP status, when the server got as far as sending one.
     pub fn status(&self) -> Option<u16> {
         match self {
-            HttpError::TooLarge { status, .. } | HttpError::Body { status, .. } => Some(*status),
-            _ => None,
+            PostError::Http(e) => e.status(),
+            PostError::BadUrl { .. } => None,
         }
     }
 }
 
 /// The forwarders' HTTP client. Cheap to clone (the connection pool is shared).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ForwardClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    timeout: Duration,
-    max_response_bytes: usize,
-}
-
-impl std::fmt::Debug for ForwardClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardClient")
-            .field("timeout", &self.timeout)
-            .field("max_response_bytes", &self.max_response_bytes)
-            .finish_non_exhaustive()
-    }
+    http: HttpClient,
 }
 
 impl ForwardClient {
     /// A client whose every call must complete within `timeout`.
     pub fn new(timeout: Duration) -> ForwardClient {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            // A clinic server may close idle keep-alive connections early; do not keep them long.
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        ForwardClient { client, timeout, max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES }
+        ForwardClient { http: HttpClient::new(Schemes::HttpOrHttps, timeout, DEFAULT_MAX_RESPONSE_BYTES) }
     }
 
     /// Changes the bound on an answer's body (default [`DEFAULT_MAX_RESPONSE_BYTES`]).
-    pub fn with_max_response_bytes(mut self, max: usize) -> ForwardClient {
-        self.max_response_bytes = max;
-        self
+    pub fn with_max_response_bytes(self, max: usize) -> ForwardClient {
+        ForwardClient { http: self.http.with_max_body(max) }
     }
 
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.http.timeout()
     }
 
     /// POSTs `body` as `application/x-www-form-urlencoded` to `url`, with `headers` added.
     /// Redirects are not followed (a webhook that moved is a configuration matter).
-    pub async fn post_form(&self, url: &str, body: String, headers: &[(&str, &str)]) -> Result<HttpReply, HttpError> {
-        let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| HttpError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => {
-                return Err(HttpError::BadUrl {
-                    url: url.to_string(),
-                    reason: "the scheme must be http or https".into(),
-                });
-            }
+    pub async fn post_form(&self, url: &str, body: String, headers: &[(&str, &str)]) -> Result<HttpReply, PostError> {
+        let bad = |reason: String| PostError::BadUrl { url: url.to_string(), reason };
+        let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?;
+        if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+            return Err(bad("the scheme must be http or https".into()));
         }
         if uri.host().is_none() {
-            return Err(HttpError::BadUrl { url: url.to_string(), reason: "no host".into() });
+            return Err(bad("no host".into()));
         }
         let mut builder = Request::post(uri)
             .header(hyper::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -128,43 +81,14 @@ impl ForwardClient {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| HttpError::BadUrl { url: url.to_string(), reason: e.to_string() })?;
-        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
-            Ok(result) => result,
-            Err(_) => Err(HttpError::Timeout(self.timeout)),
-        }
+        let request = builder.body(Full::new(Bytes::from(body))).map_err(|e| bad(e.to_string()))?;
+        let reply = self.http.send(request).await?;
+        Ok(HttpReply {
+            status: reply.status.as_u16(),
+            content_type: reply.content_type().map(str::to_string),
+            body: reply.body.to_vec(),
+        })
     }
-
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<HttpReply, HttpError> {
-        let response = self.client.request(request).await.map_err(|e| HttpError::Request(error_chain(&e)))?;
-        let status = response.status().as_u16();
-        let content_type =
-            response.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
-        let limited = Limited::new(response.into_body(), self.max_response_bytes);
-        let body = match limited.collect().await {
-            Ok(collected) => collected.to_bytes().to_vec(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return Err(HttpError::TooLarge { status, max: self.max_response_bytes });
-            }
-            Err(e) => return Err(HttpError::Body { status, reason: e.to_string() }),
-        };
-        Ok(HttpReply { status, content_type, body })
-    }
-}
-
-/// "client error (Connect): tcp connect error: Connection refused": hyper's top-level error
-/// alone says only "client error (Connect)", the useful part is in the sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -303,7 +227,7 @@ mod tests {
         let server = serve("/", vec![Answer::Http(200, "text/xml", vec![b'x'; 5000])]).await;
         let client = ForwardClient::new(Duration::from_secs(10)).with_max_response_bytes(1000);
         let err = client.post_form(&server.url, String::new(), &[]).await.unwrap_err();
-        assert_eq!(err, HttpError::TooLarge { status: 200, max: 1000 });
+        assert_eq!(err, PostError::Http(HttpError::TooLarge { status: 200, max: 1000 }));
         assert_eq!(err.status(), Some(200));
     }
 
@@ -312,7 +236,7 @@ mod tests {
         let server = serve("/", vec![Answer::Silence]).await;
         let client = ForwardClient::new(Duration::from_millis(300));
         let err = client.post_form(&server.url, String::new(), &[]).await.unwrap_err();
-        assert_eq!(err, HttpError::Timeout(Duration::from_millis(300)));
+        assert_eq!(err, PostError::Http(HttpError::Timeout(Duration::from_millis(300))));
     }
 
     #[tokio::test]
@@ -321,7 +245,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let client = ForwardClient::new(Duration::from_secs(10));
         let err = client.post_form(&format!("http://127.0.0.1:{port}/"), String::new(), &[]).await.unwrap_err();
-        let HttpError::Request(text) = &err else { panic!("{err:?}") };
+        let PostError::Http(HttpError::Request(text)) = &err else { panic!("{err:?}") };
         assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 
@@ -330,7 +254,7 @@ mod tests {
         let client = ForwardClient::new(Duration::from_secs(1));
         for url in ["not a url", "ftp://example.com/x", "/relative/path"] {
             let err = client.post_form(url, String::new(), &[]).await.unwrap_err();
-            assert!(matches!(err, HttpError::BadUrl { .. }), "{url}: {err:?}");
+            assert!(matches!(err, PostError::BadUrl { .. }), "{url}: {err:?}");
         }
     }
 }

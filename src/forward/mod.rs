@@ -19,7 +19,7 @@ pub mod smtp;
 pub mod twilio;
 pub mod twiml;
 
-pub use http_client::{ForwardClient, HttpError, HttpReply};
+pub use http_client::{ForwardClient, HttpReply, PostError};
 pub use pbx::deliver_pbx;
 pub use twilio::deliver_twilio;
 pub use twiml::TwimlReply;

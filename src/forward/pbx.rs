@@ -54,11 +54,11 @@ pub async fn deliver_pbx(client: &ForwardClient, cfg: &PbxForwarder, msg: &Inbou
         },
         // A 200 whose body we could not read in full still says "received": the status is what
         // the provider's protocol defines, the body means nothing to it.
-        Err(super::HttpError::TooLarge { status: 200, .. }) => {
+        Err(super::PostError::Http(crate::http_client::HttpError::TooLarge { status: 200, .. })) => {
             DeliveryOutcome::Delivered { status: 200, replies: Vec::new() }
         }
         Err(e) => {
-            let retryable = !matches!(e, super::HttpError::BadUrl { .. });
+            let retryable = !matches!(e, super::PostError::BadUrl { .. });
             DeliveryOutcome::Failed { status: e.status(), error: e.to_string(), retryable }
         }
     };

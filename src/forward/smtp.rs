@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpStream;
 
 use super::InboundSms;
-use super::mail::{check_address, compose_fallback_email};
+use super::mail::{BadAddress, check_address, compose_fallback_email};
 use super::pbx::message_id;
 use crate::config::{PbxForwarder, SmtpConfig, SmtpTls};
 
@@ -72,6 +72,12 @@ pub enum SmtpError {
     Failed { step: SmtpStep, server: String, reason: String },
     #[error("SMTP: {0}")]
     Refused(String),
+}
+
+impl From<BadAddress> for SmtpError {
+    fn from(e: BadAddress) -> Self {
+        SmtpError::Refused(e.to_string())
+    }
 }
 
 impl SmtpError {
@@ -266,19 +272,17 @@ impl Session {
 /// Sends `message` (headers and body, CRLF line ends) to `to` through the server of `cfg`,
 /// with `step_timeout` on every read, write, connect and handshake.
 pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: Duration) -> Result<(), SmtpError> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    send_mail_trusting(cfg, to, message, step_timeout, roots).await
+    send_mail_trusting(cfg, to, message, step_timeout, crate::tls::client_config()).await
 }
 
-/// [`send_mail`] with the given trust anchors (tests use a throwaway CA).
+/// [`send_mail`] with the given TLS config (tests use one trusting a throwaway CA).
 async fn send_mail_trusting(
     cfg: &SmtpConfig,
     to: &str,
     message: &str,
     step_timeout: Duration,
-    roots: rustls::RootCertStore,
+    tls: Arc<rustls::ClientConfig>,
 ) -> Result<(), SmtpError> {
-    let roots = Arc::new(roots);
     check_address("from", &cfg.from)?;
     check_address("to", to)?;
     let server = format!("{}:{}", cfg.host, cfg.port);
@@ -293,7 +297,7 @@ async fn send_mail_trusting(
         Err(_) => "localhost".to_string(),
     };
     let stream: Box<dyn Stream> = match cfg.tls {
-        SmtpTls::Implicit => Box::new(tls_handshake(&cfg.host, tcp, &server, step_timeout, &roots).await?),
+        SmtpTls::Implicit => Box::new(tls_handshake(&cfg.host, tcp, &server, step_timeout, &tls).await?),
         SmtpTls::Starttls | SmtpTls::None => Box::new(tcp),
     };
     let mut s = Session { conn: BufReader::new(stream), server: server.clone(), timeout: step_timeout };
@@ -313,7 +317,7 @@ async fn send_mail_trusting(
             return Err(s.failed(SmtpStep::StartTls, "data after the STARTTLS reply, before the TLS handshake"));
         }
         let inner = s.conn.into_inner();
-        let tls = tls_handshake(&cfg.host, inner, &server, step_timeout, &roots).await?;
+        let tls = tls_handshake(&cfg.host, inner, &server, step_timeout, &tls).await?;
         s = Session { conn: BufReader::new(Box::new(tls)), server: server.clone(), timeout: step_timeout };
         ehlo = s.command(SmtpStep::Ehlo, &format!("EHLO {helo_name}"), &[250], "250").await?;
     }
@@ -382,18 +386,13 @@ async fn tls_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     server: &str,
     step_timeout: Duration,
-    roots: &Arc<rustls::RootCertStore>,
+    tls: &Arc<rustls::ClientConfig>,
 ) -> Result<tokio_rustls::client::TlsStream<S>, SmtpError> {
     let failed =
         |reason: String| SmtpError::Failed { step: SmtpStep::TlsHandshake, server: server.to_string(), reason };
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| failed(format!("{host:?} is not a valid TLS server name: {e}")))?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(e.to_string()))?
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(tls.clone());
     match tokio::time::timeout(step_timeout, connector.connect(name, stream)).await {
         Err(_) => {
             Err(SmtpError::Timeout { step: SmtpStep::TlsHandshake, server: server.to_string(), after: step_timeout })
@@ -551,7 +550,7 @@ mod tests {
 
     /// A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the openssl
     /// command; `None` (and a printed reason) when openssl is missing.
-    fn test_pki(dir: &std::path::Path) -> Option<rustls::RootCertStore> {
+    fn test_pki(dir: &std::path::Path) -> Option<Arc<rustls::ClientConfig>> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let run = |args: &[&str]| {
@@ -597,7 +596,7 @@ mod tests {
         ])?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
-        Some(roots)
+        Some(Arc::new(crate::tls::client_config_trusting(roots)))
     }
 
     #[tokio::test]

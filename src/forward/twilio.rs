@@ -130,7 +130,7 @@ pub async fn deliver_twilio(client: &ForwardClient, cfg: &TwilioForwarder, msg: 
         .await;
     let outcome = match reply {
         Err(e) => {
-            let retryable = !matches!(e, super::HttpError::BadUrl { .. });
+            let retryable = !matches!(e, super::PostError::BadUrl { .. });
             DeliveryOutcome::Failed { status: e.status(), error: e.to_string(), retryable }
         }
         Ok(r) if !(200..300).contains(&r.status) => DeliveryOutcome::Failed {

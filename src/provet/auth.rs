@@ -21,8 +21,10 @@ use hyper::{Method, StatusCode, Uri};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::client::{Body, HttpClient, ProvetError, build_request, excerpt, send, status_error};
+use super::error::ProvetError;
+use super::http::{Body, build_request, excerpt, send, status_error};
 use crate::config::Secret;
+use crate::http_client::HttpClient;
 
 /// A token is replaced this long before Provet says it expires, so a call never starts with a
 /// token that dies in flight.
@@ -41,17 +43,15 @@ pub(crate) struct TokenSource {
     instance: String,
     token_url: Uri,
     basic: HeaderValue,
-    timeout: Duration,
     cache: tokio::sync::Mutex<Option<CachedToken>>,
 }
 
 impl TokenSource {
-    pub(crate) fn new(instance: &str, token_url: Uri, client_id: &str, secret: &Secret, timeout: Duration) -> Self {
+    pub(crate) fn new(instance: &str, token_url: Uri, client_id: &str, secret: &Secret) -> Self {
         TokenSource {
             instance: instance.to_string(),
             token_url,
             basic: basic_auth(client_id, secret.expose()),
-            timeout,
             cache: tokio::sync::Mutex::new(None),
         }
     }
@@ -97,7 +97,7 @@ impl TokenSource {
         let what = format!("POST {} (token)", self.token_url.path());
         let body = Body::Form(Bytes::from_static(b"grant_type=client_credentials&scope=restapi"));
         let req = build_request(Method::POST, self.token_url.clone(), &body, self.basic.clone())?;
-        let reply = send(http, req, self.timeout, &what).await?;
+        let reply = send(http, req, &what).await?;
         match reply.status {
             s if s.is_success() => {}
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {

@@ -11,21 +11,18 @@
 //! Every request, including reading the whole answer, runs under `request_timeout`.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{Duration, SystemTime};
 
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER, USER_AGENT};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::header::HeaderValue;
+use hyper::{Method, StatusCode, Uri};
 use serde_json::Value;
 
 use super::auth::TokenSource;
+pub use super::error::ProvetError;
+use super::http::{Body, build_request, excerpt, parse_json, send, status_error};
 use super::model::{ExternalSms, Page};
 use crate::config::ProvetConfig;
+use crate::http_client::{HttpClient, Reply, Schemes};
 
 /// The largest answer we read. A list page holds at most 1000 items of well under 1 KiB each,
 /// so this is generous; the limit stops a broken proxy from filling a Raspberry Pi's memory.
@@ -36,42 +33,6 @@ const MAX_REASON_CHARS: usize = 200;
 
 /// Stops a `next` chain that never ends (a server bug) from looping forever.
 const MAX_PAGES: usize = 10_000;
-
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Why a Provet call failed, sorted by what the caller should do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProvetError {
-    /// 404: the object does not exist, or (for external SMS) it was already marked and is gone.
-    #[error("Provet answered 404 Not Found: the object does not exist or was already marked")]
-    NotFound,
-    /// 429: Provet's per-endpoint rate limit. `retry_after` comes from the `Retry-After` header.
-    #[error("Provet rate limit reached (HTTP 429){}", match retry_after {
-        Some(d) => format!(", retry after {} s", d.as_secs()),
-        None => String::new(),
-    })]
-    RateLimited { retry_after: Option<Duration> },
-    /// 5xx, network trouble or a timeout: try again later.
-    #[error("temporary failure talking to Provet: {0}")]
-    Transient(String),
-    /// Any other 4xx: repeating the same request will not help.
-    #[error("Provet refused the request with HTTP {status}: {body_excerpt}")]
-    Permanent { status: u16, body_excerpt: String },
-    /// The token endpoint refused us (client id or secret wrong, token URL wrong), or the API
-    /// refused a freshly issued token.
-    #[error("Provet authentication failed: {0}")]
-    Auth(String),
-    /// The answer was not what the API promises (bad JSON, missing field); names the field.
-    #[error("unexpected answer from Provet: {0}")]
-    BadResponse(String),
-}
-
-impl ProvetError {
-    /// True when the same request may succeed later without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ProvetError::RateLimited { .. } | ProvetError::Transient(_))
-    }
-}
 
 /// Why a [`ProvetClient`] cannot be built from its config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,22 +96,6 @@ impl MarkFailedForm {
     }
 }
 
-/// A request body.
-#[derive(Debug, Clone)]
-pub(crate) enum Body {
-    Empty,
-    Json(Bytes),
-    Form(Bytes),
-}
-
-/// A successful (or at least complete) HTTP exchange.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
 /// The client for one Provet instance. Share it behind an `Arc`: the token cache and the
 /// remembered `mark_failed` form are per client.
 pub struct ProvetClient {
@@ -158,7 +103,6 @@ pub struct ProvetClient {
     base: Uri,
     base_url: String,
     http: HttpClient,
-    timeout: Duration,
     auth: TokenSource,
     mark_failed_form: AtomicU8,
 }
@@ -182,17 +126,14 @@ impl ProvetClient {
                 "allow_insecure_http is set: plain http is accepted for Provet calls; use this for tests only"
             );
         }
-        let builder = HttpsConnectorBuilder::new().with_webpki_roots();
-        let builder = if cfg.allow_insecure_http { builder.https_or_http() } else { builder.https_only() };
-        let connector = builder.enable_http1().build();
-        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
+        let schemes = if cfg.allow_insecure_http { Schemes::HttpOrHttps } else { Schemes::HttpsOnly };
+        let http = HttpClient::new(schemes, cfg.request_timeout, MAX_BODY_BYTES);
         Ok(ProvetClient {
             name: cfg.name.clone(),
             base,
             base_url,
             http,
-            timeout: cfg.request_timeout,
-            auth: TokenSource::new(&cfg.name, token_url, &cfg.client_id, &cfg.client_secret, cfg.request_timeout),
+            auth: TokenSource::new(&cfg.name, token_url, &cfg.client_id, &cfg.client_secret),
             mark_failed_form: AtomicU8::new(0),
         })
     }
@@ -409,7 +350,7 @@ impl ProvetClient {
         auth.set_sensitive(true);
         let req = build_request(method.clone(), uri.clone(), body, auth)?;
         tracing::debug!(provet = %self.name, call = %what, "calling Provet");
-        send(&self.http, req, self.timeout, what).await
+        send(&self.http, req, what).await
     }
 }
 
@@ -428,147 +369,11 @@ fn check_url(cfg: &ProvetConfig, key: &'static str, url: &str) -> Result<Uri, Cl
     }
 }
 
-/// Builds a request with the headers every Provet call carries.
-pub(crate) fn build_request(
-    method: Method,
-    uri: Uri,
-    body: &Body,
-    authorization: HeaderValue,
-) -> Result<Request<Full<Bytes>>, ProvetError> {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(AUTHORIZATION, authorization)
-        .header(ACCEPT, "application/json")
-        .header(USER_AGENT, concat!("smshub/", env!("CARGO_PKG_VERSION")));
-    let bytes = match body {
-        Body::Empty => Bytes::new(),
-        Body::Json(b) => {
-            builder = builder.header(CONTENT_TYPE, "application/json");
-            b.clone()
-        }
-        Body::Form(b) => {
-            builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-            b.clone()
-        }
-    };
-    builder.body(Full::new(bytes)).map_err(|e| ProvetError::BadResponse(format!("cannot build the request: {e}")))
-}
-
-/// Sends `req` and reads the whole answer, all within `timeout`.
-pub(crate) async fn send(
-    http: &HttpClient,
-    req: Request<Full<Bytes>>,
-    timeout: Duration,
-    what: &str,
-) -> Result<Reply, ProvetError> {
-    let exchange = async {
-        let resp = http.request(req).await.map_err(|e| ProvetError::Transient(format!("{what}: {}", chain(&e))))?;
-        let (parts, body) = resp.into_parts();
-        let collected = Limited::new(body, MAX_BODY_BYTES).collect().await.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ProvetError::BadResponse(format!("{what}: the answer is larger than {MAX_BODY_BYTES} bytes"))
-            } else {
-                ProvetError::Transient(format!("{what}: reading the answer failed: {e}"))
-            }
-        })?;
-        Ok(Reply { status: parts.status, headers: parts.headers, body: collected.to_bytes() })
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(ProvetError::Transient(format!("{what}: no complete answer within {} s", timeout.as_secs_f32()))),
-    }
-}
-
-/// The error for a non-2xx answer (401 is handled by the caller before this).
-pub(crate) fn status_error(reply: &Reply, what: &str) -> ProvetError {
-    let status = reply.status;
-    match status.as_u16() {
-        404 => ProvetError::NotFound,
-        429 => ProvetError::RateLimited {
-            retry_after: reply
-                .headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, SystemTime::now())),
-        },
-        408 => ProvetError::Transient(format!("{what}: HTTP 408 Request Timeout")),
-        500..=599 => ProvetError::Transient(format!("{what}: HTTP {status}")),
-        code => ProvetError::Permanent { status: code, body_excerpt: excerpt(&reply.body) },
-    }
-}
-
-/// Parses JSON, naming the call when it is not JSON.
-pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<Value, ProvetError> {
-    serde_json::from_slice(body).map_err(|e| ProvetError::BadResponse(format!("{what}: the answer is not JSON ({e})")))
-}
-
-/// The start of an error body, on one line, for messages.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String =
-        text.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string();
-    if text.chars().count() > 200 {
-        out.push('…');
-    }
-    if out.is_empty() { "(empty body)".into() } else { out }
-}
-
-/// An error and its sources on one line (hyper's top-level messages alone say little).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// `Retry-After`: delay seconds or an HTTP date (RFC 9110 §10.2.3). A date in the past reads
-/// as zero.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        let cases: &[(&str, Option<u64>)] = &[
-            ("120", Some(120)),
-            (" 7 ", Some(7)),
-            ("0", Some(0)),
-            ("Sun, 06 Nov 1994 08:50:07 GMT", Some(30)),
-            ("Sun, 06 Nov 1994 08:00:00 GMT", Some(0)),
-            ("soon", None),
-            ("-5", None),
-            ("", None),
-            ("99999999999999999999999", None),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(parse_retry_after(value, now).map(|d| d.as_secs()), *expected, "{value:?}");
-        }
-    }
-
-    #[test]
-    fn only_rate_limits_and_transient_errors_are_retryable() {
-        assert!(ProvetError::RateLimited { retry_after: None }.is_retryable());
-        assert!(ProvetError::Transient("x".into()).is_retryable());
-        assert!(!ProvetError::NotFound.is_retryable());
-        assert!(!ProvetError::Permanent { status: 400, body_excerpt: String::new() }.is_retryable());
-        assert!(!ProvetError::Auth("x".into()).is_retryable());
-        assert!(!ProvetError::BadResponse("x".into()).is_retryable());
-    }
 
     #[test]
     fn mark_failed_form_round_trips_through_its_name() {
@@ -630,13 +435,5 @@ mod tests {
         // Without a port the link is taken as the base's host: the request still goes to :8080.
         assert_eq!(local.follow_next("http://127.0.0.1/x/", "p").unwrap().to_string(), "http://127.0.0.1:8080/x/");
         assert!(local.follow_next("http://127.0.0.1:9090/x/", "p").is_err());
-    }
-
-    #[test]
-    fn excerpts_are_short_single_lines() {
-        assert_eq!(excerpt(b""), "(empty body)");
-        assert_eq!(excerpt(b"{\"detail\":\n\"bad\"}"), "{\"detail\": \"bad\"}");
-        let long = "x".repeat(500);
-        assert_eq!(excerpt(long.as_bytes()).chars().count(), 201);
     }
 }

@@ -4,6 +4,8 @@
 //! - [`client`]: [`ProvetClient`] (HTTPS, timeouts, errors sorted by what to do about them;
 //!   retry timing is [`crate::retry::backoff`]).
 //! - [`auth`]: OAuth 2.0 client credentials with a token cache.
+//! - [`error`]: [`ProvetError`], sorted by what the caller should do.
+//! - `http`: request building, sending through [`crate::http_client`], status → error.
 //! - [`model`]: [`ExternalSms`], parsed with errors that name the missing or wrong field.
 //! - [`reminders`]: reminders and appointment reminders, whose shape Provet does not document;
 //!   every assumption is in that one file.
@@ -14,9 +16,13 @@
 pub mod auth;
 pub mod client;
 pub mod custom_integration;
+pub mod error;
+mod http;
 pub mod model;
 pub mod reminders;
 
-pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient, ProvetError, parse_retry_after};
+pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient};
+pub use error::ProvetError;
+pub use http::parse_retry_after;
 pub use model::ExternalSms;
 pub use reminders::{AppointmentReminder, Reminder, ReminderKind, ReminderText};

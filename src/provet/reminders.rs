@@ -36,7 +36,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::client::{Body, ProvetClient, ProvetError};
+use super::client::{ProvetClient, ProvetError};
+use super::http::Body;
 use super::model::Fields;
 
 /// `send_method` value meaning "External": Provet does not send it (the only documented value).

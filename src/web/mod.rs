@@ -1,52 +1,66 @@
-//! The HTTP server: `/healthz` and `/status` now; the Provet webhook and the local API plug
-//! into [`route`].
+//! The HTTP server: an axum [`Router`] served by hyper inside our own accept loop.
 //!
-//! hyper 1 with one task per connection. On shutdown the listener stops accepting at once
-//! and open connections get a bounded grace period to finish their request.
+//! The files mirror the HTTP surface: [`status`] (`/healthz`, `/status`), [`provet_webhook`]
+//! (`POST /provet/<instance>/webhook/<token>`), [`reminders`] (`POST /provet/<instance>/reminders`);
+//! [`state`] is what the handlers share with the daemon. [`router`] is the one table of routes.
+//!
+//! Why our own accept loop instead of `axum::serve`: it keeps the knobs a box on the internet
+//! needs in one place (hyper's header-read timeout, one task per connection, a bounded graceful
+//! drain on shutdown, a pause when accepting fails), which `axum::serve` does not expose.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{MethodRouter, get, post};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-
-use crate::daemon::AppState;
 
 pub mod provet_webhook;
 pub mod reminders;
+pub mod state;
+pub mod status;
+
+pub use state::AppState;
+
 use crate::shutdown::ShutdownSignal;
 
 /// How long open connections may take to finish once shutdown starts.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub type HttpResponse = Response<Full<Bytes>>;
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type HttpResponse = Response<Body>;
 
 /// Builds a JSON response.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    resp
+    respond(status, "application/json", value.to_string())
 }
 
 /// Builds a plain-text response.
 pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    let mut resp = Response::new(Full::new(Bytes::from(body.into())));
+    respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
 /// Reads a request body of at most `limit` bytes: a larger one (declared or actual) is 413,
 /// one that cannot be read is 400 — the `Err` is the response to send.
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, HttpResponse> {
+pub async fn read_body(req: axum::extract::Request, limit: usize) -> Result<Bytes, HttpResponse> {
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -63,42 +77,29 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ht
     }
 }
 
-/// Dispatches one request.
-pub async fn route(req: Request<Incoming>, state: Arc<AppState>) -> HttpResponse {
-    let path = req.uri().path().to_string();
-    if let Some(rest) = path.strip_prefix("/provet/") {
-        let segments: Vec<&str> = rest.split('/').collect();
-        if let [instance, "webhook", token] = segments.as_slice() {
-            if req.method() != Method::POST {
-                return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
-            }
-            return provet_webhook::handle(req, state, instance, token).await;
-        }
-        if let [instance, "reminders"] = segments.as_slice() {
-            if req.method() != Method::POST {
-                return text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "use POST
-",
-                );
-            }
-            return reminders::handle(req, state, instance).await;
-        }
-    }
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => {
-            let report = state.health.report();
-            let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            json(status, &serde_json::to_value(&report).unwrap_or_default())
-        }
-        (&Method::GET, "/status") => json(StatusCode::OK, &state.status_json().await),
-        (_, "/healthz") | (_, "/status") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
-    }
+/// `route` answers only `method`; any other method gets 405 with `Allow` and a line saying which.
+fn only(method: &'static str, route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+    route.fallback(move || async move {
+        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {method}\n"));
+        resp.headers_mut().insert(ALLOW, HeaderValue::from_static(method));
+        resp
+    })
+}
+
+/// Every route the server answers. Anything else is 404.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", only("GET", get(status::healthz)))
+        .route("/status", only("GET", get(status::status)))
+        .route("/provet/{instance}/webhook/{token}", only("POST", post(provet_webhook::handle)))
+        .route("/provet/{instance}/reminders", only("POST", post(reminders::handle)))
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(state)
 }
 
 /// Serves HTTP on `listener` until `shutdown` fires, then drains connections for [`GRACE`].
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: ShutdownSignal) {
+    let app = router(state);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -114,15 +115,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: Sh
                 continue;
             }
         };
-        let state = state.clone();
-        let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(req, state).await) }
-        });
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(stream), service);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -7,11 +7,10 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use axum::extract::{Path, Request, State};
+use hyper::StatusCode;
 
-use super::{HttpResponse, json, text};
-use crate::daemon::AppState;
+use super::{AppState, HttpResponse, json, text};
 
 /// Why a webhook body was refused (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +66,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Handles the webhook; `instance` and `token` come from the path.
-pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str, token: &str) -> HttpResponse {
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Path((instance, token)): Path<(String, String)>,
+    req: Request,
+) -> HttpResponse {
+    let (instance, token) = (instance.as_str(), token.as_str());
     let known = state.config.provet.iter().find(|p| p.name == instance).and_then(|p| p.webhook_token.as_ref());
     // Unknown instance, webhooks off, or a wrong token all look the same from outside.
     let Some(expected) = known else { return text(StatusCode::NOT_FOUND, "not found\n") };

@@ -18,11 +18,10 @@
 
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use axum::extract::{Path, Request, State};
+use hyper::StatusCode;
 
-use super::{HttpResponse, json, text};
-use crate::daemon::AppState;
+use super::{AppState, HttpResponse, json, text};
 use crate::provet::ReminderKind;
 use crate::provet::custom_integration::verify;
 
@@ -43,7 +42,8 @@ pub fn reminder_kind(params: &[(String, String)]) -> Result<ReminderKind, String
 }
 
 /// Handles the button request for `instance`.
-pub async fn handle(req: Request<Incoming>, state: Arc<AppState>, instance: &str) -> HttpResponse {
+pub async fn handle(State(state): State<Arc<AppState>>, Path(instance): Path<String>, req: Request) -> HttpResponse {
+    let instance = instance.as_str();
     let (Some(ci), true) =
         (state.config.custom_integration.as_ref(), state.config.provet.iter().any(|p| p.name == instance))
     else {
