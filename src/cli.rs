@@ -293,7 +293,9 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench(cmd) => {
             crate::logging::init(log_format(&cli, None), "warn");
-            runtime()?.block_on(crate::testbed::bench::run(cmd.clone())).map_err(|e| Failure::runtime(format!("bench: {e:#}")))
+            runtime()?
+                .block_on(crate::testbed::bench::run(cmd.clone()))
+                .map_err(|e| Failure::runtime(format!("bench: {e:#}")))
         }
         Command::Sim(opts) => {
             crate::logging::init(log_format(&cli, None), "info");

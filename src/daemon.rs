@@ -17,7 +17,7 @@ use crate::config::{Config, ModemConfig};
 use crate::health::Health;
 use crate::inbound::receive::ModemReceiver;
 use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
-use crate::outbound::{Claims, ModemSender, Wake};
+use crate::outbound::{ModemSender, Wake};
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
 use crate::web::AppState;
@@ -93,6 +93,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     tokio::pin!(stop);
     let store = Store::open(&config.store.path)?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
+    store.call(|db| db.release_all_claims()).await?;
     if interrupted > 0 {
         tracing::warn!(
             parts = interrupted,
@@ -121,7 +122,6 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::web::serve(listener, state.clone(), signal.clone()));
 
-    let claims = Claims::default();
     let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
     // One Notify for every receiver: the Forwarders task waits on it.
     let wake_forward = Arc::new(tokio::sync::Notify::new());
@@ -144,7 +144,6 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             modem: handle.clone(),
             store: store.clone(),
             config: config.outbound.clone(),
-            claims: claims.clone(),
             wake: wake.clone(),
         };
         tasks.spawn(sender.run(signal.clone()));

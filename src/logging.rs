@@ -11,6 +11,7 @@
 //! logged at info or above; use [`crate::phone::mask_number`] for numbers.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -76,9 +77,20 @@ pub fn init(format: LogFormat, level: &str) -> Target {
         }
         return Target::Stderr;
     }
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let ansi = colour_wanted(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
     Target::Stderr
+}
+
+/// Colour codes only for a person at a terminal: not in a file, a pipe or a test log, and not
+/// when `NO_COLOR` is set to anything but the empty string (no-color.org).
+pub fn colour_wanted(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Sends tracing events to journald with their fields.
@@ -148,6 +160,15 @@ impl<S: Subscriber> Layer<S> for JournaldLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None), "a file or a pipe gets no escape codes");
+    }
 
     #[test]
     fn explicit_formats_choose_their_target() {

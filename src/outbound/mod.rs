@@ -1,7 +1,7 @@
 //! The send pipeline: outbox rows → modem → `sent`/`failed`.
 //!
-//! One [`ModemSender`] task per modem takes the oldest sendable message, claims it (so two
-//! modems never work on the same message), and sends its parts one `+CMGS` at a time:
+//! One [`ModemSender`] task per modem claims the oldest sendable message (one SQL statement,
+//! so two senders never take the same message), and sends its parts one `+CMGS` at a time:
 //!
 //! 1. `fetched`: refuse opted-out recipients; encode the text (GSM-7 or UCS-2, split into
 //!    parts with one concatenation reference) and store the parts → `sending`.
@@ -18,11 +18,10 @@
 
 pub mod provet;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use crate::config::{OutboundConfig, UnknownOutcome};
 use crate::modem::driver::{ModemHandle, ModemState, SendError};
@@ -33,13 +32,6 @@ use crate::store::{NewPart, OutboxId, OutboxState, PartState, Store, StoreError,
 /// The outbox source of the STOP confirmation: the only message that goes to a number on the
 /// opt-out list (it is queued once, right after the number opted out).
 pub const OPTOUT_CONFIRMATION: &str = "optout_confirmation";
-
-/// Messages some modem is working on right now. Shared by the senders of one process; the
-/// store is never shared between processes (one box, one database).
-#[derive(Clone, Default)]
-pub struct Claims {
-    inner: Arc<Mutex<HashSet<OutboxId>>>,
-}
 
 /// Shared by the pipeline's tasks: wakes the next stage when new work is queued.
 ///
@@ -77,7 +69,6 @@ pub struct ModemSender {
     pub modem: ModemHandle,
     pub store: Store,
     pub config: OutboundConfig,
-    pub claims: Claims,
     pub wake: Wake,
 }
 
@@ -118,7 +109,11 @@ impl ModemSender {
                 continue;
             };
             let outcome = self.send_message(id, &shutdown).await;
-            self.claims.inner.lock().await.remove(&id);
+            let modem = self.modem_name.clone();
+            if let Err(e) = self.store.call(move |db| db.release_claim(id, &modem)).await {
+                // The claim stays until the next start; the message waits, nothing is lost.
+                tracing::error!(modem = %self.modem_name, outbox_id = id, error = %e, "could not release a claimed message");
+            }
             match outcome {
                 Ok(PassOutcome::Sent) | Ok(PassOutcome::Failed(_)) => Wake::all(&self.wake.report),
                 Ok(PassOutcome::Later) => {}
@@ -132,14 +127,8 @@ impl ModemSender {
     }
 
     async fn claim_next(&self) -> Result<Option<OutboxId>, StoreError> {
-        // Held across the store call so two senders cannot claim the same message.
-        let mut claims = self.claims.inner.lock().await;
-        let busy: Vec<OutboxId> = claims.iter().copied().collect();
-        let next = self.store.call(move |db| db.next_to_send(now_ms(), &busy)).await?;
-        if let Some(id) = next {
-            claims.insert(id);
-        }
-        Ok(next)
+        let modem = self.modem_name.clone();
+        self.store.call(move |db| db.claim_next(&modem, now_ms())).await
     }
 
     /// One pass over message `id`: see the module doc.

@@ -134,7 +134,14 @@ CREATE TABLE webhook_calls (
 );
 "#;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }];
+/// Version 3: the claim of a message by one modem sender, taken and released in SQL (one
+/// statement each), so two senders, even in two processes, can never take the same message.
+const V3: &str = r#"
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;   -- the modem whose sender works on it; NULL = free
+"#;
+
+pub(crate) const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }, Migration { version: 3, sql: V3 }];
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 2;
+pub const LATEST: u32 = 3;

@@ -300,7 +300,7 @@ mod tests {
             conn.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')", []).unwrap();
         }
         let db = Db::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 2);
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(db.kv_get("k").unwrap().as_deref(), Some("v"));
         let outbox = db.list_outbox(&OutboxFilter::default()).unwrap();
         assert_eq!(outbox.len(), 1);
@@ -308,6 +308,8 @@ mod tests {
         // The version-2 tables exist and work.
         db.log_event("test", None, None).unwrap();
         assert!(db.list_inbox(10).unwrap().is_empty());
+        // Version 3: the old row is unclaimed and can be claimed.
+        assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));
     }
 
     #[test]

@@ -277,21 +277,29 @@ impl Db {
         Ok(())
     }
 
-    /// The next message a modem may work on: `fetched`, or `sending` with parts left, whose
-    /// retry time has come, oldest first, skipping `busy` (claimed by another modem).
-    pub fn next_to_send(&self, now: i64, busy: &[OutboxId]) -> Result<Option<OutboxId>> {
+    /// Claims the next message `modem` may work on: `fetched`, or `sending` with parts left,
+    /// whose retry time has come and that no sender holds, oldest first. One statement, so the
+    /// claim is atomic: two senders (or two processes) can never take the same message.
+    pub fn claim_next(&self, modem: &str, now: i64) -> Result<Option<OutboxId>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM outbox WHERE state IN ('fetched','sending') AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) \
-             ORDER BY id LIMIT ?2",
+            "UPDATE outbox SET claimed_by = ?1 WHERE id = (\
+               SELECT id FROM outbox WHERE state IN ('fetched','sending') AND claimed_by IS NULL \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) ORDER BY id LIMIT 1) \
+             RETURNING id",
         )?;
-        let ids = stmt.query_map(params![now, busy.len() as i64 + 1], |r| r.get::<_, i64>(0))?;
-        for id in ids {
-            let id = id?;
-            if !busy.contains(&id) {
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
+        Ok(stmt.query_row(params![modem, now], |r| r.get(0)).optional()?)
+    }
+
+    /// Gives message `id` back, if `modem` holds it.
+    pub fn release_claim(&self, id: OutboxId, modem: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE outbox SET claimed_by = NULL WHERE id = ?1 AND claimed_by = ?2", params![id, modem])?;
+        Ok(())
+    }
+
+    /// Frees every claim: at start, no sender of a previous run is working on anything any more.
+    pub fn release_all_claims(&self) -> Result<usize> {
+        Ok(self.conn.execute("UPDATE outbox SET claimed_by = NULL WHERE claimed_by IS NOT NULL", [])?)
     }
 
     /// When the next scheduled retry of a sendable message is due (unix ms), if any.
@@ -431,6 +439,49 @@ mod tests {
         db.transition(id, OutboxState::Reported, None).unwrap();
         assert!(db.retry(id).is_err(), "a reported message cannot be retried");
         assert!(matches!(db.transition(999, OutboxState::Sent, None), Err(StoreError::NotFound(999))));
+    }
+
+    #[test]
+    fn a_claimed_message_is_not_claimed_again_until_released() {
+        let (_d, db) = db();
+        let a = db.insert_local("cli", &number(), "a").unwrap();
+        let b = db.insert_local("cli", &number(), "b").unwrap();
+        let later = db.insert_local("cli", &number(), "c").unwrap();
+        db.schedule_retry(later, "busy", now_ms() + 60_000).unwrap();
+        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), Some(a), "oldest first");
+        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(b));
+        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), None, "a retry that is not due is not claimed");
+        db.release_claim(a, "m2").unwrap();
+        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), None, "only the holder releases a claim");
+        db.release_claim(a, "m1").unwrap();
+        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(a));
+        assert_eq!(db.release_all_claims().unwrap(), 2);
+        assert_eq!(db.claim_next("m1", now_ms() + 120_000).unwrap(), Some(a));
+    }
+
+    #[test]
+    fn two_connections_racing_for_messages_never_claim_the_same_one() {
+        let (dir, db) = db();
+        let ids: Vec<OutboxId> =
+            (0..200).map(|i| db.insert_local("cli", &number(), &format!("m{i}")).unwrap()).collect();
+        let path = dir.path().join("t.db");
+        let racers: Vec<_> = ["m1", "m2", "m3"]
+            .into_iter()
+            .map(|modem| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let db = Db::open(&path).unwrap();
+                    let mut mine = Vec::new();
+                    while let Some(id) = db.claim_next(modem, now_ms()).unwrap() {
+                        mine.push(id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut claimed: Vec<OutboxId> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+        claimed.sort();
+        assert_eq!(claimed, ids, "every message claimed exactly once");
     }
 
     #[test]

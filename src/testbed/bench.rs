@@ -25,7 +25,7 @@
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
 //!   connection, so every POST starts a new one and its first read is the request's first byte).
 
-use std::io::Write as _;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::modem_sim::{self as sim, SimControl, SimOptions};
 use super::fake_provet::{FakeOptions, FakeProvet};
+use super::modem_sim::{self as sim, SimControl, SimOptions};
 use crate::store::{Db, now_ms};
 
 const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";
@@ -280,6 +280,7 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
     let rig = rig_with(dir, 0, &extra).await?;
     let arrived = |body: &str| arrivals.lock().ok().and_then(|l| l.iter().find(|(b, _)| b == body).map(|(_, t)| *t));
     let mut lat = Vec::with_capacity(messages);
+    let mut progress = Progress::new("inbound", messages);
     for i in 0..=messages {
         // Message 0 warms up (first connection, first forwarder pass) and is not counted.
         let body = format!("bench {i}");
@@ -296,12 +297,9 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
         if i > 0 {
             lat.push(at.duration_since(t0).as_secs_f64() * 1000.0);
         }
-        if i % 100 == 0 && i > 0 {
-            eprint!("\r{i} / {messages}");
-            let _ = std::io::stderr().flush();
-        }
+        progress.set(i);
     }
-    eprintln!();
+    progress.finish();
     let (p50, p99, max) = percentiles(&mut lat);
     println!(
         "+CMTI -> first byte of the forward POST ({} messages, one at a time): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
@@ -315,6 +313,7 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
     println!("bench outbound: database {}", rig.db_path.display());
     // (a) webhook -> AT+CMGS on an idle modem.
     let mut starts = Vec::with_capacity(messages);
+    let mut progress = Progress::new("webhook -> modem", messages);
     for i in 0..messages {
         let id = rig.fake.add_sms("+358401234567", &format!("bench message {i}"));
         let before = rig.sent_count().await?;
@@ -325,12 +324,9 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
         starts.push((format!("bench message {i}"), t0));
         // Let the daemon finish (mark in Provet) so the next message meets an idle pipeline.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if (i + 1) % 100 == 0 {
-            eprint!("\r{} / {messages}", i + 1);
-            let _ = std::io::stderr().flush();
-        }
+        progress.set(i + 1);
     }
-    eprintln!();
+    progress.finish();
     let sent = rig.sim.sent().await?;
     let mut lat: Vec<f64> = starts
         .iter()
@@ -410,6 +406,46 @@ async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Progress of a long run on stderr: a bar for a person at a terminal, and a plain line at
+/// every tenth otherwise, so a log file or a CI log stays readable.
+struct Progress {
+    label: &'static str,
+    total: usize,
+    bar: Option<indicatif::ProgressBar>,
+    next_tenth: usize,
+}
+
+impl Progress {
+    fn new(label: &'static str, total: usize) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label);
+            bar
+        });
+        Progress { label, total, bar, next_tenth: 1 }
+    }
+
+    fn set(&mut self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            return;
+        }
+        while self.total > 0 && self.next_tenth <= 10 && done * 10 >= self.next_tenth * self.total {
+            eprintln!("{}: {done} / {} ({} %)", self.label, self.total, self.next_tenth * 10);
+            self.next_tenth += 1;
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,6 @@ const TWILIO_TOKEN: &str = "demo-twilio-auth-token";
 const CLIENT: &str = "+358401234567";
 const CLIENT2: &str = "+358409876543";
 
-
 /// Runs the demo; returns an error if a step did not happen within its time limit.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("smshub-demo-{}", std::process::id()));

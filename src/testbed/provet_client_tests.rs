@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
-use crate::provet::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
 use crate::config::{ProvetConfig, Secret};
+use crate::provet::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
 
 /// Upper bound for anything that should finish quickly; only there so a bug hangs no test.
 const HANG_GUARD: Duration = Duration::from_secs(60);
