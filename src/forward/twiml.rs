@@ -1,20 +1,25 @@
 //! TwiML answers to the Twilio-style webhook: which reply SMS the clinic's software asks for.
 //!
-//! The answer comes from a server we do not control, so it is read by a small hand-written
-//! reader for the subset TwiML needs, with hard bounds instead of a general XML parser:
-//! no DTD at all (so no entity expansion, "billion laughs", or external entities), only the
-//! five predefined entities and numeric character references, at most [`MAX_BYTES`] of input,
-//! [`MAX_DEPTH`] levels of nesting and [`MAX_MESSAGES`] `<Message>`s.
+//! The answer comes from a server we do not control. It is parsed by `roxmltree` (a maintained,
+//! non-validating XML parser without I/O that builds a read-only tree) under hard bounds: no DTD at
+//! all (so no entity expansion, "billion laughs", or external entities; only the five predefined
+//! entities and character references), at most [`MAX_BYTES`] of input and [`MAX_NODES`] nodes while
+//! parsing; then, on the tree, at most [`MAX_DEPTH`] levels of nesting and [`MAX_MESSAGES`]
+//! `<Message>`s. This module turns roxmltree's errors into [`TwimlError`]s with byte offsets.
 //!
 //! Understood: `<Response>` as the root; `<Message>text</Message>` or
 //! `<Message><Body>text</Body></Message>`, with an optional `to` attribute. Other verbs
 //! (`<Redirect>`, `<Media>`, …) are skipped and noted. An empty body, whitespace, or an empty
 //! `<Response/>` means "no reply".
 
-use std::fmt;
+use roxmltree::{Document, Node, ParsingOptions, TextPos};
 
 /// Largest answer body accepted (the HTTP client bounds what it reads to the same size).
 pub const MAX_BYTES: usize = 64 * 1024;
+/// Most XML nodes (elements, text runs, comments, processing instructions) in one answer; the
+/// parser stops at this many, so a body of thousands of tiny elements cannot grow a large tree.
+/// Ten pretty-printed `<Message>`s need about a hundred.
+pub const MAX_NODES: u32 = 2048;
 /// Deepest element nesting accepted (TwiML needs 3: Response, Message, Body).
 pub const MAX_DEPTH: usize = 16;
 /// Most `<Message>`s accepted in one answer: each becomes an SMS we pay for.
@@ -48,6 +53,8 @@ pub enum TwimlError {
     NotUtf8 { offset: usize },
     #[error("TwiML refused at byte {offset}: {what} (DTDs and entity declarations are never processed)")]
     Forbidden { offset: usize, what: String },
+    #[error("TwiML refused: more than {max} XML nodes (elements, text runs, comments); TwiML needs far fewer")]
+    TooManyNodes { max: u32 },
     #[error("TwiML refused at byte {offset}: more than {max} <Message> elements")]
     TooManyMessages { offset: usize, max: usize },
     #[error("TwiML refused at byte {offset}: elements nested more than {max} deep")]
@@ -77,7 +84,19 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Twiml, TwimlErro
     {
         return Err(TwimlError::NotXml(ct.to_string()));
     }
-    Builder::default().run(Reader { text, pos: bom, start: bom })
+    // The whole text, BOM included (roxmltree skips it), so every offset is a byte of the body.
+    let options = ParsingOptions { allow_dtd: false, nodes_limit: MAX_NODES, ..ParsingOptions::default() };
+    let doc = Document::parse_with_options(text, options).map_err(|e| xml_error(text, &e))?;
+    check_declarations(&doc, bom)?;
+    let response = doc.root_element();
+    if response.tag_name().name() != "Response" {
+        return Err(TwimlError::Malformed {
+            offset: response.range().start,
+            what: format!("the root element is <{}>, TwiML needs <Response>", response.tag_name().name()),
+        });
+    }
+    check_bounds(response, 1, &mut 0)?;
+    Ok(read_response(response))
 }
 
 fn is_xml_content_type(ct: &str) -> bool {
@@ -89,380 +108,201 @@ fn is_xml_content_type(ct: &str) -> bool {
 // Meaning: which elements make replies
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct Builder {
-    out: Twiml,
-    /// Open elements: name and the byte offset of their `<`.
-    stack: Vec<(String, usize)>,
-    root_seen: bool,
-    messages: usize,
-    current: Option<TwimlReply>,
+/// Checks `element` and everything under it, in document order (so the first offending element is
+/// the one reported): nesting, attributes, and the count of `<Message>`s directly in `<Response>`.
+/// Recursion stops at [`MAX_DEPTH`], so a deep tree cannot exhaust the stack.
+fn check_bounds(element: Node<'_, '_>, depth: usize, messages: &mut usize) -> Result<(), TwimlError> {
+    let offset = element.range().start;
+    if depth > MAX_DEPTH {
+        return Err(TwimlError::TooDeep { offset, max: MAX_DEPTH });
+    }
+    if depth == 2 && element.tag_name().name() == "Message" {
+        *messages += 1;
+        if *messages > MAX_MESSAGES {
+            return Err(TwimlError::TooManyMessages { offset, max: MAX_MESSAGES });
+        }
+    }
+    if element.attributes().len() > MAX_ATTRIBUTES {
+        return Err(TwimlError::Malformed {
+            offset,
+            what: format!("more than {MAX_ATTRIBUTES} attributes in <{}>", element.tag_name().name()),
+        });
+    }
+    for child in element.children().filter(Node::is_element) {
+        check_bounds(child, depth + 1, messages)?;
+    }
+    Ok(())
 }
 
-impl Builder {
-    fn run(mut self, mut reader: Reader<'_>) -> Result<Twiml, TwimlError> {
-        while let Some((offset, event)) = reader.next_event()? {
-            match event {
-                Event::Start { name, attrs, empty } => {
-                    self.start(offset, &name, &attrs)?;
-                    if empty {
-                        self.end(offset, &name)?;
-                    }
-                }
-                Event::End { name } => self.end(offset, &name)?,
-                Event::Text(text) => self.text(offset, &text)?,
+fn read_response(response: Node<'_, '_>) -> Twiml {
+    let mut out = Twiml::default();
+    for child in response.children() {
+        if child.is_text() {
+            if !child.text().unwrap_or("").trim().is_empty() {
+                out.notes.push(format!("text directly inside <Response> at byte {} ignored", child.range().start));
+            }
+        } else if child.is_element() {
+            match child.tag_name().name() {
+                "Message" => read_message(child, &mut out),
+                other => out.notes.push(skipped(other, child)),
             }
         }
-        if let Some((name, at)) = self.stack.last() {
-            return Err(TwimlError::Malformed {
-                offset: reader.text.len(),
-                what: format!("<{name}> opened at byte {at} is never closed"),
-            });
-        }
-        if !self.root_seen {
-            return Err(TwimlError::Malformed { offset: reader.text.len(), what: "no <Response> element".into() });
-        }
-        Ok(self.out)
     }
+    out
+}
 
-    fn path(&self) -> Vec<&str> {
-        self.stack.iter().map(|(n, _)| n.as_str()).collect()
-    }
-
-    fn start(&mut self, offset: usize, name: &str, attrs: &[(String, String)]) -> Result<(), TwimlError> {
-        if self.stack.is_empty() {
-            if self.root_seen {
-                return Err(TwimlError::Malformed {
-                    offset,
-                    what: format!("<{name}> after the end of the root element"),
-                });
-            }
-            if name != "Response" {
-                return Err(TwimlError::Malformed {
-                    offset,
-                    what: format!("the root element is <{name}>, TwiML needs <Response>"),
-                });
-            }
-            self.root_seen = true;
-        } else if self.stack.len() >= MAX_DEPTH {
-            return Err(TwimlError::TooDeep { offset, max: MAX_DEPTH });
-        } else {
-            match (self.path().as_slice(), name) {
-                (["Response"], "Message") => {
-                    self.messages += 1;
-                    if self.messages > MAX_MESSAGES {
-                        return Err(TwimlError::TooManyMessages { offset, max: MAX_MESSAGES });
-                    }
-                    let to = attrs
-                        .iter()
-                        .find(|(k, _)| k == "to")
-                        .map(|(_, v)| v.trim().to_string())
-                        .filter(|v| !v.is_empty());
-                    self.current = Some(TwimlReply { to, body: String::new() });
-                }
-                (["Response", "Message"], "Body") => {}
-                (["Response"], other) | (["Response", "Message"], other) => {
-                    self.out
-                        .notes
-                        .push(format!("<{other}> at byte {offset} ignored: smshub only sends <Message> text"));
-                }
-                _ => {}
+/// A `<Message>`'s text is its own text and that of its `<Body>`s, trimmed; anything deeper
+/// (`<Media>`, a `<Body>`'s children) is not part of it.
+fn read_message(message: Node<'_, '_>, out: &mut Twiml) {
+    let mut body = String::new();
+    for child in message.children() {
+        if child.is_text() {
+            body.push_str(child.text().unwrap_or(""));
+        } else if child.is_element() {
+            match child.tag_name().name() {
+                "Body" => child.children().filter(Node::is_text).for_each(|t| body.push_str(t.text().unwrap_or(""))),
+                other => out.notes.push(skipped(other, child)),
             }
         }
-        self.stack.push((name.to_string(), offset));
-        Ok(())
     }
+    let body = body.trim();
+    if body.is_empty() {
+        out.notes.push(format!("empty <Message> at byte {} ignored", message.range().start));
+        return;
+    }
+    let to = message.attribute("to").map(str::trim).filter(|to| !to.is_empty()).map(str::to_string);
+    out.replies.push(TwimlReply { to, body: body.to_string() });
+}
 
-    fn end(&mut self, offset: usize, name: &str) -> Result<(), TwimlError> {
-        match self.stack.pop() {
-            Some((open, _)) if open == name => {}
-            Some((open, at)) => {
-                return Err(TwimlError::Malformed {
-                    offset,
-                    what: format!("</{name}> closes <{open}> opened at byte {at}"),
-                });
-            }
-            None => return Err(TwimlError::Malformed { offset, what: format!("</{name}> without an open element") }),
-        }
-        if self.stack.len() == 1
-            && name == "Message"
-            && let Some(mut reply) = self.current.take()
+fn skipped(name: &str, node: Node<'_, '_>) -> String {
+    format!("<{name}> at byte {} ignored: smshub only sends <Message> text", node.range().start)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes: what roxmltree leaves to us
+// ---------------------------------------------------------------------------------------------
+
+/// Only UTF-8 (or its subset US-ASCII) is read: the body was already checked to be UTF-8, and a
+/// declaration saying otherwise means the text would be misread. roxmltree checks that a leading
+/// `<?xml ` declaration is well formed but not the encoding it names, and takes `<?XML …?>` or
+/// `<?xml<tab>…?>` for processing instructions; to us all of them are declarations.
+fn check_declarations(doc: &Document<'_>, start: usize) -> Result<(), TwimlError> {
+    if let Some(decl) = doc.input_text()[start..].strip_prefix("<?xml ") {
+        check_encoding(&decl[..decl.find("?>").unwrap_or(decl.len())], start)?;
+    }
+    for node in doc.descendants() {
+        if let Some(pi) = node.pi()
+            && pi.target.eq_ignore_ascii_case("xml")
         {
-            reply.body = reply.body.trim().to_string();
-            if reply.body.is_empty() {
-                self.out.notes.push(format!("empty <Message> ending at byte {offset} ignored"));
-            } else {
-                self.out.replies.push(reply);
+            let offset = node.range().start;
+            if offset != start {
+                return Err(TwimlError::Malformed { offset, what: "XML declaration not at the start".into() });
             }
-        }
-        Ok(())
-    }
-
-    fn text(&mut self, offset: usize, text: &str) -> Result<(), TwimlError> {
-        let blank = text.trim().is_empty();
-        match self.path().as_slice() {
-            [] if blank => Ok(()),
-            [] => Err(TwimlError::Malformed { offset, what: "text outside the root element".into() }),
-            ["Response", "Message"] | ["Response", "Message", "Body"] => {
-                if let Some(reply) = self.current.as_mut() {
-                    reply.body.push_str(text);
-                }
-                Ok(())
-            }
-            ["Response"] if !blank => {
-                self.out.notes.push(format!("text directly inside <Response> at byte {offset} ignored"));
-                Ok(())
-            }
-            _ => Ok(()),
+            check_encoding(pi.value.unwrap_or(""), offset)?;
         }
     }
+    Ok(())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Bytes: the bounded XML reader
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    Start { name: String, attrs: Vec<(String, String)>, empty: bool },
-    End { name: String },
-    Text(String),
-}
-
-/// Reads events from the text; comments and processing instructions are skipped here.
-struct Reader<'a> {
-    text: &'a str,
-    pos: usize,
-    /// Where the document starts (after a BOM): the only place an XML declaration may be.
-    start: usize,
-}
-
-impl fmt::Debug for Reader<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Reader at {}", self.pos)
+/// `decl` is the inside of an XML declaration at byte `offset`.
+fn check_encoding(decl: &str, offset: usize) -> Result<(), TwimlError> {
+    let Some(i) = decl.find("encoding") else { return Ok(()) };
+    let value = decl[i + "encoding".len()..]
+        .trim_start_matches(is_xml_space)
+        .trim_start_matches('=')
+        .trim_start_matches(is_xml_space)
+        .trim_start_matches(['"', '\''])
+        .split(['"', '\''])
+        .next()
+        .unwrap_or("");
+    let v = value.to_ascii_lowercase();
+    if v != "utf-8" && v != "utf8" && v != "us-ascii" {
+        return Err(TwimlError::Malformed { offset, what: format!("encoding {value:?} is not supported, only UTF-8") });
     }
-}
-
-impl<'a> Reader<'a> {
-    fn rest(&self) -> &'a str {
-        self.text.get(self.pos..).unwrap_or("")
-    }
-
-    fn malformed(&self, offset: usize, what: impl Into<String>) -> TwimlError {
-        TwimlError::Malformed { offset, what: what.into() }
-    }
-
-    /// Finds `end` after the current position; returns the text before it and moves past it.
-    fn take_until(&mut self, end: &str, offset: usize, what: &str) -> Result<&'a str, TwimlError> {
-        let rest = self.rest();
-        match rest.find(end) {
-            Some(i) => {
-                self.pos += i + end.len();
-                Ok(&rest[..i])
-            }
-            None => Err(self.malformed(offset, format!("{what} is never closed (no {end:?})"))),
-        }
-    }
-
-    fn next_event(&mut self) -> Result<Option<(usize, Event)>, TwimlError> {
-        loop {
-            let rest = self.rest();
-            if rest.is_empty() {
-                return Ok(None);
-            }
-            let offset = self.pos;
-            if !rest.starts_with('<') {
-                let len = rest.find('<').unwrap_or(rest.len());
-                self.pos += len;
-                return Ok(Some((offset, Event::Text(decode_text(&rest[..len], offset)?))));
-            }
-            if rest.starts_with("<?") {
-                self.pos += 2;
-                let pi = self.take_until("?>", offset, "processing instruction")?;
-                let target = pi.split(|c: char| c.is_ascii_whitespace()).next().unwrap_or("");
-                if target.eq_ignore_ascii_case("xml") {
-                    if offset != self.start {
-                        return Err(self.malformed(offset, "XML declaration not at the start"));
-                    }
-                    check_declaration(pi, offset)?;
-                }
-                continue;
-            }
-            if rest.starts_with("<!--") {
-                self.pos += 4;
-                self.take_until("-->", offset, "comment")?;
-                continue;
-            }
-            if rest.starts_with("<![CDATA[") {
-                self.pos += 9;
-                let data = self.take_until("]]>", offset, "CDATA section")?;
-                return Ok(Some((offset, Event::Text(data.to_string()))));
-            }
-            if let Some(decl) = rest.strip_prefix("<!") {
-                let word: String = decl.chars().take_while(|c| c.is_ascii_alphabetic()).take(16).collect();
-                return Err(TwimlError::Forbidden { offset, what: format!("<!{word} declaration") });
-            }
-            if let Some(after) = rest.strip_prefix("</") {
-                let name = read_name(after).ok_or_else(|| self.malformed(offset, "end tag without a name"))?;
-                let tail = &after[name.len()..];
-                let trimmed = tail.trim_start_matches(is_xml_space);
-                if !trimmed.starts_with('>') {
-                    return Err(self.malformed(offset, format!("end tag </{name} is not closed with '>'")));
-                }
-                self.pos += 2 + name.len() + (tail.len() - trimmed.len()) + 1;
-                return Ok(Some((offset, Event::End { name: name.to_string() })));
-            }
-            return self.start_tag(offset).map(Some);
-        }
-    }
-
-    fn start_tag(&mut self, offset: usize) -> Result<(usize, Event), TwimlError> {
-        let after = &self.rest()[1..];
-        let name = read_name(after).ok_or_else(|| self.malformed(offset, "'<' not followed by an element name"))?;
-        self.pos += 1 + name.len();
-        let mut attrs: Vec<(String, String)> = Vec::new();
-        loop {
-            let rest = self.rest();
-            let trimmed = rest.trim_start_matches(is_xml_space);
-            let had_space = trimmed.len() != rest.len();
-            self.pos += rest.len() - trimmed.len();
-            if trimmed.starts_with("/>") {
-                self.pos += 2;
-                return Ok((offset, Event::Start { name: name.to_string(), attrs, empty: true }));
-            }
-            if trimmed.starts_with('>') {
-                self.pos += 1;
-                return Ok((offset, Event::Start { name: name.to_string(), attrs, empty: false }));
-            }
-            if trimmed.is_empty() {
-                return Err(self.malformed(offset, format!("tag <{name} is never closed")));
-            }
-            let at = self.pos;
-            if !had_space {
-                return Err(self.malformed(at, format!("expected whitespace, '>' or '/>' in <{name}>")));
-            }
-            let attr = read_name(trimmed).ok_or_else(|| self.malformed(at, format!("bad attribute in <{name}>")))?;
-            self.pos += attr.len();
-            let rest = self.rest().trim_start_matches(is_xml_space);
-            let Some(rest) = rest.strip_prefix('=') else {
-                return Err(self.malformed(at, format!("attribute {attr} in <{name}> has no '='")));
-            };
-            let rest = rest.trim_start_matches(is_xml_space);
-            let quote = match rest.chars().next() {
-                Some(q @ ('"' | '\'')) => q,
-                _ => return Err(self.malformed(at, format!("attribute {attr} in <{name}> has no quoted value"))),
-            };
-            let value_start = self.text.len() - rest.len() + 1;
-            let Some(len) = rest[1..].find(quote) else {
-                return Err(self.malformed(at, format!("attribute {attr} in <{name}>: value is never closed")));
-            };
-            let raw = &rest[1..1 + len];
-            if raw.contains('<') {
-                return Err(self.malformed(at, format!("attribute {attr} in <{name}>: '<' in a value")));
-            }
-            let value = decode_text(raw, value_start)?;
-            if attrs.iter().any(|(k, _)| k == attr) {
-                return Err(self.malformed(at, format!("attribute {attr} given twice in <{name}>")));
-            }
-            if attrs.len() >= MAX_ATTRIBUTES {
-                return Err(self.malformed(at, format!("more than {MAX_ATTRIBUTES} attributes in <{name}>")));
-            }
-            attrs.push((attr.to_string(), value));
-            self.pos = value_start + len + 1;
-        }
-    }
+    Ok(())
 }
 
 fn is_xml_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
-/// The XML name at the start of `s`, if there is one.
-fn read_name(s: &str) -> Option<&str> {
-    let mut end = 0;
-    for (i, c) in s.char_indices() {
-        let ok = if i == 0 {
-            c.is_alphabetic() || c == '_' || c == ':'
-        } else {
-            c.is_alphanumeric() || matches!(c, '_' | ':' | '-' | '.')
-        };
-        if !ok {
-            break;
-        }
-        end = i + c.len_utf8();
-    }
-    (end > 0).then(|| &s[..end])
-}
+const ENDS_IN_MARKUP: &str = "the answer ends inside a tag or other markup";
 
-/// Only UTF-8 (or its subset US-ASCII) is read: the body was already checked to be UTF-8, and
-/// a declaration saying otherwise means the text would be misread.
-fn check_declaration(pi: &str, offset: usize) -> Result<(), TwimlError> {
-    if let Some(i) = pi.find("encoding") {
-        let value = pi[i + "encoding".len()..]
-            .trim_start_matches(is_xml_space)
-            .trim_start_matches('=')
-            .trim_start_matches(is_xml_space)
-            .trim_start_matches(['"', '\''])
-            .split(['"', '\''])
-            .next()
-            .unwrap_or("");
-        let v = value.to_ascii_lowercase();
-        if v != "utf-8" && v != "utf8" && v != "us-ascii" {
-            return Err(TwimlError::Malformed {
-                offset,
-                what: format!("encoding {value:?} is not supported, only UTF-8"),
-            });
+/// Our error for roxmltree's, in our words where an answer plausibly goes wrong and in roxmltree's
+/// (without its row:column) otherwise. Errors roxmltree reports without a position are about the
+/// end of the text, except the DTD and the node limit.
+fn xml_error(text: &str, e: &roxmltree::Error) -> TwimlError {
+    use roxmltree::Error as X;
+    let malformed = |offset, what: String| TwimlError::Malformed { offset, what };
+    let at = |pos: TextPos| byte_offset(text, pos);
+    match e {
+        // roxmltree gives no position for a DTD. It stops at the first `<!DOCTYPE` after the XML
+        // declaration, comments and processing instructions: the offset is off only if one of those
+        // contains the word.
+        X::DtdDetected => {
+            TwimlError::Forbidden { offset: text.find("<!DOCTYPE").unwrap_or(0), what: "<!DOCTYPE declaration".into() }
         }
-    }
-    Ok(())
-}
-
-/// Replaces the predefined entities and character references in `raw`, which starts at byte
-/// `offset` of the document. Anything else after `&` is an error, never passed through.
-fn decode_text(raw: &str, offset: usize) -> Result<String, TwimlError> {
-    if !raw.contains('&') {
-        return Ok(raw.to_string());
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let at = offset + (raw.len() - rest.len()) + i;
-        let after = &rest[i + 1..];
-        let Some(semi) = after.find(';').filter(|&s| s <= 12) else {
-            return Err(TwimlError::Malformed { offset: at, what: "'&' that does not start an entity".into() });
-        };
-        let name = &after[..semi];
-        let c = match name {
-            "lt" => '<',
-            "gt" => '>',
-            "amp" => '&',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = name.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else if let Some(dec) = name.strip_prefix('#') {
-                    dec.parse::<u32>().ok()
-                } else {
-                    return Err(TwimlError::Forbidden { offset: at, what: format!("undeclared entity &{name};") });
-                };
-                code.filter(|&c| is_xml_char(c)).and_then(char::from_u32).ok_or_else(|| TwimlError::Malformed {
-                    offset: at,
-                    what: format!("&{name}; is not a valid character reference"),
-                })?
+        X::UnknownEntityReference(name, pos) => {
+            TwimlError::Forbidden { offset: at(*pos), what: format!("undeclared entity &{name};") }
+        }
+        // Text or markup after the root element, a `<!` in content that starts no comment or CDATA,
+        // or the answer ending right after a `<`.
+        X::UnknownToken(pos) => {
+            let offset = at(*pos);
+            let rest = &text[offset..];
+            let word: String =
+                rest.strip_prefix("<!").unwrap_or("").chars().take_while(char::is_ascii_alphabetic).take(16).collect();
+            if !word.is_empty() {
+                TwimlError::Forbidden { offset, what: format!("<!{word} declaration") }
+            } else if ["<!--", "<![CDATA["].iter().any(|markup| markup.starts_with(rest)) {
+                malformed(offset, ENDS_IN_MARKUP.into())
+            } else if rest.starts_with("<!") {
+                malformed(offset, "'<!' that starts no comment or CDATA section".into())
+            } else if rest.starts_with('<') {
+                malformed(offset, "an element or other markup after the end of the root element".into())
+            } else {
+                malformed(offset, "text outside the root element".into())
             }
-        };
-        out.push(c);
-        rest = &after[semi + 1..];
+        }
+        X::NodesLimitReached => TwimlError::TooManyNodes { max: MAX_NODES },
+        X::NoRootNode => malformed(text.len(), "no <Response> element".into()),
+        X::UnclosedRootNode => malformed(text.len(), "the answer ends before its root element is closed".into()),
+        X::UnexpectedEndOfStream => malformed(text.len(), ENDS_IN_MARKUP.into()),
+        X::UnexpectedCloseTag(open, close, pos) => {
+            malformed(at(*pos), format!("</{close}> found while <{open}> is still open"))
+        }
+        X::MalformedEntityReference(pos) => {
+            malformed(at(*pos), "'&' that does not start an entity or a valid character reference".into())
+        }
+        X::InvalidAttributeValue(pos) => malformed(at(*pos), "'<' in an attribute value".into()),
+        // An attribute value is read up to its closing quote; '<' stops it.
+        X::InvalidChar(b'"' | b'\'', b'<', pos) => {
+            malformed(at(*pos), "'<' in an attribute value, or a value that is never closed".into())
+        }
+        X::InvalidString(end @ ("-->" | "]]>" | "?>"), pos) => {
+            let what = match *end {
+                "-->" => "comment",
+                "]]>" => "CDATA section",
+                _ => "processing instruction",
+            };
+            malformed(at(*pos), format!("{what} not closed with {end:?}"))
+        }
+        X::DuplicatedAttribute(name, pos) => malformed(at(*pos), format!("attribute {name} given twice")),
+        X::UnexpectedDeclaration(pos) => malformed(at(*pos), "XML declaration not at the start".into()),
+        other => {
+            let pos = other.pos();
+            malformed(at(pos), other.to_string().replacen(&format!(" at {pos}"), "", 1))
+        }
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
-/// XML 1.0's `Char` production.
-fn is_xml_char(c: u32) -> bool {
-    matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
+/// The byte offset of a roxmltree position: rows are 1-based and split at '\n', columns are
+/// 1-based and count characters.
+fn byte_offset(text: &str, pos: TextPos) -> usize {
+    let rows_before = pos.row.saturating_sub(1) as usize;
+    let row_start: usize = text.split_inclusive('\n').take(rows_before).map(str::len).sum();
+    let col = pos.col.saturating_sub(1) as usize;
+    text[row_start..].char_indices().nth(col).map_or(text.len(), |(i, _)| row_start + i)
 }
 
 #[cfg(test)]
@@ -561,31 +401,43 @@ mod tests {
             ),
             (
                 "<Response><Message>a & b</Message></Response>".into(),
-                TwimlError::Malformed { offset: 21, what: "'&' that does not start an entity".into() },
+                TwimlError::Malformed {
+                    offset: 21,
+                    what: "'&' that does not start an entity or a valid character reference".into(),
+                },
             ),
             (
                 "<Response><Message>&#0;</Message></Response>".into(),
-                TwimlError::Malformed { offset: 19, what: "&#0; is not a valid character reference".into() },
+                TwimlError::Malformed {
+                    offset: 19,
+                    what: "'&' that does not start an entity or a valid character reference".into(),
+                },
             ),
             (
                 "<Response><Message>hi</Response>".into(),
-                TwimlError::Malformed { offset: 21, what: "</Response> closes <Message> opened at byte 10".into() },
+                TwimlError::Malformed { offset: 21, what: "</Response> found while <Message> is still open".into() },
             ),
             (
                 "<Response><Message>hi</Message>".into(),
-                TwimlError::Malformed { offset: 31, what: "<Response> opened at byte 0 is never closed".into() },
+                TwimlError::Malformed { offset: 31, what: "the answer ends before its root element is closed".into() },
             ),
             (
                 "<Response><Message to=\"a<b\">hi</Message></Response>".into(),
-                TwimlError::Malformed { offset: 19, what: "attribute to in <Message>: '<' in a value".into() },
+                TwimlError::Malformed {
+                    offset: 24,
+                    what: "'<' in an attribute value, or a value that is never closed".into(),
+                },
             ),
             (
                 "<Response><Message to=\"x>hi</Message></Response>".into(),
-                TwimlError::Malformed { offset: 19, what: "attribute to in <Message>: value is never closed".into() },
+                TwimlError::Malformed {
+                    offset: 27,
+                    what: "'<' in an attribute value, or a value that is never closed".into(),
+                },
             ),
             (
                 "<Response><Message".into(),
-                TwimlError::Malformed { offset: 10, what: "tag <Message is never closed".into() },
+                TwimlError::Malformed { offset: 18, what: "the answer ends before its root element is closed".into() },
             ),
             (
                 "<html><body>Error</body></html>".into(),
@@ -593,7 +445,10 @@ mod tests {
             ),
             (
                 "<Response/><Response/>".into(),
-                TwimlError::Malformed { offset: 11, what: "<Response> after the end of the root element".into() },
+                TwimlError::Malformed {
+                    offset: 11,
+                    what: "an element or other markup after the end of the root element".into(),
+                },
             ),
             ("OK".into(), TwimlError::Malformed { offset: 0, what: "text outside the root element".into() }),
             (
@@ -609,11 +464,11 @@ mod tests {
             ),
             (
                 "<Response><!-- never ends".into(),
-                TwimlError::Malformed { offset: 10, what: "comment is never closed (no \"-->\")".into() },
+                TwimlError::Malformed { offset: 25, what: "comment not closed with \"-->\"".into() },
             ),
             (
                 "<Response><Message a='1' a='2'>x</Message></Response>".into(),
-                TwimlError::Malformed { offset: 25, what: "attribute a given twice in <Message>".into() },
+                TwimlError::Malformed { offset: 25, what: "attribute a given twice".into() },
             ),
             (deep, TwimlError::TooDeep { offset: 55, max: MAX_DEPTH }),
             (many, TwimlError::TooManyMessages { offset: 210, max: MAX_MESSAGES }),
@@ -621,6 +476,124 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(parse_replies(input.as_bytes(), Some("text/xml")), Err(expected), "input: {input:?}");
         }
+    }
+
+    #[test]
+    fn dtds_entity_declarations_and_foreign_encodings_are_refused() {
+        let forbidden = |offset, what: &str| TwimlError::Forbidden { offset, what: what.into() };
+        let cases: Vec<(&str, TwimlError)> = vec![
+            // An external DTD alone (no internal subset) would be fetched by a validating parser.
+            (
+                r#"<!DOCTYPE Response SYSTEM "http://evil.example/x.dtd"><Response/>"#,
+                forbidden(0, "<!DOCTYPE declaration"),
+            ),
+            (
+                r#"<!DOCTYPE r [<!ENTITY % p SYSTEM "http://evil.example/p">%p;]><Response/>"#,
+                forbidden(0, "<!DOCTYPE declaration"),
+            ),
+            ("\u{feff}<!-- hi --><!DOCTYPE Response><Response/>", forbidden(14, "<!DOCTYPE declaration")),
+            (r#"<Response><!ENTITY x "y"><Message>&x;</Message></Response>"#, forbidden(10, "<!ENTITY declaration")),
+            ("<Response><Message>&nbsp;</Message></Response>", forbidden(19, "undeclared entity &nbsp;")),
+            (
+                "<?xml\tversion=\"1.0\" encoding=\"latin1\"?><Response/>",
+                TwimlError::Malformed { offset: 0, what: "encoding \"latin1\" is not supported, only UTF-8".into() },
+            ),
+            (
+                "\u{feff}<?XML version=\"1.0\" encoding='UTF-16'?><Response/>",
+                TwimlError::Malformed { offset: 3, what: "encoding \"UTF-16\" is not supported, only UTF-8".into() },
+            ),
+            (
+                "<Response><?xml version=\"1.0\"?></Response>",
+                TwimlError::Malformed { offset: 10, what: "XML declaration not at the start".into() },
+            ),
+            (
+                "<Response><?XML version=\"1.0\"?></Response>",
+                TwimlError::Malformed { offset: 10, what: "XML declaration not at the start".into() },
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_replies(input.as_bytes(), None), Err(expected), "input: {input:?}");
+        }
+        for ok in ["<?xml version='1.0' encoding='us-ascii'?><Response/>", "<?xml-stylesheet href='a'?><Response/>"] {
+            assert_eq!(parse_replies(ok.as_bytes(), None), Ok(vec![]), "input: {ok:?}");
+        }
+    }
+
+    #[test]
+    fn cut_off_and_stray_markup_is_refused_with_where() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("<Response><", 10, ENDS_IN_MARKUP),
+            ("<Response>x<", 11, ENDS_IN_MARKUP),
+            ("<Response><!-", 10, ENDS_IN_MARKUP),
+            ("<Response><![CDA", 10, ENDS_IN_MARKUP),
+            ("<Response><Message>x</Message", 29, ENDS_IN_MARKUP),
+            ("<Response a=", 12, ENDS_IN_MARKUP),
+            ("<Response><![CDATA[x", 20, "CDATA section not closed with \"]]>\""),
+            ("<Response><!1></Response>", 10, "'<!' that starts no comment or CDATA section"),
+            ("<Response/></x>", 11, "an element or other markup after the end of the root element"),
+            ("<Response/>\nOK", 12, "text outside the root element"),
+        ];
+        for &(input, offset, what) in cases {
+            let expected = TwimlError::Malformed { offset, what: what.into() };
+            assert_eq!(parse_replies(input.as_bytes(), None), Err(expected), "input: {input:?}");
+        }
+    }
+
+    #[test]
+    fn many_tiny_nodes_stop_at_the_node_limit() {
+        let nodes = MAX_NODES as usize;
+        for filler in ["<a/>", "<!---->", "<?p?>", "<b>x</b>"] {
+            let input = format!("<Response>{}</Response>", filler.repeat(nodes));
+            assert!(input.len() <= MAX_BYTES, "{filler}: the size bound must not be what refuses it");
+            assert_eq!(parse_replies(input.as_bytes(), None), Err(TwimlError::TooManyNodes { max: MAX_NODES }));
+        }
+        // Never closed: the parser stops at the limit instead of reading 60 KiB of open tags.
+        let open = format!("<Response>{}", "<a>".repeat(20_000));
+        assert_eq!(parse_replies(open.as_bytes(), None), Err(TwimlError::TooManyNodes { max: MAX_NODES }));
+        // A generous real answer is far below it.
+        let message = "\n  <!-- reply -->\n  <Message to=\"+358401234567\">\n    <Body>Hei</Body>\n  </Message>";
+        let generous = format!("<Response>{}\n</Response>", message.repeat(MAX_MESSAGES));
+        assert_eq!(parse_replies(generous.as_bytes(), None).map(|r| r.len()), Ok(MAX_MESSAGES));
+    }
+
+    #[test]
+    fn nesting_far_beyond_the_depth_limit_is_refused_without_deep_recursion() {
+        let deep = format!("<Response>{}{}</Response>", "<a>".repeat(2000), "</a>".repeat(2000));
+        assert_eq!(parse_replies(deep.as_bytes(), None), Err(TwimlError::TooDeep { offset: 55, max: MAX_DEPTH }));
+    }
+
+    #[test]
+    fn too_many_attributes_on_one_element_are_refused() {
+        let attrs: String = (0..=MAX_ATTRIBUTES).map(|i| format!(" a{i}='x'")).collect();
+        let input = format!("<Response><Message{attrs}>hi</Message></Response>");
+        assert_eq!(
+            parse_replies(input.as_bytes(), None),
+            Err(TwimlError::Malformed { offset: 10, what: "more than 32 attributes in <Message>".into() })
+        );
+    }
+
+    #[test]
+    fn error_offsets_are_bytes_across_lines_and_multibyte_text() {
+        let input = "\u{feff}<Response>\n  <Message>Hyvää päivää 😀\n  ja & näkemiin</Message>\n</Response>";
+        let amp = input.find(" & ").unwrap() + 1;
+        let Err(TwimlError::Malformed { offset, .. }) = parse_replies(input.as_bytes(), None) else {
+            panic!("{input:?} was accepted")
+        };
+        assert_eq!(offset, amp);
+        let input = "<Response>\n<Message>ää</Mesage>\n</Response>";
+        let Err(TwimlError::Malformed { offset, .. }) = parse_replies(input.as_bytes(), None) else {
+            panic!("{input:?} was accepted")
+        };
+        assert_eq!(offset, input.find("</Mesage>").unwrap());
+    }
+
+    #[test]
+    fn a_surrogate_character_reference_becomes_a_replacement_character() {
+        // roxmltree's choice (the old reader refused it): the reply still goes out, with U+FFFD.
+        assert_eq!(
+            parse_replies(b"<Response><Message>a&#xD800;b</Message></Response>", None),
+            Ok(vec![reply(None, "a\u{fffd}b")])
+        );
     }
 
     #[test]
@@ -636,7 +609,7 @@ mod tests {
     #[test]
     fn errors_read_as_sentences() {
         let e = parse_replies(b"<Response><Message>hi</Response>", None).unwrap_err();
-        assert_eq!(e.to_string(), "malformed TwiML at byte 21: </Response> closes <Message> opened at byte 10");
+        assert_eq!(e.to_string(), "malformed TwiML at byte 21: </Response> found while <Message> is still open");
     }
 
     #[test]
