@@ -20,7 +20,11 @@ use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
 use crate::outbound::{ModemSender, Wake};
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
+use crate::tls::ReloadableCert;
 use crate::web::AppState;
+use crate::web::conn::Surface;
+use crate::web::outsiders::OutsiderLog;
+use crate::web::server::Listener;
 
 /// How long a stop may take before the daemon gives up waiting for its tasks (systemd's
 /// TimeoutStopSec is 30 s; stay under it).
@@ -78,6 +82,69 @@ fn spawn_provet_workers(
     Ok(())
 }
 
+/// Binds one listener and loads its certificate; a failure stops the start with what to do.
+async fn bind(
+    config: &Config,
+    section: &str,
+    l: &crate::config::ListenerConfig,
+    surface: Surface,
+) -> anyhow::Result<Listener> {
+    let tcp = TcpListener::bind(l.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} ({section}.listen in {}): is another program using the port?",
+            l.listen,
+            config.source.display()
+        )
+    })?;
+    let tls = match &l.tls {
+        Some(files) => Some(Arc::new(
+            ReloadableCert::load(&files.cert, &files.key)
+                .map_err(|e| anyhow::anyhow!("{section}.tls_cert_file in {}: {e}", config.source.display()))?,
+        )),
+        None => None,
+    };
+    Ok(Listener { surface, tcp, config: l.clone(), tls })
+}
+
+/// SIGHUP (`systemctl reload smshub`): read the certificates again.
+struct Reload(Option<tokio::signal::unix::Signal>);
+
+impl Reload {
+    fn install() -> std::io::Result<Reload> {
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        Ok(Reload(Some(hup)))
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(hup) => {
+                if hup.recv().await.is_none() {
+                    self.0 = None;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Reloads every listener's certificate; one that fails to load keeps the old one and says why.
+fn reload_certificates(certificates: &[Arc<ReloadableCert>]) {
+    notify(&[NotifyState::Reloading]);
+    if certificates.is_empty() {
+        tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+    }
+    for cert in certificates {
+        match cert.reload() {
+            Ok(()) => tracing::info!(certificate = %cert.cert_path().display(), "SIGHUP: TLS certificate reloaded"),
+            Err(e) => tracing::error!(
+                certificate = %cert.cert_path().display(),
+                "SIGHUP: TLS certificate not reloaded, the old one stays in use: {e}"
+            ),
+        }
+    }
+    notify(&[NotifyState::Ready]);
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Errors at start (database, listener) are returned
 /// with what to do; once running, problems are logged and shown on `/healthz`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -100,27 +167,44 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             "parts were in the modem's hands when smshub last stopped; their outcome is unknown"
         );
     }
-    let listener = TcpListener::bind(config.http.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (http.listen in {}): is another program using the port?",
-            config.http.listen,
-            config.source.display()
-        )
-    })?;
-    let local = listener.local_addr().context("reading the listener's address")?;
+    let public = bind(&config, "http", &config.http.listener, Surface::Public).await?;
+    let admin = bind(&config, "admin", &config.admin.listener, Surface::Admin).await?;
+    let local = public.tcp.local_addr().context("reading the listener's address")?;
+    let admin_local = admin.tcp.local_addr().context("reading the admin listener's address")?;
+    let scheme = |l: &Listener| if l.tls.is_some() { "https" } else { "http" };
+    let (public_url, admin_url) =
+        (format!("{}://{local}", scheme(&public)), format!("{}://{admin_local}", scheme(&admin)));
+    let certificates: Vec<Arc<ReloadableCert>> = public.tls.iter().chain(admin.tls.iter()).cloned().collect();
 
     let health = Arc::new(Health::new());
     let wake = Wake::default();
+    let outsiders = Arc::new(OutsiderLog::default());
     let state = Arc::new(AppState {
         config: config.clone(),
         store: store.clone(),
         health: health.clone(),
         started: Instant::now(),
         wake: wake.clone(),
+        outsiders: outsiders.clone(),
+        public_stats: Arc::default(),
+        admin_stats: Arc::default(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::web::serve(listener, state.clone(), signal.clone()));
+    tasks.spawn(crate::web::server::serve(
+        public,
+        crate::web::public_router(state.clone()),
+        state.public_stats.clone(),
+        outsiders.clone(),
+        signal.clone(),
+    ));
+    tasks.spawn(crate::web::server::serve(
+        admin,
+        crate::web::admin_router(state.clone()),
+        state.admin_stats.clone(),
+        outsiders.clone(),
+        signal.clone(),
+    ));
 
     let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
     // One Notify for every receiver: the Forwarders task waits on it.
@@ -161,19 +245,24 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
 
     spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
 
-    tracing::info!(listen = %local, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
-    // Tests and scripts read this line to find the port when http.listen uses port 0.
-    eprintln!("smshub: listening on http://{local}");
-    let mut last_status = format!("running; HTTP on {local}");
+    tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
+    // Tests and scripts read these lines to find the ports when a listen address uses port 0
+    // (the admin line first: the public one says the daemon is up).
+    eprintln!("smshub: admin on {admin_url}");
+    eprintln!("smshub: listening on {public_url}");
+    let mut last_status = format!("running; HTTP on {local}, admin on {admin_local}");
     notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
 
+    let mut reload = Reload::install().context("installing the SIGHUP handler")?;
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(tick);
     let reason = loop {
         tokio::select! {
             sig = &mut stop => break sig,
+            _ = reload.recv() => reload_certificates(&certificates),
             _ = ticker.tick() => {
+                outsiders.flush();
                 let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.schema_version())).await;
                 let problem = match store_ok {
                     Ok(Ok(_)) => None,
@@ -195,7 +284,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
                     tracing::error!(stuck = %report.stuck.join("; "), "a component is stuck: not feeding the watchdog");
                 }
                 let status = if report.healthy {
-                    format!("running; HTTP on {local}; {} modem(s) ready", modems.len())
+                    format!("running; HTTP on {local}, admin on {admin_local}; {} modem(s) ready", modems.len())
                 } else {
                     format!("degraded: {}", report.problems.iter().chain(&report.stuck).cloned().collect::<Vec<_>>().join("; "))
                 };

@@ -18,9 +18,18 @@ fn healthz_answers_and_sigterm_exits_cleanly() {
     assert_eq!(status, 404);
     let (status, _) = http(&d.addr, "POST", "/healthz", None, b"");
     assert_eq!(status, 405);
-    let (status, body) = http(&d.addr, "GET", "/status", None, b"");
+    assert_eq!(
+        v.as_object().map(|o| o.len()),
+        Some(1),
+        "the public /healthz says healthy or not, nothing more: {body}"
+    );
+    let (status, body) = http(&d.admin, "GET", "/status", None, b"");
     assert_eq!(status, 200);
     assert!(body.contains("\"version\""), "{body}");
+    // Each surface answers only its own routes.
+    assert_eq!(http(&d.addr, "GET", "/status", None, b"").0, 404, "/status is not public");
+    assert_eq!(http(&d.admin, "GET", "/healthz", None, b"").0, 404, "public routes are not on the admin listener");
+    assert_eq!(http(&d.admin, "POST", "/provet/x/webhook/y", None, b"").0, 404);
 
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let exit = d.wait_exit(Duration::from_secs(30)).expect("the daemon must stop within 30 s");
@@ -45,7 +54,10 @@ fn a_port_in_use_is_a_clear_start_error() {
     let port = taken.local_addr().unwrap().port();
     let cfg = dir.write(
         "c.toml",
-        &format!("[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n", dir.path().join("db").display()),
+        &format!(
+            "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("db").display()
+        ),
         0o600,
     );
     let out = dir.smshub(&cfg, &["run"]);

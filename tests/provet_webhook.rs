@@ -8,7 +8,7 @@ const TOKEN: &str = "0123456789abcdef0123";
 
 fn setup(dir: &TestDir) -> (std::path::PathBuf, Daemon) {
     let text = format!(
-        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n\n[[provet]]\nname = \"hki\"\nbase_url = \"http://127.0.0.1:9/1/api/0.1/\"\nallow_insecure_http = true\nclient_id = \"id\"\nclient_secret = \"s\"\nwebhook_token = \"{TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 600\n",
+        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 1024\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[provet]]\nname = \"hki\"\nbase_url = \"http://127.0.0.1:9/1/api/0.1/\"\nallow_insecure_http = true\nclient_id = \"id\"\nclient_secret = \"s\"\nwebhook_token = \"{TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 600\n",
         dir.path().join("smshub.db").display()
     );
     let cfg = dir.write("smshub.toml", &text, 0o600);

@@ -12,18 +12,19 @@
 //! other users), or as a systemd credential (`client_secret_credential = "provet-secret"`,
 //! read from `$CREDENTIALS_DIRECTORY`). Exactly one way per secret.
 
+mod listener;
 mod raw;
 mod source;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::phone::PhoneNumber;
+pub use listener::{ConnLimits, ListenerConfig, TlsFiles};
 use raw::*;
 use source::Context;
 
@@ -100,6 +101,7 @@ pub struct Config {
     pub default_country: Option<String>,
     pub store: StoreConfig,
     pub http: HttpConfig,
+    pub admin: AdminConfig,
     pub logging: LoggingConfig,
     pub modems: Vec<ModemConfig>,
     pub provet: Vec<ProvetConfig>,
@@ -116,11 +118,19 @@ pub struct StoreConfig {
     pub path: PathBuf,
 }
 
+/// `[http]`: the public listener (what Provet Cloud and staff browsers inside Provet reach).
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpConfig {
-    pub listen: SocketAddr,
     pub public_url: Option<String>,
-    pub max_body_bytes: usize,
+    #[serde(flatten)]
+    pub listener: ListenerConfig,
+}
+
+/// `[admin]`: the admin listener (web UI, local API, `/metrics`, `/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminConfig {
+    #[serde(flatten)]
+    pub listener: ListenerConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,15 +316,25 @@ impl Config {
             }
             None => None,
         };
-        let listen_text = raw.http.listen.unwrap_or_else(|| "0.0.0.0:8080".to_string());
-        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
-            cx.error(&["http"], "listen", format!("{listen_text:?} is not an address:port such as \"0.0.0.0:8080\""))
-        })?;
         let http = HttpConfig {
-            listen,
-            public_url: raw.http.public_url,
-            max_body_bytes: raw.http.max_body_bytes.unwrap_or(64 * 1024),
+            listener: ListenerConfig::from_raw(cx, "http", &raw.http, "0.0.0.0:8080")?,
+            public_url: raw.http.public_url.clone(),
         };
+        if raw.admin.public_url.is_some() {
+            return Err(cx.error(
+                &["admin"],
+                "public_url",
+                "belongs in [http]: the admin listener is not public".into(),
+            ));
+        }
+        let admin = AdminConfig { listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")? };
+        if admin.listener.listen == http.listener.listen && http.listener.listen.port() != 0 {
+            return Err(cx.error(
+                &["admin"],
+                "listen",
+                format!("{} is also [http] listen: the admin listener needs its own port", admin.listener.listen),
+            ));
+        }
         let logging = LoggingConfig {
             level: raw.logging.level.unwrap_or_else(|| "info".into()),
             format: raw.logging.format.unwrap_or(LogFormat::Auto),
@@ -584,6 +604,7 @@ impl Config {
             default_country,
             store: StoreConfig { path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")) },
             http,
+            admin,
             logging,
             modems,
             provet,

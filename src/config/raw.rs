@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::listener::RawListener;
 use super::{LogFormat, ModemProfile, SmtpTls, UnknownOutcome};
 
 // ---------------------------------------------------------------------------------------------
@@ -19,7 +20,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) store: RawStore,
     #[serde(default)]
-    pub(super) http: RawHttp,
+    pub(super) http: RawListener,
+    #[serde(default)]
+    pub(super) admin: RawListener,
     #[serde(default)]
     pub(super) logging: RawLogging,
     #[serde(default)]
@@ -42,14 +45,6 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub(super) path: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHttp {
-    pub(super) listen: Option<String>,
-    pub(super) public_url: Option<String>,
-    pub(super) max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

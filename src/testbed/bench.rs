@@ -107,7 +107,7 @@ async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::R
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let db_path = tmp.join("bench.db");
     let text = format!(
-        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
+        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
          [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
          webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 1\nretry_max_s = 2\nallow_insecure_http = true\n\
          [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n{extra}",

@@ -66,6 +66,7 @@ async fn story(dir: &std::path::Path, args: &DemoArgs) -> anyhow::Result<()> {
     let app = Arc::new(ClinicApp::default());
     let app_addr = clinic_app::start(app.clone(), TWILIO_TOKEN).await?;
     let port = free_port()?;
+    let admin_port = free_port()?;
 
     let config_path = dir.join("smshub.toml");
     let opts = provet.options().clone();
@@ -77,6 +78,9 @@ path = "{db}"
 
 [http]
 listen = "127.0.0.1:{port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
 
 [logging]
 level = "warn"
@@ -124,7 +128,9 @@ retry_max_s = 5
         sim.pty_path().display(),
         provet.base_url()
     );
-    println!("config: {}\n", config_path.display());
+    println!("config: {}", config_path.display());
+    println!("public listener (Provet webhook, reminders button, /healthz): http://127.0.0.1:{port}");
+    println!("admin listener (/status; the web UI will live here): http://127.0.0.1:{admin_port}/status\n");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async move {
         let _ = stop_rx.await;

@@ -1,43 +1,34 @@
-//! The HTTP server: an axum [`Router`] served by hyper inside our own accept loop.
+//! The HTTP surface: two listeners, each an axum [`Router`] served by hyper in our own accept
+//! loop ([`server`]).
 //!
-//! The files mirror the HTTP surface: [`status`] (`/healthz`, `/status`), [`provet_webhook`]
-//! (`POST /provet/<instance>/webhook/<token>`), [`reminders`] (`POST /provet/<instance>/reminders`);
-//! [`state`] is what the handlers share with the daemon. [`router`] is the one table of routes.
+//! - **Public** (`[http]`): what Provet Cloud and staff browsers inside Provet reach from the
+//!   internet: [`provet_webhook`], [`reminders`] (the button), and `GET /healthz` (a status code
+//!   and `{"healthy": bool}`, nothing more).
+//! - **Admin** (`[admin]`, loopback by default): `/status` and, as they come, the web UI, the
+//!   local API and `/metrics`.
 //!
-//! Why our own accept loop instead of `axum::serve`: it keeps the knobs a box on the internet
-//! needs in one place (hyper's header-read timeout, one task per connection, a bounded graceful
-//! drain on shutdown, a pause when accepting fails), which `axum::serve` does not expose.
+//! A route of one surface is 404 on the other. [`state`] is what the handlers share with the
+//! daemon, [`conn`] what they know about the connection, [`outsiders`] the summarised warnings.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::routing::{MethodRouter, get, post};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 
+pub mod conn;
+pub mod outsiders;
 pub mod provet_webhook;
 pub mod reminders;
+pub mod server;
 pub mod state;
 pub mod status;
 
 pub use state::AppState;
-
-use crate::shutdown::ShutdownSignal;
-
-/// How long open connections may take to finish once shutdown starts.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type HttpResponse = Response<Body>;
 
@@ -58,9 +49,11 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Http
     resp
 }
 
-/// Reads a request body of at most `limit` bytes: a larger one (declared or actual) is 413,
-/// one that cannot be read is 400 — the `Err` is the response to send.
+/// Reads a request body of at most `limit` bytes within the request's deadline: a larger one
+/// (declared or actual) is 413, one too slow is 408 (and the connection closes), one that cannot
+/// be read is 400 — the `Err` is the response to send.
 pub async fn read_body(req: axum::extract::Request, limit: usize) -> Result<Bytes, HttpResponse> {
+    let deadline = req.extensions().get::<server::RequestDeadline>().map(|d| d.0);
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -70,14 +63,27 @@ pub async fn read_body(req: axum::extract::Request, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_big());
     }
-    match http_body_util::Limited::new(req.into_body(), limit).collect().await {
+    let collect = http_body_util::Limited::new(req.into_body(), limit).collect();
+    let collected = match deadline {
+        Some(d) => match tokio::time::timeout_at(d, collect).await {
+            Ok(r) => r,
+            Err(_) => {
+                let mut resp = text(StatusCode::REQUEST_TIMEOUT, "the request was not complete in time\n");
+                resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                return Err(resp);
+            }
+        },
+        None => collect.await,
+    };
+    match collected {
         Ok(b) => Ok(b.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_big()),
         Err(e) => Err(text(StatusCode::BAD_REQUEST, format!("could not read the body: {e}\n"))),
     }
 }
 
-/// `route` answers only `method`; any other method gets 405 with `Allow` and a line saying which.
+/// `route` answers only `method` (e.g. "GET" or "GET, POST"); any other method gets 405 with
+/// `Allow` and a line saying which.
 fn only(method: &'static str, route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
     route.fallback(move || async move {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {method}\n"));
@@ -86,48 +92,25 @@ fn only(method: &'static str, route: MethodRouter<Arc<AppState>>) -> MethodRoute
     })
 }
 
-/// Every route the server answers. Anything else is 404.
-pub fn router(state: Arc<AppState>) -> Router {
+fn not_found() -> HttpResponse {
+    text(StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// The public listener's routes. Anything else is 404.
+pub fn public_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", only("GET", get(status::healthz)))
-        .route("/status", only("GET", get(status::status)))
         .route("/provet/{instance}/webhook/{token}", only("POST", post(provet_webhook::handle)))
-        .route("/provet/{instance}/reminders", only("POST", post(reminders::handle)))
-        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
+        // Provet's buttons can be set to send GET as well as POST.
+        .route("/provet/{instance}/reminders", only("GET, POST", get(reminders::handle).post(reminders::handle)))
+        .fallback(|| async { not_found() })
         .with_state(state)
 }
 
-/// Serves HTTP on `listener` until `shutdown` fires, then drains connections for [`GRACE`].
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut shutdown: ShutdownSignal) {
-    let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait() => break,
-        };
-        let (stream, peer): (_, SocketAddr) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Running out of file descriptors must not spin the CPU.
-                tracing::warn!(error = %e, "accepting an HTTP connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let conn = http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(GRACE, graceful.shutdown()).await.is_err() {
-        tracing::warn!("open HTTP connections did not finish within {GRACE:?}; closing them");
-    }
+/// The admin listener's routes. Anything else is 404.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/status", only("GET", get(status::status)))
+        .fallback(|| async { not_found() })
+        .with_state(state)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use hyper::StatusCode;
 
+use super::conn::ConnInfo;
 use super::{AppState, HttpResponse, json, text};
 
 /// Why a webhook body was refused (400).
@@ -72,22 +73,31 @@ pub async fn handle(
     req: Request,
 ) -> HttpResponse {
     let (instance, token) = (instance.as_str(), token.as_str());
+    let conn = req.extensions().get::<ConnInfo>().copied();
     let known = state.config.provet.iter().find(|p| p.name == instance).and_then(|p| p.webhook_token.as_ref());
     // Unknown instance, webhooks off, or a wrong token all look the same from outside.
     let Some(expected) = known else { return text(StatusCode::NOT_FOUND, "not found\n") };
     if !constant_time_eq(expected.expose().as_bytes(), token.as_bytes()) {
-        tracing::warn!(instance, "Provet webhook with a wrong token");
+        if let Some(conn) = conn {
+            state.outsiders.note("Provet webhook with a wrong token", conn.surface, conn.client);
+        }
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
     let content_type = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = match super::read_body(req, state.config.http.max_body_bytes).await {
+    let body = match super::read_body(req, state.config.http.listener.max_body_bytes).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
     let id = match parse_body(content_type.as_deref(), &body) {
         Ok(id) => id,
         Err(e) => {
-            tracing::warn!(instance, error = %e, "Provet webhook with a bad body");
+            if let Some(conn) = conn {
+                state.outsiders.note(
+                    "Provet webhook with a body that is not an external SMS id",
+                    conn.surface,
+                    conn.client,
+                );
+            }
             return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
         }
     };

@@ -51,7 +51,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, Path(instance): Path<Str
     };
     let mut params: Vec<(String, String)> =
         req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
-    let body = match super::read_body(req, state.config.http.max_body_bytes).await {
+    let body = match super::read_body(req, state.config.http.listener.max_body_bytes).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };

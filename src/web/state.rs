@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::outsiders::OutsiderLog;
+use super::server::ListenerStats;
 use crate::config::Config;
 use crate::health::Health;
 use crate::outbound::Wake;
@@ -15,6 +17,10 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub started: Instant,
     pub wake: Wake,
+    /// Summarised warnings caused by outsiders.
+    pub outsiders: Arc<OutsiderLog>,
+    pub public_stats: Arc<ListenerStats>,
+    pub admin_stats: Arc<ListenerStats>,
 }
 
 impl AppState {
@@ -27,6 +33,10 @@ impl AppState {
             "uptime_s": self.started.elapsed().as_secs(),
             "health": self.health.report(),
             "outbox": outbox,
+            "listeners": {
+                "public": self.public_stats.json(),
+                "admin": self.admin_stats.json(),
+            },
         })
     }
 }

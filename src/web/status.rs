@@ -1,5 +1,5 @@
-//! `GET /healthz` (for load balancers and systemd-style probes) and `GET /status` (for people
-//! and scripts on the box).
+//! `GET /healthz` (public: for load balancers and probes) and `GET /status` (admin: for people
+//! and scripts).
 
 use std::sync::Arc;
 
@@ -8,11 +8,12 @@ use hyper::StatusCode;
 
 use super::{AppState, HttpResponse, json};
 
-/// `GET /healthz`: 200 when every part is healthy, else 503, with the health report.
+/// `GET /healthz` (public): 200 when every part is healthy, else 503, with `{"healthy": bool}`
+/// and nothing more: the reasons (modem names, errors) are for `/status` on the admin listener.
 pub async fn healthz(State(state): State<Arc<AppState>>) -> HttpResponse {
-    let report = state.health.report();
-    let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    json(status, &serde_json::to_value(&report).unwrap_or_default())
+    let healthy = state.health.report().healthy;
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, &serde_json::json!({ "healthy": healthy }))
 }
 
 /// `GET /status`: version, uptime, health and the outbox counts.

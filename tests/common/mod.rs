@@ -53,7 +53,7 @@ impl TestDir {
     /// may hold top-level keys as well as tables).
     pub fn config(&self, extra: &str) -> PathBuf {
         let text = format!(
-            "{extra}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[logging]\nlevel = \"debug\"\nformat = \"stderr\"\n",
+            "{extra}\n[store]\npath = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[logging]\nlevel = \"debug\"\nformat = \"stderr\"\n",
             self.path().join("smshub.db").display()
         );
         self.write("smshub.toml", &text, 0o600)
@@ -84,7 +84,10 @@ pub fn stderr(o: &Output) -> String {
 /// A running `smshub run` whose stderr is collected on a thread.
 pub struct Daemon {
     pub child: Child,
+    /// The public listener, host:port.
     pub addr: String,
+    /// The admin listener, host:port.
+    pub admin: String,
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -108,22 +111,34 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("smshub: admin on http://") {
+                    let _ = tx.send((true, addr.to_string()));
+                }
                 if let Some(addr) = line.strip_prefix("smshub: listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((false, addr.to_string()));
                 }
                 let mut l = log2.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("daemon did not start; log:\n{}", log.lock().unwrap());
+        let (mut addr, mut admin) = (None, None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while addr.is_none() {
+            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok((true, a)) => admin = Some(a),
+                Ok((false, a)) => addr = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("daemon did not start; log:\n{}", log.lock().unwrap());
+                }
             }
+        }
+        let (Some(addr), Some(admin)) = (addr, admin) else {
+            let _ = child.kill();
+            panic!("the daemon did not say where its admin listener is; log:\n{}", log.lock().unwrap());
         };
-        Daemon { child, addr, log }
+        Daemon { child, addr, admin, log }
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
