@@ -110,6 +110,22 @@ fn bad_values_are_explained() {
             "modem name \"a\" is used twice",
         ),
         ("default_country = \"FI\"\n", "bad.toml:1: default_country: \"FI\" is not a country calling code"),
+        ("[custom_integration]\nsalt = \"short\"\n", "bad.toml:2: custom_integration.salt: too short: use at least 16"),
+        (
+            "[[provet]]\nname = \"a\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\
+             [provet.custom_integration]\nsalt = \"0123456789abcdef\"\nmax_age_s = 5\n",
+            "bad.toml:8: provet.custom_integration.max_age_s: 5 is out of range",
+        ),
+        ("[admin]\nlisten = \"127.0.0.1:8080\"\n", "admin.listen: 127.0.0.1:8080 overlaps [http] listen 0.0.0.0:8080"),
+        ("[admin]\npublic_url = \"https://x\"\n", "admin.public_url: belongs in [http]"),
+        ("[http]\nmax_header_bytes = 100\n", "http.max_header_bytes: 100 is out of range: give 8192"),
+        ("[http]\nmax_connections = 0\n", "http.max_connections: 0 is out of range"),
+        ("[http]\ntrusted_proxies = [\"proxy.local\"]\n", "http.trusted_proxies: \"proxy.local\" is not an IP address"),
+        ("[http]\ntls_cert_file = \"/nonexistent/cert.pem\"\n", "http.tls_key_file: missing"),
+        (
+            "[admin]\ntls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = \"/nonexistent/key.pem\"\n",
+            "admin.tls_cert_file: cannot read the certificate file /nonexistent/cert.pem",
+        ),
     ];
     for (text, expected) in cases {
         let (code, err) = check(&dir, text);
@@ -153,18 +169,24 @@ fn config_check_masks_every_secret() {
          [[provet]]\nname = \"hki\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"id\"\nclient_secret = \"secret-one\"\nwebhook_token = \"webhook-token-0123456789\"\n\n\
          [[forward]]\nkind = \"twilio\"\nurl = \"https://x.example/sms\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"auth-token-two\"\nto_number = \"+358401234567\"\n\n\
          [smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\npassword = \"smtp-password-three\"\n\n\
-         [custom_integration]\nsalt = \"salt-four\"\n",
+         [custom_integration]\nsalt = \"salt-four-0123456789\"\n",
         0o600,
     );
     let out = dir.smshub(&cfg, &["config", "check"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let printed = stdout(&out);
-    for secret in
-        ["4321", "secret-one", "webhook-token-0123456789", "auth-token-two", "smtp-password-three", "salt-four"]
-    {
+    for secret in [
+        "4321",
+        "secret-one",
+        "webhook-token-0123456789",
+        "auth-token-two",
+        "smtp-password-three",
+        "salt-four-0123456789",
+    ] {
         assert!(!printed.contains(secret), "{secret} leaked: {printed}");
     }
-    assert_eq!(printed.matches("\"****\"").count(), 6, "{printed}");
+    // The top-level salt is printed twice: as the default and as the instance's button salt.
+    assert_eq!(printed.matches("\"****\"").count(), 7, "{printed}");
 }
 
 #[test]

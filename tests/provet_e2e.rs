@@ -245,17 +245,39 @@ fn reminders_from_the_button_are_sent_once_and_appointment_reminders_marked_sent
         signed_form(now_s(), SALT, &[appt]).as_bytes(),
     );
     assert_eq!(status, 400, "{body}");
+    // An unknown instance fails exactly like a wrong hash: instance names cannot be probed.
+    let (status, unknown) =
+        http(&r.daemon.addr, "POST", "/provet/nope/reminders", form, signed_form(now_s(), SALT, &[appt]).as_bytes());
+    let (_, wrong) = http(
+        &r.daemon.addr,
+        "POST",
+        "/provet/clinic/reminders",
+        form,
+        signed_form(now_s(), "wrong", &[appt]).as_bytes(),
+    );
+    assert_eq!((status, &unknown), (403, &wrong));
+    // More than 500 reminders in one click: 413.
+    let many: Vec<i64> = (1..=501).collect();
+    let (status, body) =
+        http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, signed_form(now_s(), SALT, &many).as_bytes());
+    assert_eq!(status, 413, "{body}");
     assert!(r.outbox().is_empty(), "refused requests leave nothing in the store");
 
-    let (status, body) =
-        http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, signed_form(now_s(), SALT, &[appt]).as_bytes());
+    let clicked = signed_form(now_s() - 1, SALT, &[appt]);
+    let (status, body) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, clicked.as_bytes());
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["kind"], "appointment_reminder");
     assert_eq!(v["queued"], serde_json::json!([appt]));
     let path = "/provet/clinic/reminders?kind=reminder";
-    let (status, body) = http(&r.daemon.addr, "POST", path, form, signed_form(now_s(), SALT, &[ext]).as_bytes());
+    // Provet buttons can also be set to GET: the same parameters in the query.
+    let query = format!("{path}&{}", signed_form(now_s(), SALT, &[ext]));
+    let (status, body) = http(&r.daemon.addr, "GET", &query, None, b"");
     assert_eq!(status, 200, "{body}");
+    // The same request again (captured and replayed) is refused and queues nothing.
+    let (status, body) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, clicked.as_bytes());
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("already accepted"), "{body}");
 
     let marks = r.wait_marked(&[appt]);
     assert_eq!(marks_of(&marks, appt), [Mark::ExternalSending, Mark::Sent], "mark_external_sending before the send");
@@ -264,8 +286,8 @@ fn reminders_from_the_button_are_sent_once_and_appointment_reminders_marked_sent
     assert_eq!(r.texts_to("+358403333333"), ["See you tomorrow at 10"]);
     assert_eq!(r.texts_to("+358404444444"), ["Rex is due for his vaccination"]);
 
-    // A second click on the same reminders sends nothing again.
-    let (status, body) = http(&r.daemon.addr, "POST", path, form, signed_form(now_s(), SALT, &[ext]).as_bytes());
+    // A second click on the same reminders (a new request) sends nothing again.
+    let (status, body) = http(&r.daemon.addr, "POST", path, form, signed_form(now_s() + 1, SALT, &[ext]).as_bytes());
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"new\":[]"), "{body}");
     std::thread::sleep(Duration::from_secs(3));

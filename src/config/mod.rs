@@ -175,6 +175,9 @@ pub struct ProvetConfig {
     pub retry_max: Duration,
     pub request_timeout: Duration,
     pub allow_insecure_http: bool,
+    /// The reminders button of this instance: its own `[provet.custom_integration]`, else the
+    /// top-level `[custom_integration]`, else none (the button is refused).
+    pub custom_integration: Option<CustomIntegrationConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,7 +304,7 @@ impl Config {
         Ok(config)
     }
 
-    fn from_raw(cx: &Context<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(cx: &Context<'_>, mut raw: RawConfig) -> Result<Config, ConfigError> {
         let default_country = match raw.default_country {
             Some(cc) => {
                 let digits = cc.trim_start_matches('+');
@@ -328,11 +331,13 @@ impl Config {
             ));
         }
         let admin = AdminConfig { listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")? };
-        if admin.listener.listen == http.listener.listen && http.listener.listen.port() != 0 {
+        let (a, h) = (admin.listener.listen, http.listener.listen);
+        let overlap = a.ip() == h.ip() || a.ip().is_unspecified() || h.ip().is_unspecified();
+        if a.port() == h.port() && a.port() != 0 && overlap {
             return Err(cx.error(
                 &["admin"],
                 "listen",
-                format!("{} is also [http] listen: the admin listener needs its own port", admin.listener.listen),
+                format!("{a} overlaps [http] listen {h}: the admin listener needs its own port"),
             ));
         }
         let logging = LoggingConfig {
@@ -376,6 +381,8 @@ impl Config {
             });
         }
 
+        let mut instance_buttons: Vec<Option<RawCustomIntegration>> =
+            raw.provet.iter_mut().map(|p| p.custom_integration.take()).collect();
         let mut provet = Vec::new();
         for (i, p) in raw.provet.into_iter().enumerate() {
             let section = ["provet"];
@@ -441,6 +448,7 @@ impl Config {
                 retry_max: Duration::from_secs(p.retry_max_s.unwrap_or(600)).max(retry_initial),
                 request_timeout: Duration::from_secs(p.request_timeout_s.unwrap_or(30).max(1)),
                 allow_insecure_http,
+                custom_integration: None,
             });
         }
 
@@ -578,25 +586,19 @@ impl Config {
         };
 
         let custom_integration = match raw.custom_integration {
-            Some(c) => {
-                let section = ["custom_integration"];
-                let salt =
-                    cx.secret(&section, 0, "salt", c.salt, c.salt_file, c.salt_credential)?.ok_or_else(|| {
-                        cx.error(
-                            &section,
-                            "salt",
-                            "missing: the verification salt set in Provet's custom integration".into(),
-                        )
-                    })?;
-                Some(CustomIntegrationConfig {
-                    salt,
-                    max_age: Duration::from_secs(c.max_age_s.unwrap_or(12 * 3600)),
-                    timestamp_param: c.timestamp_param.unwrap_or_else(|| "timestamp".into()),
-                    verification_param: c.verification_param.unwrap_or_else(|| "verification".into()),
-                })
-            }
+            Some(c) => Some(button_config(cx, &["custom_integration"], 0, c)?),
             None => None,
         };
+        let mut nth_button = 0;
+        for (p, own) in provet.iter_mut().zip(instance_buttons.iter_mut()) {
+            p.custom_integration = match own.take() {
+                Some(c) => {
+                    nth_button += 1;
+                    Some(button_config(cx, &["provet", "custom_integration"], nth_button - 1, c)?)
+                }
+                None => custom_integration.clone(),
+            };
+        }
 
         Ok(Config {
             source: cx.file.to_path_buf(),
@@ -627,6 +629,45 @@ impl Config {
         PhoneNumber::parse(input, self.default_country.as_deref())
     }
 }
+
+/// The shortest salt accepted: the salt is the only secret of the button's MD5 check.
+pub const MIN_SALT_CHARS: usize = 16;
+
+/// One `[custom_integration]` section (top-level or `[provet.custom_integration]`).
+fn button_config(
+    cx: &Context<'_>,
+    section: &[&str],
+    index: usize,
+    c: RawCustomIntegration,
+) -> Result<CustomIntegrationConfig, ConfigError> {
+    let salt = cx.secret(section, index, "salt", c.salt, c.salt_file, c.salt_credential)?.ok_or_else(|| {
+        cx.error_at(section, index, "salt", "missing: the verification salt set in Provet's custom integration".into())
+    })?;
+    if salt.expose().chars().count() < MIN_SALT_CHARS {
+        return Err(cx.error_at(
+            section,
+            index,
+            "salt",
+            format!(
+                "too short: use at least {MIN_SALT_CHARS} random characters (e.g. `openssl rand -hex 16`) in smshub and in Provet"
+            ),
+        ));
+    }
+    let max_age_s = c.max_age_s.unwrap_or(DEFAULT_BUTTON_MAX_AGE.as_secs());
+    if !(60..=86_400).contains(&max_age_s) {
+        return Err(cx.error_at(section, index, "max_age_s", format!("{max_age_s} is out of range: give 60 to 86400")));
+    }
+    Ok(CustomIntegrationConfig {
+        salt,
+        max_age: Duration::from_secs(max_age_s),
+        timestamp_param: c.timestamp_param.unwrap_or_else(|| "timestamp".into()),
+        verification_param: c.verification_param.unwrap_or_else(|| "verification".into()),
+    })
+}
+
+/// How old a button request may be: the button is clicked right after Provet builds the
+/// request, so minutes are plenty; a captured request is useless after that.
+pub const DEFAULT_BUTTON_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 
 fn check_name(cx: &Context<'_>, section: &[&str], name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {

@@ -86,6 +86,8 @@ pub(super) struct RawProvet {
     pub(super) retry_max_s: Option<u64>,
     pub(super) request_timeout_s: Option<u64>,
     pub(super) allow_insecure_http: Option<bool>,
+    /// `[provet.custom_integration]`: this instance's button settings (else the top-level ones).
+    pub(super) custom_integration: Option<RawCustomIntegration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

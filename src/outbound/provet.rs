@@ -408,6 +408,7 @@ mod tests {
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             allow_insecure_http: false,
+            custom_integration: None,
         };
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         ProvetWorker {

@@ -396,6 +396,7 @@ mod tests {
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             allow_insecure_http: base.starts_with("http:"),
+            custom_integration: None,
         };
         ProvetClient::new(&cfg).unwrap()
     }

@@ -34,6 +34,10 @@ use crate::config::CustomIntegrationConfig;
 /// How far in the future a timestamp may be (clock difference between Provet and the box).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// Most reminders one click may queue: a day's reminders of a busy clinic fit many times over,
+/// and one request cannot make the box queue (and the SIM send) thousands.
+pub const MAX_IDS: usize = 500;
+
 /// Parameter names that carry reminder ids.
 pub const ID_PARAMS: &[&str] = &["id", "ids", "id[]"];
 
@@ -61,6 +65,8 @@ pub enum VerifyError {
     Future { ahead_s: i64 },
     #[error("custom integration request carries no reminder id (expected `id`, `ids` or `id[]`)")]
     NoIds,
+    #[error("custom integration request selects more than {max} reminders; select fewer per click")]
+    TooManyIds { max: usize },
     #[error("custom integration request: `{param}` value {value:?} is not a reminder id")]
     BadId { param: String, value: String },
 }
@@ -146,6 +152,9 @@ fn reminder_ids(params: &[(String, String)]) -> Result<Vec<i64>, VerifyError> {
             let id = parse_id(part)
                 .ok_or_else(|| VerifyError::BadId { param: name.clone(), value: part.chars().take(40).collect() })?;
             if !ids.contains(&id) {
+                if ids.len() == MAX_IDS {
+                    return Err(VerifyError::TooManyIds { max: MAX_IDS });
+                }
                 ids.push(id);
             }
         }
@@ -203,6 +212,17 @@ mod tests {
 
     fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn more_than_max_ids_is_refused_without_reading_them_all() {
+        let ts = NOW.to_string();
+        let many: String = (1..=MAX_IDS + 1).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(verify(&signed(&ts, &[("ids", &many)]), &cfg(), NOW), Err(VerifyError::TooManyIds { max: MAX_IDS }));
+        let enough: String = (1..=MAX_IDS).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(verify(&signed(&ts, &[("ids", &enough)]), &cfg(), NOW).map(|ids| ids.len()), Ok(MAX_IDS));
+        let repeated = vec!["7"; 10_000].join(",");
+        assert_eq!(verify(&signed(&ts, &[("ids", &repeated)]), &cfg(), NOW), Ok(vec![7]), "repeats are not counted");
     }
 
     #[test]

@@ -140,8 +140,25 @@ const V3: &str = r#"
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;   -- the modem whose sender works on it; NULL = free
 "#;
 
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: V1 }, Migration { version: 2, sql: V2 }, Migration { version: 3, sql: V3 }];
+/// Version 5: reminders-button requests already accepted, so a captured request cannot be
+/// replayed (kept until its timestamp would be refused as stale anyway).
+const V5: &str = r#"
+CREATE TABLE button_requests (
+    instance     TEXT    NOT NULL,
+    timestamp    TEXT    NOT NULL,         -- exactly as received
+    verification TEXT    NOT NULL,         -- lowercase hex
+    seen_at      INTEGER NOT NULL,         -- unix ms
+    PRIMARY KEY (instance, timestamp, verification)
+) WITHOUT ROWID;
+CREATE INDEX button_requests_by_age ON button_requests (seen_at);
+"#;
+
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: V1 },
+    Migration { version: 2, sql: V2 },
+    Migration { version: 3, sql: V3 },
+    Migration { version: 5, sql: V5 },
+];
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 3;
+pub const LATEST: u32 = 5;

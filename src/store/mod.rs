@@ -9,6 +9,7 @@
 //! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
 //!   it, so async code never blocks the runtime on disk I/O and there is one writer.
 
+mod button;
 mod deliveries;
 mod inbox;
 pub(crate) mod migrations;
@@ -21,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use button::ButtonOutcome;
 pub use deliveries::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply};
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;

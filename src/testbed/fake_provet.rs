@@ -206,6 +206,7 @@ impl FakeProvet {
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
             allow_insecure_http: true,
+            custom_integration: None,
         }
     }
 

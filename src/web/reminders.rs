@@ -1,10 +1,15 @@
-//! `POST /provet/<instance>/reminders`: Provet's custom-integration button on the reminders
-//! page ("Send HTTP request"), carrying the selected reminder ids (seed 001).
+//! `POST` (or `GET`) `/provet/<instance>/reminders`: Provet's custom-integration button on the
+//! reminders page ("Send HTTP request"), carrying the selected reminder ids (seed 001).
 //!
 //! The form body (or the query string; both are read, query first) is checked with
-//! [`crate::provet::custom_integration::verify`] against `[custom_integration]`: a bad hash or
-//! a stale timestamp is 403 with the reason, a body that cannot be read is 400. Each id is
-//! queued as a `received` outbox row and the Provet worker fetches, sends and reports it.
+//! [`crate::provet::custom_integration::verify`] against the instance's
+//! `[provet.custom_integration]` (else the top-level `[custom_integration]`): a bad hash or a
+//! stale timestamp is 403 with the reason, and so is an unknown instance (it is checked against a
+//! salt nobody knows, so it fails the same way). More than
+//! [`crate::provet::custom_integration::MAX_IDS`] reminders is 413. A verified request is
+//! accepted once: the same (timestamp, verification) again is 403, so a captured request cannot
+//! be replayed. All ids of a request are queued as `received` outbox rows in one transaction and
+//! the Provet worker fetches, sends and reports them.
 //!
 //! # Which kind of reminder
 //! The button does not say whether its ids are appointment reminders or reminders with
@@ -21,9 +26,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use hyper::StatusCode;
 
+use super::conn::ConnInfo;
 use super::{AppState, HttpResponse, json, text};
+use crate::config::{CustomIntegrationConfig, Secret};
 use crate::provet::ReminderKind;
-use crate::provet::custom_integration::verify;
+use crate::provet::custom_integration::{MAX_FUTURE_SKEW, VerifyError, verify};
+use crate::store::ButtonOutcome;
 
 /// The parameter that chooses the reminder kind.
 pub const KIND_PARAM: &str = "kind";
@@ -41,14 +49,11 @@ pub fn reminder_kind(params: &[(String, String)]) -> Result<ReminderKind, String
     }
 }
 
-/// Handles the button request for `instance`.
+/// Handles the button request for `instance` (POST with a form body, or GET with the query).
 pub async fn handle(State(state): State<Arc<AppState>>, Path(instance): Path<String>, req: Request) -> HttpResponse {
     let instance = instance.as_str();
-    let (Some(ci), true) =
-        (state.config.custom_integration.as_ref(), state.config.provet.iter().any(|p| p.name == instance))
-    else {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    };
+    let conn = req.extensions().get::<ConnInfo>().copied();
+    let known = state.config.provet.iter().find(|p| p.name == instance).and_then(|p| p.custom_integration.clone());
     let mut params: Vec<(String, String)> =
         req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let body = match super::read_body(req, state.config.http.listener.max_body_bytes).await {
@@ -63,46 +68,61 @@ pub async fn handle(State(state): State<Arc<AppState>>, Path(instance): Path<Str
         Ok(k) => k,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
-    let ids = match verify(&params, ci, crate::store::now_ms() / 1000) {
+    // An unknown instance is checked against a salt nobody knows, so from outside it fails
+    // exactly like a wrong hash: instance names cannot be probed.
+    let ci = known.unwrap_or_else(unknown_instance);
+    let ids = match verify(&params, &ci, crate::store::now_ms() / 1000) {
         Ok(ids) => ids,
+        Err(VerifyError::TooManyIds { max }) => {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{}\n", VerifyError::TooManyIds { max }));
+        }
         Err(e) => {
-            tracing::warn!(instance, error = %e, "custom-integration request refused");
+            if let Some(conn) = conn {
+                state.outsiders.note("reminders button request refused", conn.surface, conn.client);
+            }
             return text(StatusCode::FORBIDDEN, format!("{e}\n"));
         }
     };
-    let inst = instance.to_string();
-    let ids2 = ids.clone();
+    let single = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (timestamp, verification) = (single(&ci.timestamp_param), single(&ci.verification_param));
+    let keep_ms = i64::try_from(ci.max_age.as_millis() + MAX_FUTURE_SKEW.as_millis()).unwrap_or(i64::MAX);
+    let (inst, ids2) = (instance.to_string(), ids.clone());
     let stored = state
         .store
-        .call(move |db| {
-            let mut new = Vec::new();
-            for id in &ids2 {
-                let (_, is_new) = db.insert_received(kind.as_str(), &inst, *id)?;
-                if is_new {
-                    new.push(*id);
-                }
-            }
-            db.log_webhook_call(
-                "in",
-                &format!("provet/{inst}/reminders"),
-                Some(200),
-                Some(&format!("{} ids", ids2.len())),
-            )?;
-            Ok(new)
-        })
+        .call(move |db| db.queue_button_request(&inst, &timestamp, &verification, kind.as_str(), &ids2, keep_ms))
         .await;
     match stored {
-        Ok(new) => {
+        Ok(ButtonOutcome::Queued { new }) => {
             tracing::info!(instance, kind = kind.as_str(), selected = ids.len(), new = new.len(), "reminders queued");
             if !new.is_empty() {
                 crate::outbound::Wake::all(&state.wake.fetch);
             }
             json(StatusCode::OK, &serde_json::json!({"ok": true, "kind": kind.as_str(), "queued": ids, "new": new}))
         }
+        Ok(ButtonOutcome::Replayed) => {
+            if let Some(conn) = conn {
+                state.outsiders.note("reminders button request replayed", conn.surface, conn.client);
+            }
+            text(
+                StatusCode::FORBIDDEN,
+                "this request was already accepted once; reload the page in Provet and click again\n",
+            )
+        }
         Err(e) => {
             tracing::error!(instance, error = %e, "could not store reminder ids");
             text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry later\n")
         }
+    }
+}
+
+/// The check an unknown instance gets: default parameter names and a random salt.
+fn unknown_instance() -> CustomIntegrationConfig {
+    let salt: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
+    CustomIntegrationConfig {
+        salt: Secret::new(salt),
+        max_age: crate::config::DEFAULT_BUTTON_MAX_AGE,
+        timestamp_param: "timestamp".into(),
+        verification_param: "verification".into(),
     }
 }
 
