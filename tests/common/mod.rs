@@ -111,11 +111,14 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("smshub: admin on http://") {
-                    let _ = tx.send((true, addr.to_string()));
+                let host_port = |rest: &str| {
+                    rest.strip_prefix("http://").or_else(|| rest.strip_prefix("https://")).map(str::to_string)
+                };
+                if let Some(addr) = line.strip_prefix("smshub: admin on ").and_then(host_port) {
+                    let _ = tx.send((true, addr));
                 }
-                if let Some(addr) = line.strip_prefix("smshub: listening on http://") {
-                    let _ = tx.send((false, addr.to_string()));
+                if let Some(addr) = line.strip_prefix("smshub: listening on ").and_then(host_port) {
+                    let _ = tx.send((false, addr));
                 }
                 let mut l = log2.lock().unwrap();
                 l.push_str(&line);
