@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the systemd integration files in systemd/:
-#   1. `systemd-analyze security --offline=true` exposure must be <= MAX_EXPOSURE (2.5, issues 3 and 7);
+#   1. `systemd-analyze security --offline=true` exposure must be <= MAX_EXPOSURE (1.5: the score the unit has
+#      kept since wave 1, and the bound of the "safe on the internet" issue);
 #   2. `systemd-analyze verify` must be clean, run on a copy of the unit whose ExecStart points at a freshly
 #      built binary (the installed path /usr/bin/smshub does not exist on a CI host);
 #   3. the sysusers.d and tmpfiles.d snippets are applied to a throwaway root and their effect is checked;
@@ -11,7 +12,7 @@
 # Usage: .ci/systemd.sh   (from anywhere; needs systemd >= 252 tools and cargo)
 set -euo pipefail
 
-MAX_EXPOSURE=${MAX_EXPOSURE:-2.5}
+MAX_EXPOSURE=${MAX_EXPOSURE:-1.5}
 root=$(cd "$(dirname "$0")/.." && pwd)
 unit="$root/systemd/smshub.service"
 work=$(mktemp -d)
