@@ -20,6 +20,11 @@
 //!   `stats.total` before and after, which includes the driver's periodic health polls during
 //!   the run), (b) messages per minute with the simulator's send latency at `--latency-ms`,
 //!   compared with the limit 60 000 / latency (one `+CMGS` at a time).
+//! - `bench listeners`: (a) webhook latency (connect to end of answer, one at a time) while
+//!   another local address has opened `--idle` connections and holds them; (b) this process's
+//!   resident memory (the daemon and the bench client together) before, at its peak and after a
+//!   header flood of `--flood` connections from 30 local addresses, each sending up to 400 KB of
+//!   headers that never end.
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -66,6 +71,22 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// The public listener under abuse: webhook latency while another address holds 1000 idle
+    /// connections, and this process's memory during a header flood from many addresses.
+    Listeners {
+        /// Idle connections opened from 127.0.0.2 (the daemon keeps at most its per-address cap).
+        #[arg(long, default_value_t = 1000)]
+        idle: usize,
+        /// Webhook requests timed while they are held.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Connections of the header flood (spread over 30 local addresses).
+        #[arg(long, default_value_t = 900)]
+        flood: usize,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// AT round trips per message and messages per minute against the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
@@ -85,6 +106,8 @@ struct Rig {
     tmp: PathBuf,
     db_path: PathBuf,
     addr: String,
+    /// The admin listener (`/status`).
+    admin: String,
     fake: FakeProvet,
     sim: SimControl,
     /// Stops the daemon (and with it the simulator it holds) when sent or dropped.
@@ -105,9 +128,10 @@ async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::R
         .await
         .context("starting the simulator")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let db_path = tmp.join("bench.db");
     let text = format!(
-        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
+        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
          [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
          webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 1\nretry_max_s = 2\nallow_insecure_http = true\n\
          [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n{extra}",
@@ -141,7 +165,8 @@ async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::R
         anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not start listening");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rig = Rig { tmp, db_path, addr, fake, sim: control, _stop: stop };
+    let admin = format!("127.0.0.1:{admin_port}");
+    let rig = Rig { tmp, db_path, addr, admin, fake, sim: control, _stop: stop };
     rig.wait_modem_ready().await?;
     Ok(rig)
 }
@@ -219,7 +244,146 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
+        BenchCommand::Listeners { idle, requests, flood, dir } => {
+            listeners(idle, requests, flood, dir.as_deref()).await
+        }
     }
+}
+
+/// Raises this process's open-file limit to its hard limit: the bench holds both ends of
+/// every connection.
+fn raise_fd_limit() -> u64 {
+    let mut lim = nix::libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim);
+            nix::libc::getrlimit(nix::libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// This process's resident memory, from /proc (kB).
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+async fn connect_from(from: std::net::IpAddr, addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    socket.connect(addr.parse().map_err(std::io::Error::other)?).await
+}
+
+async fn listeners(idle: usize, requests: usize, flood: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let fds = raise_fd_limit();
+    let rig = rig(dir, 0).await?;
+    println!("bench listeners: default limits (256 connections, 32 per address), open-file limit {fds}");
+    // (a) another address holds `idle` connections open.
+    let other: std::net::IpAddr = "127.0.0.2".parse()?;
+    let mut held = Vec::with_capacity(idle);
+    for _ in 0..idle {
+        match connect_from(other, &rig.addr).await {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                println!("  stopped opening idle connections at {}: {e}", held.len());
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut lat = Vec::with_capacity(requests);
+    let mut failed = 0;
+    for i in 0..requests {
+        let t0 = Instant::now();
+        match post_webhook(&rig.addr, 1_000_000 + i as i64).await {
+            Ok(200) => lat.push(t0.elapsed().as_secs_f64() * 1000.0),
+            _ => failed += 1,
+        }
+    }
+    let status = admin_status(&rig.admin).await.unwrap_or_default();
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!(
+        "webhook while {} idle connections were opened from another address ({} refused by the per-address cap): \
+         {} requests, p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms, {failed} failed",
+        held.len(),
+        status["listeners"]["public"]["refused_address_cap"],
+        lat.len()
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // (b) a header flood: each connection sends up to 400 KB of headers that never end.
+    let before = rss_kb();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kb(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut senders = tokio::task::JoinSet::new();
+    for i in 0..flood {
+        let addr = rig.addr.clone();
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, (10 + i % 30) as u8));
+        senders.spawn(async move {
+            let Ok(mut s) = connect_from(from, &addr).await else { return 0usize };
+            let line = format!("X-Flood: {}\r\n", "a".repeat(1000));
+            let mut sent = 0usize;
+            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                return sent;
+            }
+            while sent < 400 * 1024 {
+                match tokio::time::timeout(Duration::from_secs(2), s.write_all(line.as_bytes())).await {
+                    Ok(Ok(())) => sent += line.len(),
+                    _ => break,
+                }
+            }
+            sent
+        });
+    }
+    let mut total = 0usize;
+    while let Some(r) = senders.join_next().await {
+        total += r.unwrap_or(0);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sampler.abort();
+    let after = rss_kb();
+    let status = admin_status(&rig.admin).await.unwrap_or_default();
+    println!(
+        "header flood: {flood} connections from 30 addresses, {:.1} MB of headers written into the sockets (kernel buffers \
+         included; the daemon reads at most max_header_bytes of each); \
+         RSS of this process (daemon + bench client) {:.1} MB before, {:.1} MB peak, {:.1} MB after; \
+         refused: {} by the total cap, {} by the per-address cap",
+        total as f64 / 1e6,
+        before as f64 / 1024.0,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+        after as f64 / 1024.0,
+        status["listeners"]["public"]["refused_total_cap"],
+        status["listeners"]["public"]["refused_address_cap"],
+    );
+    Ok(())
+}
+
+async fn admin_status(addr: &str) -> anyhow::Result<serde_json::Value> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok(serde_json::from_str(body)?)
 }
 
 /// A PBX-style receiver: records (body field, instant of the request's first byte), answers
