@@ -190,6 +190,47 @@ fn oversized_headers_slow_senders_idle_connections_and_garbage_are_cut_off() {
     assert!(v["listeners"]["public"]["timed_out"].as_u64() >= Some(1), "{v}");
 }
 
+#[test]
+fn running_out_of_file_descriptors_is_survived_and_logged_in_summary() {
+    use std::os::unix::process::CommandExt as _;
+    let dir = TestDir::new();
+    // Caps above the descriptor limit, so accept() itself runs out (EMFILE).
+    let cfg = config(&dir, "max_connections = 5000\nmax_connections_per_address = 5000\n", "");
+    let mut cmd = Daemon::command(&cfg);
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit { rlim_cur: 64, rlim_max: 64 };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let d = Daemon::start_command(cmd);
+    runtime().block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..150 {
+            if let Ok(s) = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&d.addr)).await {
+                held.extend(s.ok());
+            }
+        }
+        // The backlog keeps connections the daemon cannot accept; give it time to try.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(held);
+    });
+    let recovered = wait_for(Duration::from_secs(20), || {
+        let s = TcpStream::connect(&d.addr).ok()?;
+        drop(s);
+        (http(&d.addr, "GET", "/healthz", None, b"").0 == 200).then_some(())
+    });
+    assert!(recovered.is_some(), "the daemon serves again once descriptors are free: {}", d.log());
+    let v = status_json(&d);
+    assert!(v["listeners"]["public"]["accept_errors"].as_u64() >= Some(1), "EMFILE was hit: {v}");
+    let lines = d.log().lines().filter(|l| l.contains("WARN") && l.contains("accept")).count();
+    assert!((1..=3).contains(&lines), "accept errors are summarised, not logged each: {lines}\n{}", d.log());
+}
+
 /// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM, DER).
 fn certificate(name: &str) -> (String, String, Vec<u8>) {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();

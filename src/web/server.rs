@@ -112,7 +112,7 @@ pub async fn serve(
             Err(e) => {
                 // Running out of file descriptors must not spin the CPU or flood the journal.
                 stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                outsiders.note_error("accept", surface, &e.to_string());
+                outsiders.note_error("accepting an HTTP connection failed", surface, &e.to_string());
                 backoff = (backoff * 2).clamp(Duration::from_millis(50), MAX_ACCEPT_BACKOFF);
                 tokio::time::sleep(backoff).await;
                 continue;

@@ -94,16 +94,25 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits (up to 30 s) for its "listening on" line.
     pub fn start(config: &Path) -> Daemon {
-        let mut child = smshub_command()
-            .arg("--config")
+        Daemon::start_command(Daemon::command(config))
+    }
+
+    /// The command [`Daemon::start`] runs, to adjust before [`Daemon::start_command`].
+    pub fn command(config: &Path) -> Command {
+        let mut cmd = smshub_command();
+        cmd.arg("--config")
             .arg(config)
             .arg("run")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts `cmd` (from [`Daemon::command`]) and waits for its "listening on" line.
+    pub fn start_command(mut cmd: Command) -> Daemon {
+        let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
