@@ -161,6 +161,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let store = Store::open(&config.store.path)?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
     store.call(|db| db.release_all_claims()).await?;
+    store.call(|db| db.prune_sessions(crate::store::now_ms())).await?;
     if interrupted > 0 {
         tracing::warn!(
             parts = interrupted,
@@ -186,6 +187,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         started: Instant::now(),
         wake: wake.clone(),
         outsiders: outsiders.clone(),
+        auth: Default::default(),
         public_stats: Arc::default(),
         admin_stats: Arc::default(),
     });
