@@ -172,6 +172,14 @@ fn a_session_survives_a_restart_of_the_daemon() {
     assert_eq!(d.wait_exit(Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
     let d = Daemon::start(&cfg);
     assert!(signed_in_as(&home(&d, &cookie), "anna"), "the session lives in the database");
+
+    // Signing in again from the same browser replaces its session.
+    let body = format!("username=anna&password={}", PASSWORD.replace(' ', "+"));
+    let again = post_form(&d, "/login", &[("Cookie", &cookie)], &body);
+    let fresh = session_cookie(&again);
+    assert_ne!(fresh, cookie);
+    assert!(signed_in_as(&home(&d, &fresh), "anna"));
+    assert_eq!(home(&d, &cookie).status, 303, "the replaced session ended");
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub async fn form(req: Request) -> HttpResponse {
 pub async fn submit(State(state): State<Arc<AppState>>, req: Request) -> HttpResponse {
     let conn = conn_info(req.extensions());
     let secure = via_tls(&state, &conn, req.headers());
+    // A session this browser had before is ended by a new login (one cookie, one session).
+    let previous = SignedIn::current(&state, req.headers()).await.ok().flatten();
     if !form::is_form(req.headers()) {
         return html::error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,6 +111,9 @@ pub async fn submit(State(state): State<Arc<AppState>>, req: Request) -> HttpRes
             next,
         );
     };
+    if let Some(p) = previous {
+        let _ = p.end(&state).await;
+    }
     tracing::info!(user = %name, client = %mask_address(conn.client), "signed in");
     let mut resp = see_other(next);
     resp.headers_mut().insert(SET_COOKIE, cookies::start(&session.id, state.config.admin.session_lifetime, secure));
