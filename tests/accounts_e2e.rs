@@ -432,3 +432,45 @@ fn the_session_lifetime_is_an_admin_key_in_range() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("\"session_lifetime_s\":3600"), "{}", stdout(&out));
 }
+
+#[test]
+fn failed_logins_count_per_user_across_addresses_and_a_tls_proxy_gets_secure_cookies() {
+    let dir = TestDir::new();
+    // The test client plays a reverse proxy on 127.0.0.1 that names the real client.
+    let cfg = config(&dir, "trusted_proxies = [\"127.0.0.1\"]");
+    add_user(&dir, &cfg, "anna", PASSWORD);
+    add_user(&dir, &cfg, "ben", PASSWORD);
+    let d = Daemon::start(&cfg);
+    let from = |client: &str, user: &str, password: &str| {
+        let o = origin(&d);
+        let body = format!("username={user}&password={}", password.replace(' ', "+"));
+        http_with(
+            &d.admin,
+            "POST",
+            "/login",
+            &[("Origin", &o), ("Content-Type", "application/x-www-form-urlencoded"), ("X-Forwarded-For", client)],
+            body.as_bytes(),
+        )
+    };
+    for i in 0..5 {
+        // Five addresses, one guess each: no address is throttled, the name is.
+        assert_eq!(from(&format!("203.0.113.{i}"), "anna", "wrong guess").status, 401);
+    }
+    let sixth = from("198.51.100.7", "anna", PASSWORD);
+    assert_eq!(sixth.status, 429, "per user, whatever the address");
+    assert!(sixth.header("retry-after").is_some());
+    assert_eq!(from("198.51.100.7", "ben", PASSWORD).status, 303, "another user from that address is not slowed");
+
+    // Behind a proxy that terminates TLS the origin is https and the cookie is Secure.
+    let https = format!("https://{}", d.admin);
+    let body = format!("username=ben&password={}", PASSWORD.replace(' ', "+"));
+    let tls = http_with(
+        &d.admin,
+        "POST",
+        "/login",
+        &[("Origin", &https), ("Content-Type", "application/x-www-form-urlencoded"), ("X-Forwarded-Proto", "https")],
+        body.as_bytes(),
+    );
+    assert_eq!(tls.status, 303, "{tls:?}");
+    assert!(tls.header("set-cookie").unwrap().ends_with("; Secure"), "{tls:?}");
+}
