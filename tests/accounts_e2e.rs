@@ -185,14 +185,14 @@ fn a_session_survives_a_restart_of_the_daemon() {
 #[test]
 fn a_session_ends_after_its_configured_lifetime() {
     let dir = TestDir::new();
-    let cfg = config(&dir, "session_lifetime_s = 2");
+    let cfg = config(&dir, "session_lifetime_s = 3");
     add_user(&dir, &cfg, "anna", PASSWORD);
     let d = Daemon::start(&cfg);
     let ok = login(&d, "anna", PASSWORD);
-    assert!(ok.header("set-cookie").unwrap().contains("Max-Age=2"));
+    assert!(ok.header("set-cookie").unwrap().contains("Max-Age=3"));
     let cookie = session_cookie(&ok);
     assert!(signed_in_as(&home(&d, &cookie), "anna"));
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(3500));
     let expired = home(&d, &cookie);
     assert_eq!((expired.status, expired.header("location")), (303, Some("/login")));
     let users = dir.smshub(&cfg, &["user", "list", "--json"]);

@@ -70,10 +70,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The address as counted: IPv4 as is, IPv6 by its /64.
+/// The address as counted: IPv4 as is (also when a dual-stack listener sees it as
+/// `::ffff:a.b.c.d`, which would otherwise put every IPv4 client in one /64), IPv6 by its /64.
 fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => {
             let s = v6.segments();
             IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
@@ -174,6 +175,10 @@ mod tests {
         t.failed(ip("2001:db8:1:2::1"), None, now);
         assert!(t.check(ip("2001:db8:1:2:ffff::9"), None, now).is_err());
         assert!(t.check(ip("2001:db8:1:3::1"), None, now).is_ok());
+        // IPv4 clients of a dual-stack listener are still told apart.
+        t.failed(ip("::ffff:203.0.113.5"), None, now);
+        assert!(t.check(ip("203.0.113.5"), None, now).is_err());
+        assert!(t.check(ip("::ffff:203.0.113.6"), None, now).is_ok());
     }
 
     #[test]
