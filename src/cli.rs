@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat};
 use crate::store::{Db, OutboxFilter, OutboxState};
+use crate::web::auth::password::{self, MIN_PASSWORD_CHARS};
+use crate::web::auth::{AccountName, secrets};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +73,12 @@ pub enum Command {
     /// The opt-out list: numbers that sent STOP (or were added here) get no SMS.
     #[command(subcommand)]
     Optout(OptoutCommand),
+    /// Accounts for people: who may sign in on the admin listener (web UI).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Tokens for programs: `Authorization: Bearer <token>` on the admin listener (/status, API).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
     #[command(subcommand)]
     Pdu(PduCommand),
@@ -198,6 +206,50 @@ pub enum OptoutCommand {
     Remove {
         /// The number as in `optout list` (or any form `add` accepts).
         number: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user who signs in with NAME and a password read from stdin.
+    Add {
+        /// 1 to 64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit.
+        name: String,
+        /// Read the password from the first line of stdin (at least 10 characters), e.g.
+        /// `printf '%s\n' "$PASSWORD" | smshub user add anna --password-stdin`. Required: a
+        /// password never goes on the command line, where `ps` and shell history would show it.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove a user; its sessions end at once.
+    Remove {
+        /// The name as in `user list`.
+        name: String,
+    },
+    /// List users with their live session counts.
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for a program; it is printed once, as the last line of stdout (only its
+    /// hash is kept, so it cannot be shown again).
+    Create {
+        /// 1 to 64 letters, digits, '.', '_', '-' or '@' (e.g. the program's name: "nagios").
+        name: String,
+    },
+    /// List tokens (names and dates; the tokens themselves are not kept).
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Revoke the valid token called NAME: requests with it are refused (401) from now on.
+    Revoke {
+        /// The name as in `token list`.
+        name: String,
     },
 }
 
@@ -386,6 +438,123 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let config = Config::load(&cli.config)?;
             let db = Db::open(&config.store.path)?;
             optout(&config, &db, cmd)
+        }
+        Command::User(cmd) => {
+            // The password first: a bad one is refused before the config or database is read.
+            let password = match cmd {
+                UserCommand::Add { name, .. } => {
+                    AccountName::parse(name).map_err(|e| Failure::input(format!("user name {name:?}: {e}")))?;
+                    Some(read_password()?)
+                }
+                _ => None,
+            };
+            let config = Config::load(&cli.config)?;
+            let mut db = Db::open(&config.store.path)?;
+            user(&mut db, cmd, password)
+        }
+        Command::Token(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            token(&db, cmd)
+        }
+    }
+}
+
+/// The first line of stdin, checked against the password rule.
+fn read_password() -> Result<String, Failure> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        eprint!("password (it shows as you type; pipe it in to keep it off the screen): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::input(format!("--password-stdin: cannot read a line of text from stdin: {e}")))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    password::check_new(password).map_err(|e| {
+        Failure::input(format!("--password-stdin: {e}; give a password of at least {MIN_PASSWORD_CHARS} characters on the first line of stdin"))
+    })?;
+    Ok(password.to_string())
+}
+
+fn user(db: &mut Db, cmd: &UserCommand, password: Option<String>) -> Result<(), Failure> {
+    match cmd {
+        UserCommand::Add { name, .. } => {
+            let name = AccountName::parse(name).map_err(|e| Failure::input(format!("user name {name:?}: {e}")))?;
+            let password = password.ok_or_else(|| Failure::input("--password-stdin: no password"))?;
+            let phc = password::hash(&password).map_err(|e| Failure::runtime(e.to_string()))?;
+            if !db.add_user(name.as_str(), &phc)? {
+                return Err(Failure::input(format!(
+                    "user {name} already exists; to change its password, `smshub user remove {name}` and add it again"
+                )));
+            }
+            println!("added user {name}; sign in at the admin listener's /login");
+            Ok(())
+        }
+        UserCommand::Remove { name } => match db.remove_user(name)? {
+            Some(sessions) => {
+                println!("removed user {name} ({sessions} session(s) ended)");
+                Ok(())
+            }
+            None => Err(Failure::input(format!("there is no user {name:?} (see `smshub user list`)"))),
+        },
+        UserCommand::List { out } => {
+            let rows = db.list_users()?;
+            if out.json {
+                print_json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> =
+                rows.iter().map(|u| vec![u.name.clone(), age(u.created_at), u.sessions.to_string()]).collect();
+            print_table(&["NAME", "CREATED", "SESSIONS"], &table);
+            Ok(())
+        }
+    }
+}
+
+fn token(db: &Db, cmd: &TokenCommand) -> Result<(), Failure> {
+    match cmd {
+        TokenCommand::Create { name } => {
+            let name = AccountName::parse(name).map_err(|e| Failure::input(format!("token name {name:?}: {e}")))?;
+            let token = secrets::new_token().map_err(|e| Failure::runtime(e.to_string()))?;
+            if !db.add_token(name.as_str(), &secrets::digest(&token))? {
+                return Err(Failure::input(format!(
+                    "a valid token called {name} exists; revoke it first (`smshub token revoke {name}`) or pick another name"
+                )));
+            }
+            println!(
+                "created token {name}; it is shown only now (smshub keeps only its hash); programs send it as `Authorization: Bearer <token>`:"
+            );
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::List { out } => {
+            let rows = db.list_tokens()?;
+            if out.json {
+                print_json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        age(t.created_at),
+                        t.revoked_at.map(|r| format!("revoked {}", age(r))).unwrap_or_else(|| "valid".into()),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "CREATED", "STATE"], &table);
+            Ok(())
+        }
+        TokenCommand::Revoke { name } => {
+            if db.revoke_token(name)? {
+                println!("token {name} revoked");
+                Ok(())
+            } else {
+                Err(Failure::input(format!("there is no valid token {name:?} (see `smshub token list`)")))
+            }
         }
     }
 }

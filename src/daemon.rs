@@ -161,12 +161,15 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let store = Store::open(&config.store.path)?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
     store.call(|db| db.release_all_claims()).await?;
+    store.call(|db| db.prune_sessions(crate::store::now_ms())).await?;
     if interrupted > 0 {
         tracing::warn!(
             parts = interrupted,
             "parts were in the modem's hands when smshub last stopped; their outcome is unknown"
         );
     }
+    // Before the listeners say they are up: SIGHUP's default action would end the process.
+    let mut reload = Reload::install().context("installing the SIGHUP handler")?;
     let public = bind(&config, "http", &config.http.listener, Surface::Public).await?;
     let admin = bind(&config, "admin", &config.admin.listener, Surface::Admin).await?;
     let local = public.tcp.local_addr().context("reading the listener's address")?;
@@ -186,6 +189,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         started: Instant::now(),
         wake: wake.clone(),
         outsiders: outsiders.clone(),
+        auth: Default::default(),
         public_stats: Arc::default(),
         admin_stats: Arc::default(),
     });
@@ -253,7 +257,6 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let mut last_status = format!("running; HTTP on {local}, admin on {admin_local}");
     notify(&[NotifyState::Ready, NotifyState::Status(&last_status)]);
 
-    let mut reload = Reload::install().context("installing the SIGHUP handler")?;
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map(|w| w / 2).unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     let mut ticker = tokio::time::interval(tick);

@@ -14,7 +14,7 @@
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the SMTP fallback.
 //! - [`web`]: the HTTP server: an axum router (`/healthz`, `/status`, Provet webhooks) in our
-//!   own accept loop.
+//!   own accept loop; `web::auth` signs people in (sessions) and lets programs in (tokens).
 //! - [`health`]: the health table behind `/healthz`, `STATUS=` and the watchdog.
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.

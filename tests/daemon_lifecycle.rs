@@ -23,9 +23,14 @@ fn healthz_answers_and_sigterm_exits_cleanly() {
         Some(1),
         "the public /healthz says healthy or not, nothing more: {body}"
     );
-    let (status, body) = http(&d.admin, "GET", "/status", None, b"");
-    assert_eq!(status, 200);
-    assert!(body.contains("\"version\""), "{body}");
+    // /status is for people and programs of the clinic: a token from the CLI.
+    assert_eq!(http(&d.admin, "GET", "/status", None, b"").0, 401, "/status needs a session or a token");
+    let created = dir.smshub(&cfg, &["token", "create", "lifecycle"]);
+    assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
+    let token = stdout(&created).lines().last().unwrap().to_string();
+    let reply = http_with(&d.admin, "GET", "/status", &[("Authorization", &format!("Bearer {token}"))], b"");
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("\"version\""), "{}", reply.body);
     // Each surface answers only its own routes.
     assert_eq!(http(&d.addr, "GET", "/status", None, b"").0, 404, "/status is not public");
     assert_eq!(http(&d.admin, "GET", "/healthz", None, b"").0, 404, "public routes are not on the admin listener");

@@ -58,10 +58,28 @@ async fn get_keep_alive(s: &mut tokio::net::TcpStream, path: &str) -> u16 {
     String::from_utf8_lossy(&buf[..n]).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
-fn status_json(d: &Daemon) -> serde_json::Value {
-    let (status, body) = http(&d.admin, "GET", "/status", None, b"");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+/// A token made by `smshub token create`.
+fn token(dir: &TestDir) -> String {
+    let cfg = dir.path().join("smshub.toml");
+    let out = dir.smshub(&cfg, &["token", "create", "tests"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).lines().last().unwrap_or_default().to_string()
+}
+
+/// `/status` from the admin listener.
+fn status_json(token: &str, d: &Daemon) -> serde_json::Value {
+    let mut s = TcpStream::connect(&d.admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET /status HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        d.admin
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    serde_json::from_str(resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")).unwrap()
 }
 
 #[test]
@@ -69,6 +87,7 @@ fn a_flood_from_one_address_does_not_stop_another_address() {
     let dir = TestDir::new();
     let cfg = config(&dir, "max_connections = 8\nmax_connections_per_address = 4\n", "");
     let d = Daemon::start(&cfg);
+    let token = token(&dir);
     runtime().block_on(async {
         let mut flood = Vec::new();
         for _ in 0..4 {
@@ -96,12 +115,16 @@ fn a_flood_from_one_address_does_not_stop_another_address() {
         for _ in 0..4 {
             flood.push(connect_from("127.0.0.3", &d.addr).await);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Wait until the daemon has taken all ten (the kernel completes a connect before it).
+        let taken = wait_for(Duration::from_secs(20), || {
+            (status_json(&token, &d)["listeners"]["public"]["accepted"].as_u64() >= Some(10)).then_some(())
+        });
+        assert!(taken.is_some(), "{}", d.log());
         let mut late = connect_from("127.0.0.4", &d.addr).await;
         assert!(closed_within(&mut late, Duration::from_secs(5)).await, "over the total cap");
         drop(flood);
     });
-    let v = status_json(&d);
+    let v = status_json(&token, &d);
     let public = &v["listeners"]["public"];
     assert!(public["refused_address_cap"].as_u64() >= Some(1), "{v}");
     assert!(public["refused_total_cap"].as_u64() >= Some(1), "{v}");
@@ -186,7 +209,7 @@ fn oversized_headers_slow_senders_idle_connections_and_garbage_are_cut_off() {
         assert!(closed_within(&mut junk, Duration::from_secs(10)).await);
     });
     assert_eq!(http(&d.addr, "GET", "/healthz", None, b"").0, 200, "still serving: {}", d.log());
-    let v = status_json(&d);
+    let v = status_json(&token(&dir), &d);
     assert!(v["listeners"]["public"]["timed_out"].as_u64() >= Some(1), "{v}");
 }
 
@@ -225,7 +248,7 @@ fn running_out_of_file_descriptors_is_survived_and_logged_in_summary() {
         (http(&d.addr, "GET", "/healthz", None, b"").0 == 200).then_some(())
     });
     assert!(recovered.is_some(), "the daemon serves again once descriptors are free: {}", d.log());
-    let v = status_json(&d);
+    let v = status_json(&token(&dir), &d);
     assert!(v["listeners"]["public"]["accept_errors"].as_u64() >= Some(1), "EMFILE was hit: {v}");
     let lines = d.log().lines().filter(|l| l.contains("WARN") && l.contains("accept")).count();
     assert!((1..=3).contains(&lines), "accept errors are summarised, not logged each: {lines}\n{}", d.log());

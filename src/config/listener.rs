@@ -11,7 +11,7 @@ use super::ConfigError;
 use super::source::Context;
 
 /// One listener's section as written. `[http]` and `[admin]` share it; `public_url` is refused
-/// in `[admin]`.
+/// in `[admin]`, `session_lifetime_s` in `[http]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawListener {
@@ -27,6 +27,8 @@ pub(super) struct RawListener {
     pub(super) request_timeout_s: Option<u64>,
     pub(super) idle_timeout_s: Option<u64>,
     pub(super) trusted_proxies: Option<Vec<String>>,
+    /// `[admin]` only: how long a sign-in lasts.
+    pub(super) session_lifetime_s: Option<u64>,
 }
 
 /// The certificate chain and key of a TLS listener (PEM files, read at start and on SIGHUP).

@@ -131,6 +131,19 @@ pub struct HttpConfig {
 pub struct AdminConfig {
     #[serde(flatten)]
     pub listener: ListenerConfig,
+    /// How long a session lasts from login (absolute, not renewed by use).
+    #[serde(rename = "session_lifetime_s", serialize_with = "as_seconds")]
+    pub session_lifetime: Duration,
+}
+
+/// The default session lifetime: a working day.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The longest session lifetime accepted: 30 days.
+const MAX_SESSION_LIFETIME_S: u64 = 30 * 24 * 3600;
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,7 +343,30 @@ impl Config {
                 "belongs in [http]: the admin listener is not public".into(),
             ));
         }
-        let admin = AdminConfig { listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")? };
+        if raw.http.session_lifetime_s.is_some() {
+            return Err(cx.error(
+                &["http"],
+                "session_lifetime_s",
+                "belongs in [admin]: people sign in on the admin listener only".into(),
+            ));
+        }
+        let session_lifetime = match raw.admin.session_lifetime_s {
+            None => DEFAULT_SESSION_LIFETIME,
+            Some(s) if (1..=MAX_SESSION_LIFETIME_S).contains(&s) => Duration::from_secs(s),
+            Some(s) => {
+                return Err(cx.error(
+                    &["admin"],
+                    "session_lifetime_s",
+                    format!(
+                        "{s} is out of range: give 1 to {MAX_SESSION_LIFETIME_S} (30 days); the default is 43200 (12 h)"
+                    ),
+                ));
+            }
+        };
+        let admin = AdminConfig {
+            listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")?,
+            session_lifetime,
+        };
         let (a, h) = (admin.listener.listen, http.listener.listen);
         let overlap = a.ip() == h.ip() || a.ip().is_unspecified() || h.ip().is_unspecified();
         if a.port() == h.port() && a.port() != 0 && overlap {

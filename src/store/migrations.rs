@@ -153,12 +153,45 @@ CREATE TABLE button_requests (
 CREATE INDEX button_requests_by_age ON button_requests (seen_at);
 "#;
 
+/// Version 6: accounts for people (`users`, their `sessions`) and tokens for programs
+/// (`api_tokens`). Only hashes of secrets are stored: the argon2id PHC string of a password, the
+/// SHA-256 of a session id or a token (both random and long, so a fast hash is enough; a copy of
+/// the database signs nobody in).
+const V6: &str = r#"
+CREATE TABLE users (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,         -- argon2id PHC string
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE sessions (
+    id_hash    BLOB    PRIMARY KEY,         -- SHA-256 of the cookie's random 128-bit id
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf_token TEXT    NOT NULL,            -- what the session's forms carry
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+CREATE TABLE api_tokens (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    token_hash BLOB    NOT NULL UNIQUE,     -- SHA-256 of the token
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER                      -- NULL while the token is valid
+);
+-- One valid token per name; revoked ones stay listed and free the name.
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+"#;
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: V1 },
     Migration { version: 2, sql: V2 },
     Migration { version: 3, sql: V3 },
     Migration { version: 5, sql: V5 },
+    Migration { version: 6, sql: V6 },
 ];
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 5;
+pub const LATEST: u32 = 6;

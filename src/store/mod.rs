@@ -9,6 +9,7 @@
 //! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
 //!   it, so async code never blocks the runtime on disk I/O and there is one writer.
 
+mod accounts;
 mod button;
 mod deliveries;
 mod inbox;
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
 pub use button::ButtonOutcome;
 pub use deliveries::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply};
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
@@ -312,6 +314,9 @@ mod tests {
         assert!(db.list_inbox(10).unwrap().is_empty());
         // Version 3: the old row is unclaimed and can be claimed.
         assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));
+        // Version 6: the account tables exist.
+        assert!(db.list_users().unwrap().is_empty());
+        assert!(db.list_tokens().unwrap().is_empty());
     }
 
     #[test]

@@ -178,6 +178,14 @@ impl Drop for Rig {
 }
 
 impl Rig {
+    /// A new API token for the admin listener (`/status`), stored as `smshub token create` does.
+    fn api_token(&self) -> anyhow::Result<String> {
+        let token = crate::web::auth::secrets::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let db = Db::open(&self.db_path)?;
+        db.add_token(&format!("bench-{}", now_ms()), &crate::web::auth::secrets::digest(&token))?;
+        Ok(token)
+    }
+
     async fn stats(&self) -> anyhow::Result<serde_json::Value> {
         Ok(self.sim.request(serde_json::json!({"cmd": "stats"})).await?)
     }
@@ -286,6 +294,7 @@ async fn connect_from(from: std::net::IpAddr, addr: &str) -> std::io::Result<tok
 async fn listeners(idle: usize, requests: usize, flood: usize, dir: Option<&Path>) -> anyhow::Result<()> {
     let fds = raise_fd_limit();
     let rig = rig(dir, 0).await?;
+    let token = rig.api_token()?;
     println!("bench listeners: default limits (256 connections, 32 per address), open-file limit {fds}");
     // (a) another address holds `idle` connections open.
     let other: std::net::IpAddr = "127.0.0.2".parse()?;
@@ -309,7 +318,7 @@ async fn listeners(idle: usize, requests: usize, flood: usize, dir: Option<&Path
             _ => failed += 1,
         }
     }
-    let status = admin_status(&rig.admin).await.unwrap_or_default();
+    let status = admin_status(&rig.admin, &token).await.unwrap_or_default();
     let (p50, p99, max) = percentiles(&mut lat);
     println!(
         "webhook while {} idle connections were opened from another address ({} refused by the per-address cap): \
@@ -360,7 +369,7 @@ async fn listeners(idle: usize, requests: usize, flood: usize, dir: Option<&Path
     tokio::time::sleep(Duration::from_millis(200)).await;
     sampler.abort();
     let after = rss_kb();
-    let status = admin_status(&rig.admin).await.unwrap_or_default();
+    let status = admin_status(&rig.admin, &token).await.unwrap_or_default();
     println!(
         "header flood: {flood} connections from 30 addresses, {:.1} MB of headers written into the sockets (kernel buffers \
          included; the daemon reads at most max_header_bytes of each); \
@@ -376,9 +385,13 @@ async fn listeners(idle: usize, requests: usize, flood: usize, dir: Option<&Path
     Ok(())
 }
 
-async fn admin_status(addr: &str) -> anyhow::Result<serde_json::Value> {
+async fn admin_status(addr: &str, token: &str) -> anyhow::Result<serde_json::Value> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(
+        format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);

@@ -130,7 +130,11 @@ retry_max_s = 5
     );
     println!("config: {}", config_path.display());
     println!("public listener (Provet webhook, reminders button, /healthz): http://127.0.0.1:{port}");
-    println!("admin listener (/status; the web UI will live here): http://127.0.0.1:{admin_port}/status\n");
+    println!(
+        "admin listener (sign-in, /status; the web UI will live here): http://127.0.0.1:{admin_port}/login\n  \
+         (a user: `smshub --config {} user add NAME --password-stdin`; a token for /status: `token create NAME`)\n",
+        config_path.display()
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async move {
         let _ = stop_rx.await;

@@ -4,11 +4,23 @@
 //! - **Public** (`[http]`): what Provet Cloud and staff browsers inside Provet reach from the
 //!   internet: [`provet_webhook`], [`reminders`] (the button), and `GET /healthz` (a status code
 //!   and `{"healthy": bool}`, nothing more).
-//! - **Admin** (`[admin]`, loopback by default): `/status` and, as they come, the web UI, the
-//!   local API and `/metrics`.
+//! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`, `/`),
+//!   `/status` and, as they come, the web UI, the local API and `/metrics`.
 //!
 //! A route of one surface is 404 on the other. [`state`] is what the handlers share with the
 //! daemon, [`conn`] what they know about the connection, [`outsiders`] the summarised warnings.
+//!
+//! **Protecting an admin route.** Every admin request that is not GET/HEAD/OPTIONS has already
+//! passed [`auth::csrf::same_origin`] (a layer on the whole admin router) before its handler
+//! runs. The handler says who may call it by taking one extractor:
+//! - [`auth::Caller`]: a signed-in person *or* a program with a token (`/status`; the local API
+//!   and `/metrics` will take this or `Bearer`);
+//! - [`auth::Bearer`]: programs only (`Authorization: Bearer <token>` from
+//!   `smshub token create`); missing or wrong is 401 with `WWW-Authenticate`;
+//! - [`auth::SignedIn`]: people only (pages); not signed in is a 303 to `/login`.
+//!
+//! A page form that changes something carries `SignedIn::csrf_token` in the hidden field
+//! [`auth::csrf::CSRF_FIELD`], and its handler checks it with [`auth::csrf::form_token_ok`].
 
 use std::sync::Arc;
 
@@ -20,6 +32,7 @@ use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+pub mod auth;
 pub mod conn;
 pub mod outsiders;
 pub mod provet_webhook;
@@ -107,10 +120,15 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The admin listener's routes. Anything else is 404.
+/// The admin listener's routes. Anything else is 404. Every state-changing request must come
+/// from this listener's own origin (or carry a token): [`auth::csrf::same_origin`].
 pub fn admin_router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", only("GET", get(auth::home::home)))
+        .route("/login", only("GET, POST", get(auth::login::form).post(auth::login::submit)))
+        .route("/logout", only("POST", post(auth::login::logout)))
         .route("/status", only("GET", get(status::status)))
         .fallback(|| async { not_found() })
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::same_origin))
         .with_state(state)
 }

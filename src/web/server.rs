@@ -276,6 +276,10 @@ impl ConnCtx {
             tokio::select! {
                 result = &mut conn => {
                     if let Err(e) = result {
+                        // hyper's own header-read timeout closes slow or idle connections too.
+                        if e.is_timeout() {
+                            self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
                     }
                     return;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::auth::Auth;
 use super::outsiders::OutsiderLog;
 use super::server::ListenerStats;
 use crate::config::Config;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub wake: Wake,
     /// Summarised warnings caused by outsiders.
     pub outsiders: Arc<OutsiderLog>,
+    /// Sign-in: the failed-login throttle and the password-hashing permits.
+    pub auth: Auth,
     pub public_stats: Arc<ListenerStats>,
     pub admin_stats: Arc<ListenerStats>,
 }

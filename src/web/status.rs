@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use hyper::StatusCode;
 
+use super::auth::Caller;
 use super::{AppState, HttpResponse, json};
 
 /// `GET /healthz` (public): 200 when every part is healthy, else 503, with `{"healthy": bool}`
@@ -16,7 +17,8 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> HttpResponse {
     json(status, &serde_json::json!({ "healthy": healthy }))
 }
 
-/// `GET /status`: version, uptime, health and the outbox counts.
-pub async fn status(State(state): State<Arc<AppState>>) -> HttpResponse {
+/// `GET /status`: version, uptime, health and the outbox counts, for a signed-in person or a
+/// program with a token.
+pub async fn status(State(state): State<Arc<AppState>>, _caller: Caller) -> HttpResponse {
     json(StatusCode::OK, &state.status_json().await)
 }

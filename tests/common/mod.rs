@@ -73,6 +73,28 @@ impl TestDir {
     }
 }
 
+impl TestDir {
+    /// Runs smshub with `input` on its stdin (e.g. `user add NAME --password-stdin`).
+    pub fn smshub_with_stdin(&self, config: &Path, args: &[&str], input: &[u8]) -> Output {
+        let mut child = smshub_command()
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The child may refuse before reading: a broken pipe is its answer, not ours.
+        let _ = child.stdin.take().unwrap().write_all(input);
+        child.wait_with_output().unwrap()
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -120,6 +142,12 @@ impl Daemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut l = log2.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                // Logged first, so the log holds the line once start() returns.
                 let host_port = |rest: &str| {
                     rest.strip_prefix("http://").or_else(|| rest.strip_prefix("https://")).map(str::to_string)
                 };
@@ -129,9 +157,6 @@ impl Daemon {
                 if let Some(addr) = line.strip_prefix("smshub: listening on ").and_then(host_port) {
                     let _ = tx.send((false, addr));
                 }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
         });
         let (mut addr, mut admin) = (None, None);
@@ -199,6 +224,53 @@ pub fn http(addr: &str, method: &str, path: &str, content_type: Option<&str>, bo
     let status = resp.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// An HTTP answer with its headers (names lowercased).
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with extra headers; `Host`, `Connection: close` and `Content-Length`
+/// are added.
+pub fn http_with(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpReply {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    http_raw(addr, &raw)
+}
+
+/// Sends `raw` bytes as they are (for malformed requests) and reads the answer.
+pub fn http_raw(addr: &str, raw: &[u8]) -> HttpReply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    HttpReply { status, headers, body: body.to_string() }
 }
 
 /// A `smshub sim` process with its control socket and pty link.
