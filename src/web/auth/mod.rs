@@ -35,6 +35,7 @@ pub mod html;
 pub mod login;
 pub mod names;
 pub mod password;
+pub mod redirect;
 pub mod secrets;
 pub mod session;
 pub mod throttle;

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use hyper::header::{HeaderValue, LOCATION};
 use hyper::http::request::Parts;
-use hyper::{HeaderMap, Response, StatusCode};
+use hyper::{HeaderMap, StatusCode};
 
 use super::{AccountName, cookies, html, secrets};
 use crate::store::{NewSession, now_ms};
@@ -107,22 +106,13 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
 
 /// 303 to `/login`, coming back to `from` (a local path) afterwards.
 pub fn to_login(from: &str) -> HttpResponse {
-    let location = match super::login::safe_next(from) {
+    let location = match super::redirect::safe_next(from) {
         Some(next) if next != "/" => {
             format!("/login?next={}", form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
         }
         _ => "/login".to_string(),
     };
-    see_other(&location)
-}
-
-/// 303 See Other to a local `location`.
-pub fn see_other(location: &str) -> HttpResponse {
-    let mut resp = Response::new(axum::body::Body::empty());
-    *resp.status_mut() = StatusCode::SEE_OTHER;
-    let value = HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
-    resp.headers_mut().insert(LOCATION, value);
-    resp
+    super::redirect::see_other(&location)
 }
 
 fn unavailable() -> HttpResponse {
