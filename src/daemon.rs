@@ -133,7 +133,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     for m in &config.modems {
         let (handle, events, driver_task) = driver::spawn(driver_config(m), serial_connector(m), signal.receiver());
         // The driver may sit in one +CMGS for send_timeout: only much longer than that is "stuck".
-        modem_stall_after = modem_stall_after.max(m.send_timeout * 2 + Duration::from_secs(60));
+        modem_stall_after =
+            modem_stall_after.max(m.send_timeout.saturating_mul(2).saturating_add(Duration::from_secs(60)));
         tasks.spawn(async move {
             if let Err(e) = driver_task.await {
                 tracing::error!(error = %e, "modem driver task failed");

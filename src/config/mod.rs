@@ -313,7 +313,17 @@ impl Config {
         let http = HttpConfig {
             listen,
             public_url: raw.http.public_url,
-            max_body_bytes: raw.http.max_body_bytes.unwrap_or(64 * 1024),
+            max_body_bytes: match raw.http.max_body_bytes {
+                None => 64 * 1024,
+                Some(n) if (256..=16 * 1024 * 1024).contains(&n) => n,
+                Some(n) => {
+                    return Err(cx.error(
+                        &["http"],
+                        "max_body_bytes",
+                        format!("{n} is out of range (256 to 16777216)"),
+                    ));
+                }
+            },
         };
         let logging = LoggingConfig {
             level: raw.logging.level.unwrap_or_else(|| "info".into()),
@@ -351,8 +361,15 @@ impl Config {
                 baud: m.baud.unwrap_or(115_200),
                 pin,
                 profile: m.profile.unwrap_or(ModemProfile::Auto),
-                min_send_interval: Duration::from_millis(m.min_send_interval_ms.unwrap_or(0)),
-                send_timeout: Duration::from_secs(m.send_timeout_s.unwrap_or(120)),
+                min_send_interval: cx.millis_in(
+                    &section,
+                    i,
+                    "min_send_interval_ms",
+                    m.min_send_interval_ms,
+                    0,
+                    0..=60_000,
+                )?,
+                send_timeout: cx.seconds_in(&section, i, "send_timeout_s", m.send_timeout_s, 120, 1..=HOUR)?,
             });
         }
 
@@ -408,7 +425,7 @@ impl Config {
             {
                 return Err(cx.error_at(&section, i, "webhook_token", "too short: use at least 16 random characters (e.g. `openssl rand -hex 16`), it is the only guard of the webhook URL".into()));
             }
-            let retry_initial = Duration::from_secs(p.retry_initial_s.unwrap_or(5).max(1));
+            let retry_initial = cx.seconds_in(&section, i, "retry_initial_s", p.retry_initial_s, 5, 1..=HOUR)?;
             provet.push(ProvetConfig {
                 name: p.name,
                 base_url,
@@ -416,10 +433,10 @@ impl Config {
                 client_id: p.client_id,
                 client_secret,
                 webhook_token,
-                poll_interval: Duration::from_secs(p.poll_interval_s.unwrap_or(60)),
+                poll_interval: cx.seconds_in(&section, i, "poll_interval_s", p.poll_interval_s, 60, 0..=DAY)?,
                 retry_initial,
-                retry_max: Duration::from_secs(p.retry_max_s.unwrap_or(600)).max(retry_initial),
-                request_timeout: Duration::from_secs(p.request_timeout_s.unwrap_or(30).max(1)),
+                retry_max: cx.seconds_in(&section, i, "retry_max_s", p.retry_max_s, 600, 1..=DAY)?.max(retry_initial),
+                request_timeout: cx.seconds_in(&section, i, "request_timeout_s", p.request_timeout_s, 30, 1..=600)?,
                 allow_insecure_http,
             });
         }
@@ -427,12 +444,27 @@ impl Config {
         let outbound = OutboundConfig {
             on_unknown_outcome: raw.outbound.on_unknown_outcome.unwrap_or(UnknownOutcome::MarkFailed),
             max_attempts: raw.outbound.max_attempts.unwrap_or(5).max(1),
-            retry_initial: Duration::from_secs(raw.outbound.retry_initial_s.unwrap_or(5)),
-            retry_max: Duration::from_secs(raw.outbound.retry_max_s.unwrap_or(300)),
+            retry_initial: cx.seconds_in(
+                &["outbound"],
+                0,
+                "retry_initial_s",
+                raw.outbound.retry_initial_s,
+                5,
+                0..=HOUR,
+            )?,
+            retry_max: cx.seconds_in(&["outbound"], 0, "retry_max_s", raw.outbound.retry_max_s, 300, 0..=DAY)?,
             request_status_report: raw.outbound.request_status_report.unwrap_or(true),
         };
-        let inbound =
-            InboundConfig { concat_timeout: Duration::from_secs(raw.inbound.concat_timeout_s.unwrap_or(600)) };
+        let inbound = InboundConfig {
+            concat_timeout: cx.seconds_in(
+                &["inbound"],
+                0,
+                "concat_timeout_s",
+                raw.inbound.concat_timeout_s,
+                600,
+                1..=WEEK,
+            )?,
+        };
 
         let mut forwarders = Vec::new();
         for (i, f) in raw.forward.into_iter().enumerate() {
@@ -472,9 +504,16 @@ impl Config {
                         account_sid,
                         auth_token,
                         to_number,
-                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
-                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
-                        give_up_after: Duration::from_secs(give_up_after_s.unwrap_or(7 * 24 * 3600)),
+                        retry_initial: cx.seconds_in(&section, i, "retry_initial_s", retry_initial_s, 30, 1..=DAY)?,
+                        retry_max: cx.seconds_in(&section, i, "retry_max_s", retry_max_s, 3600, 1..=WEEK)?,
+                        give_up_after: cx.seconds_in(
+                            &section,
+                            i,
+                            "give_up_after_s",
+                            give_up_after_s,
+                            WEEK,
+                            1..=30 * DAY,
+                        )?,
                     })
                 }
                 RawForward::Pbx {
@@ -505,8 +544,8 @@ impl Config {
                         sms_number,
                         fallback_email,
                         max_attempts: max_attempts.unwrap_or(10).max(1),
-                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
-                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
+                        retry_initial: cx.seconds_in(&section, i, "retry_initial_s", retry_initial_s, 30, 1..=DAY)?,
+                        retry_max: cx.seconds_in(&section, i, "retry_max_s", retry_max_s, 3600, 1..=WEEK)?,
                     })
                 }
             };
@@ -554,7 +593,14 @@ impl Config {
             cancel_reply: k.cancel_reply,
             reschedule_reply: k.reschedule_reply,
             unknown_sender_reply: k.unknown_sender_reply,
-            reply_min_interval: Duration::from_secs(k.reply_min_interval_s.unwrap_or(3600)),
+            reply_min_interval: cx.seconds_in(
+                &["keywords"],
+                0,
+                "reply_min_interval_s",
+                k.reply_min_interval_s,
+                3600,
+                0..=WEEK,
+            )?,
         };
 
         let custom_integration = match raw.custom_integration {
@@ -570,7 +616,7 @@ impl Config {
                     })?;
                 Some(CustomIntegrationConfig {
                     salt,
-                    max_age: Duration::from_secs(c.max_age_s.unwrap_or(12 * 3600)),
+                    max_age: cx.seconds_in(&section, 0, "max_age_s", c.max_age_s, 12 * HOUR, 1..=WEEK)?,
                     timestamp_param: c.timestamp_param.unwrap_or_else(|| "timestamp".into()),
                     verification_param: c.verification_param.unwrap_or_else(|| "verification".into()),
                 })
@@ -604,6 +650,63 @@ impl Config {
     /// Parses a phone number with this config's default country.
     pub fn parse_number(&self, input: &str) -> Result<PhoneNumber, crate::phone::PhoneError> {
         PhoneNumber::parse(input, self.default_country.as_deref())
+    }
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+const WEEK: u64 = 7 * DAY;
+
+impl Context<'_> {
+    /// A duration key in seconds: `default` when absent, an error naming the key and the allowed
+    /// range when outside `range` (so `send_timeout_s = 18446744073709551615` is refused here,
+    /// not a panic at start).
+    fn seconds_in(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(section, index, key, value, default, range, "s").map(Duration::from_secs)
+    }
+
+    /// Like [`Context::seconds_in`] for a key in milliseconds.
+    fn millis_in(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(section, index, key, value, default, range, "ms").map(Duration::from_millis)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ranged(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &str,
+    ) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v),
+            Some(v) => Err(self.error_at(
+                section,
+                index,
+                key,
+                format!("{v} is out of range: allowed {} to {} {unit}", range.start(), range.end()),
+            )),
+        }
     }
 }
 

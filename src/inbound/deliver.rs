@@ -261,7 +261,14 @@ impl Forwarders {
                     }
                 } else {
                     let wait = backoff(attempts, t.retry_initial, t.retry_max);
-                    retry(AttemptChannel::Http, status, error, "pending", attempts, (now + ms(wait)).min(horizon))
+                    retry(
+                        AttemptChannel::Http,
+                        status,
+                        error,
+                        "pending",
+                        attempts,
+                        now.saturating_add(ms(wait)).min(horizon),
+                    )
                 };
                 (record, Vec::new())
             }
@@ -282,7 +289,7 @@ impl Forwarders {
             },
             DeliveryOutcome::Failed { status, error, retryable } if retryable && attempts < p.max_attempts => {
                 let wait = backoff(attempts, p.retry_initial, p.retry_max);
-                retry(AttemptChannel::Http, status, error, "pending", attempts, now_ms() + ms(wait))
+                retry(AttemptChannel::Http, status, error, "pending", attempts, now_ms().saturating_add(ms(wait)))
             }
             DeliveryOutcome::Failed { status, error, .. } => {
                 if p.fallback_email.is_some() && self.config.smtp.is_some() {
@@ -338,7 +345,14 @@ impl Forwarders {
                     tracing::error!(forwarder = %p.name, inbox_id = d.inbox_id, "the SMTP server refused the fallback e-mail permanently; still retrying: {e}");
                 }
                 let wait = backoff(d.email_attempts.saturating_add(1), p.retry_initial, p.retry_max);
-                retry(AttemptChannel::Email, None, e.to_string(), "emailing", d.attempts, now_ms() + ms(wait))
+                retry(
+                    AttemptChannel::Email,
+                    None,
+                    e.to_string(),
+                    "emailing",
+                    d.attempts,
+                    now_ms().saturating_add(ms(wait)),
+                )
             }
         })
     }

@@ -67,7 +67,7 @@ impl ModemReceiver {
     }
 
     async fn release_stale(&self) {
-        let older_than = now_ms() - self.concat_timeout.as_millis() as i64;
+        let older_than = crate::deadline::ms_before(now_ms(), self.concat_timeout);
         let forwarders = self.forwarders.clone();
         match self.store.call(move |db| db.release_stale_parts(older_than, &forwarders)).await {
             Ok(ids) if !ids.is_empty() => {

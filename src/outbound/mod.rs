@@ -262,7 +262,7 @@ impl ModemSender {
             .call(move |db| {
                 let so_far = db.get_outbox(id)?.map(|d| d.summary.attempts).unwrap_or(0);
                 let delay = crate::retry::backoff(so_far as u32 + 1, initial, max);
-                db.schedule_retry(id, &e2, now_ms() + delay.as_millis() as i64)
+                db.schedule_retry(id, &e2, crate::deadline::ms_after(now_ms(), delay))
             })
             .await?;
         if attempts >= i64::from(max_attempts) {
