@@ -480,3 +480,37 @@ fn twilio_gives_up_after_its_horizon_and_pbx_without_fallback_after_max_attempts
         daemon.wait_exit(Duration::from_secs(25)).expect("the daemon stops on SIGTERM with forwarders running");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn two_identical_sms_in_the_same_second_are_two_messages_and_two_forwards() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, "<Response/>".to_string()));
+    let cfg = modem_config(&dir, &sim, &twilio_forward(&tw));
+    let _d = Daemon::start(&cfg);
+    // The same sender, text and timestamp: byte-identical PDUs in two SIM slots.
+    for _ in 0..2 {
+        let r = sim.request(
+            serde_json::json!({"cmd": "inject", "from": "+358409876543", "text": "Yes", "timestamp": 1_767_225_600}),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let reqs = tw.wait_requests(2, LONG);
+    assert!(reqs.iter().all(|r| r.field("Body") == Some("Yes")), "{reqs:?}");
+    assert_ne!(reqs[0].field("MessageSid"), reqs[1].field("MessageSid"), "two messages, not one forwarded twice");
+    assert_eq!(inbox(&dir, &cfg).len(), 2);
+    let conn = rusqlite::Connection::open(dir.path().join("smshub.db")).unwrap();
+    let pdus: Vec<String> = conn
+        .prepare("SELECT pdu FROM inbox_parts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(pdus.len(), 2);
+    assert_eq!(pdus[0], pdus[1], "the PDUs really were identical");
+    let emptied = wait_for(LONG, || (sim.request(serde_json::json!({"cmd": "storage"}))["used"] == 0).then_some(()));
+    assert!(emptied.is_some(), "both slots deleted after both were stored");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(tw.requests().len(), 2);
+}

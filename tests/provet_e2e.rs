@@ -246,6 +246,32 @@ fn token_lifetimes_of_1e300_and_two_to_the_64_are_clamped_and_sending_goes_on() 
     assert_alive(&mut r);
 }
 
+#[test]
+fn a_store_failure_after_the_modem_took_a_part_is_never_reported_as_sent() {
+    let mut r = rig(&[], true, 0, |_| {});
+    // The database refuses to record acknowledgements, as a full disk would.
+    let admin = rusqlite::Connection::open(r.dir.path().join("smshub.db")).unwrap();
+    admin
+        .execute_batch(
+            "CREATE TRIGGER refuse_ack BEFORE UPDATE OF state ON outbox_parts WHEN NEW.state = 'acked' \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    let id = r.fake.add_sms("+358401234567", "did it go?");
+    assert_eq!(r.webhook(id).0, 200);
+    let marks = r.wait_marked(&[id]);
+    match marks_of(&marks, id).as_slice() {
+        [Mark::Failed { reason: Some(reason), .. }] => {
+            assert!(reason.contains("may or may not"), "{reason}")
+        }
+        other => panic!("a part whose ack was never recorded must not be reported sent: {other:?}"),
+    }
+    assert_eq!(r.texts_to("+358401234567"), ["did it go?"], "sent once, never resent blindly");
+    let row = r.outbox().into_iter().find(|m| m["external_id"] == id).unwrap();
+    assert_eq!(row["outcome"], "failed", "{row}");
+    assert_alive(&mut r);
+}
+
 fn signed_form(ts: i64, hash_salt: &str, ids: &[i64]) -> String {
     let ts = ts.to_string();
     let mut body = format!("timestamp={ts}&verification={}", expected_hash(&ts, hash_salt));

@@ -45,6 +45,8 @@ pub enum StoreError {
     NotFound(i64),
     #[error("outbox message {id} is {from}; it cannot become {to}")]
     IllegalTransition { id: i64, from: OutboxState, to: OutboxState },
+    #[error("outbox message {id} cannot become sent: {left} of its parts are not acknowledged")]
+    PartsNotAcked { id: i64, left: i64 },
     #[error("the store thread has stopped")]
     Closed,
 }
@@ -104,7 +106,9 @@ impl Db {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        // Foreign keys stay off while migrating: a step that rebuilds a table (v4) must not
+        // cascade the drop of the old one; they are checked, then switched on, afterwards.
+        conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
         for m in migrations::MIGRATIONS.iter().filter(|m| m.version > version) {
             let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
                 let tx = conn.transaction()?;
@@ -119,6 +123,12 @@ impl Db {
             })?;
             tracing::info!(path = %path.display(), version = m.version, "database schema migrated");
         }
+        let broken: Option<String> =
+            conn.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().map_err(open_err)?;
+        if let Some(table) = broken {
+            tracing::warn!(path = %path.display(), table, "database has rows whose parent is missing");
+        }
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
         Ok(Db { conn, path: path.to_path_buf() })
     }
 
@@ -310,6 +320,35 @@ mod tests {
         assert!(db.list_inbox(10).unwrap().is_empty());
         // Version 3: the old row is unclaimed and can be claimed.
         assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));
+    }
+
+    #[test]
+    fn a_version_3_database_keeps_its_parts_when_the_outbox_is_rebuilt_for_version_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", true).unwrap();
+            for m in &migrations::MIGRATIONS[..3] {
+                conn.execute_batch(m.sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO outbox (id, source, recipient, body, state, created_at, updated_at, claimed_by) \
+                 VALUES (7, 'cli', '+358401234567', 'hi', 'sending', 1, 1, 'main'); \
+                 INSERT INTO outbox_parts (outbox_id, seq, pdu, tpdu_len, state) VALUES (7, 1, '00', 1, 'acked'), (7, 2, '00', 1, 'pending');",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), 4);
+        let d = db.get_outbox(7).unwrap().unwrap();
+        assert_eq!(d.part_rows.len(), 2, "dropping the old outbox did not cascade to its parts");
+        assert_eq!(d.summary.state, OutboxState::Sending);
+        let fk: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        assert!(db.transition(7, OutboxState::Sent, None).is_err(), "part 2 is not acked");
+        assert_eq!(db.integrity_check().unwrap(), Ok(()));
     }
 
     #[test]
