@@ -551,6 +551,22 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 println!();
                 print_table(&["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
             }
+            let replies: Vec<Vec<String>> = detail
+                .replies
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.outbox_id.to_string(),
+                        r.recipient.as_deref().map(crate::phone::mask_number).unwrap_or_else(|| "-".into()),
+                        r.state.clone(),
+                        r.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if !replies.is_empty() {
+                println!();
+                print_table(&["REPLY", "TO", "STATE", "REASON"], &replies);
+            }
             for p in &detail.part_rows {
                 println!(
                     "  part {}: {}{}",

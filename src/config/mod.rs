@@ -108,6 +108,7 @@ pub struct Config {
     pub forwarders: Vec<ForwarderConfig>,
     pub smtp: Option<SmtpConfig>,
     pub keywords: KeywordsConfig,
+    pub replies: RepliesConfig,
     pub custom_integration: Option<CustomIntegrationConfig>,
 }
 
@@ -261,6 +262,27 @@ pub struct KeywordsConfig {
     pub reschedule_reply: Option<String>,
     pub unknown_sender_reply: Option<String>,
     pub reply_min_interval: Duration,
+}
+
+/// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
+/// reply, TwiML replies). A reply it refuses is recorded as an outbox row `refused` and never sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepliesConfig {
+    /// Automatic SMS to one number in the last hour, at most.
+    pub per_number_per_hour: u32,
+    /// Automatic SMS to anyone in the last hour, at most.
+    pub per_hour: u32,
+    /// Parts (PDUs) of one automatic SMS, at most.
+    pub max_parts: u32,
+    /// E.164 prefixes (`+358`, `+3584012`) a TwiML reply may go to when its `to` is not the
+    /// sender. Empty: only the sender.
+    pub allowed_destinations: Vec<String>,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> Self {
+        RepliesConfig { per_number_per_hour: 10, per_hour: 200, max_parts: 3, allowed_destinations: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -603,6 +625,34 @@ impl Config {
             )?,
         };
 
+        let replies = {
+            let r = raw.replies;
+            let d = RepliesConfig::default();
+            let section = ["replies"];
+            let count = |key: &str, v: Option<u32>, default: u32, max: u64| {
+                cx.ranged(&section, 0, key, v.map(u64::from), u64::from(default), 1..=max, "")
+                    .map(|n| u32::try_from(n).unwrap_or(default))
+            };
+            let mut allowed = Vec::new();
+            for prefix in r.allowed_destinations.unwrap_or_default() {
+                let digits = prefix.strip_prefix('+').unwrap_or("");
+                if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(cx.error(
+                        &section,
+                        "allowed_destinations",
+                        format!("{prefix:?} is not an E.164 prefix (\"+\" and 1 to 15 digits, e.g. \"+358\")"),
+                    ));
+                }
+                allowed.push(prefix);
+            }
+            RepliesConfig {
+                per_number_per_hour: count("per_number_per_hour", r.per_number_per_hour, d.per_number_per_hour, 1000)?,
+                per_hour: count("per_hour", r.per_hour, d.per_hour, 100_000)?,
+                max_parts: count("max_parts", r.max_parts, d.max_parts, 10)?,
+                allowed_destinations: allowed,
+            }
+        };
+
         let custom_integration = match raw.custom_integration {
             Some(c) => {
                 let section = ["custom_integration"];
@@ -638,6 +688,7 @@ impl Config {
             forwarders,
             smtp,
             keywords,
+            replies,
             custom_integration,
         })
     }
@@ -670,7 +721,7 @@ impl Context<'_> {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
-        self.ranged(section, index, key, value, default, range, "s").map(Duration::from_secs)
+        self.ranged(section, index, key, value, default, range, " s").map(Duration::from_secs)
     }
 
     /// Like [`Context::seconds_in`] for a key in milliseconds.
@@ -683,7 +734,7 @@ impl Context<'_> {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
-        self.ranged(section, index, key, value, default, range, "ms").map(Duration::from_millis)
+        self.ranged(section, index, key, value, default, range, " ms").map(Duration::from_millis)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -704,7 +755,7 @@ impl Context<'_> {
                 section,
                 index,
                 key,
-                format!("{v} is out of range: allowed {} to {} {unit}", range.start(), range.end()),
+                format!("{v} is out of range: allowed {} to {}{unit}", range.start(), range.end()),
             )),
         }
     }

@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     pub(super) smtp: Option<RawSmtp>,
     #[serde(default)]
     pub(super) keywords: RawKeywords,
+    #[serde(default)]
+    pub(super) replies: RawReplies,
     pub(super) custom_integration: Option<RawCustomIntegration>,
 }
 
@@ -160,6 +162,15 @@ pub(super) struct RawKeywords {
     pub(super) reschedule_reply: Option<String>,
     pub(super) unknown_sender_reply: Option<String>,
     pub(super) reply_min_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReplies {
+    pub(super) per_number_per_hour: Option<u32>,
+    pub(super) per_hour: Option<u32>,
+    pub(super) max_parts: Option<u32>,
+    pub(super) allowed_destinations: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

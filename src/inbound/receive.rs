@@ -33,6 +33,12 @@ pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
         Ok(decoded) => match decoded.message {
             Message::Deliver(d) => {
                 part.sender = Some(d.sender.to_string());
+                part.sender_ton = Some(match d.sender.kind {
+                    pdu::AddressKind::International => 1,
+                    pdu::AddressKind::National => 2,
+                    pdu::AddressKind::Alphanumeric => 5,
+                    pdu::AddressKind::Other(toa) => (toa >> 4) & 0x07,
+                });
                 part.concat = d.concat.map(|c| (c.reference, c.total, c.seq));
                 part.text = Some(d.text);
                 part.encoding = Some(d.encoding.as_str().to_string());

@@ -39,6 +39,17 @@ pub struct InboxDetail {
     pub sent_at: Option<String>,
     pub part_rows: Vec<InboxPartRow>,
     pub deliveries: Vec<DeliveryRow>,
+    /// Automatic replies to this message (keyword, TwiML), refused ones with the reason.
+    pub replies: Vec<ReplyRow>,
+}
+
+/// An automatic reply to a received message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyRow {
+    pub outbox_id: i64,
+    pub recipient: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
 }
 
 /// A forward delivery and where it stands.
@@ -119,7 +130,15 @@ impl Db {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries }))
+        let mut stmt = self.conn.prepare(
+            "SELECT id, recipient, state, coalesce(fail_reason, last_error) FROM outbox WHERE in_reply_to = ?1 ORDER BY id",
+        )?;
+        let replies = stmt
+            .query_map([id], |r| {
+                Ok(ReplyRow { outbox_id: r.get(0)?, recipient: r.get(1)?, state: r.get(2)?, reason: r.get(3)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries, replies }))
     }
 }
 
@@ -133,6 +152,9 @@ pub struct NewInboxPart {
     pub slot: Option<String>,
     pub pdu: String,
     pub sender: Option<String>,
+    /// The sender's type of number (TON, TS 23.040 9.1.2.5): 1 international, 2 national,
+    /// 3 network specific, 5 alphanumeric, 6 abbreviated.
+    pub sender_ton: Option<u8>,
     pub concat: Option<(u16, u8, u8)>,
     pub text: Option<String>,
     pub encoding: Option<String>,
@@ -188,9 +210,9 @@ impl Db {
             None => (None, None, None),
         };
         tx.execute(
-            "INSERT INTO inbox_parts (modem, pdu, sender, concat_ref, concat_total, concat_seq, text, encoding, sent_at, decode_error, received_at, slot) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![part.modem, part.pdu, part.sender, cref, ctotal, cseq, part.text, part.encoding, part.sent_at, part.decode_error, now, part.slot],
+            "INSERT INTO inbox_parts (modem, pdu, sender, concat_ref, concat_total, concat_seq, text, encoding, sent_at, decode_error, received_at, slot, sender_ton) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![part.modem, part.pdu, part.sender, cref, ctotal, cseq, part.text, part.encoding, part.sent_at, part.decode_error, now, part.slot, part.sender_ton],
         )?;
         let part_id = tx.last_insert_rowid();
         let result = match part.concat {
