@@ -438,19 +438,19 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
                     .map(|i| format!(" (Provet {i}, id {})", s.external_id.unwrap_or(0)))
                     .unwrap_or_default()
             );
-            println!("  to:         {}", s.recipient.as_deref().unwrap_or("-"));
+            println!("  to:         {}", shown(s.recipient.as_deref().unwrap_or("-")));
             println!(
                 "  state:      {}{}",
                 s.state,
                 s.outcome.as_ref().map(|o| format!(" (outcome: {o})")).unwrap_or_default()
             );
             if let Some(r) = &s.fail_reason {
-                println!("  reason:     {r}");
+                println!("  reason:     {}", shown(r));
             }
             if let Some(e) = &s.last_error {
-                println!("  last error: {e} (attempt {})", s.attempts);
+                println!("  last error: {} (attempt {})", shown(e), s.attempts);
             }
-            println!("  text:       {}", detail.body.as_deref().unwrap_or("(not fetched yet)"));
+            println!("  text:       {}", shown(detail.body.as_deref().unwrap_or("(not fetched yet)")));
             let parts: Vec<Vec<String>> = detail
                 .part_rows
                 .iter()
@@ -524,16 +524,16 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
             }
             let s = &detail.summary;
             println!("inbox message {} ({})", s.id, s.uid);
-            println!("  from:     {}", s.sender.as_deref().unwrap_or("?"));
+            println!("  from:     {}", shown(s.sender.as_deref().unwrap_or("?")));
             println!("  modem:    {}", s.modem);
             println!("  received: {}", age(s.received_at));
             if s.incomplete {
                 println!("  note:     incomplete (some parts never arrived)");
             }
             if let Some(e) = &s.decode_error {
-                println!("  decode error: {e} (raw PDU kept below)");
+                println!("  decode error: {} (raw PDU kept below)", shown(e));
             }
-            println!("  text:     {}", detail.body.as_deref().unwrap_or(""));
+            println!("  text:     {}", shown(detail.body.as_deref().unwrap_or("")));
             let deliveries: Vec<Vec<String>> = detail
                 .deliveries
                 .iter()
@@ -571,8 +571,8 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 println!(
                     "  part {}: {}{}",
                     p.concat_seq.unwrap_or(1),
-                    p.pdu,
-                    p.decode_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    shown(&p.pdu),
+                    p.decode_error.as_ref().map(|e| format!(" ({})", shown(e))).unwrap_or_default()
                 );
             }
             Ok(())
@@ -632,11 +632,23 @@ fn age(ms: i64) -> String {
     if future { format!("in {span}") } else { format!("{span} ago") }
 }
 
+/// `text` from outside (an SMS body, a sender, an error) made safe for a terminal: control
+/// characters are written as escapes (`\u{1b}`, `\n`), so an SMS cannot set the window title,
+/// clear the screen or forge table rows.
+fn shown(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         println!("(none)");
         return;
     }
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| shown(c)).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

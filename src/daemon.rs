@@ -117,6 +117,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         health: health.clone(),
         started: Instant::now(),
         wake: wake.clone(),
+        counts: Default::default(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -175,14 +176,16 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         tokio::select! {
             sig = &mut stop => break sig,
             _ = ticker.tick() => {
-                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.schema_version())).await;
+                // A write, not a read: a full disk fails writes while reads still work.
+                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.heartbeat())).await;
                 let problem = match store_ok {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("cannot write the database: {e}")),
                     Err(_) => Some("the database did not answer within 5 s".to_string()),
                 };
                 let now = Instant::now();
                 health.update("store", now, tick * 4, problem);
+                health.update("disk", now, tick * 4, crate::store::disk_problem(&config.store.path, config.store.min_free_mb));
                 health.update("main loop", now, tick * 4, None);
                 for (name, modem) in &modems {
                     let st = modem.status().borrow().clone();

@@ -110,6 +110,15 @@ fn bad_values_are_explained() {
             "modem name \"a\" is used twice",
         ),
         ("default_country = \"FI\"\n", "bad.toml:1: default_country: \"FI\" is not a country calling code"),
+        (
+            "[smtp]\nhost = \"mail.example\"\ntls = \"none\"\nfrom = \"a@b.example\"\nusername = \"u\"\npassword = \"p\"\n",
+            "bad.toml:3: smtp.tls: \"none\" with a username or password would send them in clear text",
+        ),
+        (
+            "[replies]\nallowed_destinations = [\"358\"]\n",
+            "bad.toml:2: replies.allowed_destinations: \"358\" is not an E.164 prefix",
+        ),
+        ("[replies]\nmax_parts = 0\n", "bad.toml:2: replies.max_parts: 0 is out of range"),
     ];
     for (text, expected) in cases {
         let (code, err) = check(&dir, text);

@@ -614,3 +614,25 @@ fn an_exchange_with_an_auto_responder_ends_at_the_per_number_limit() {
         "{rows:#?}"
     );
 }
+
+#[test]
+fn inbox_show_escapes_terminal_control_sequences_in_a_received_sms() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let cfg = modem_config(&dir, &sim, "");
+    let _d = Daemon::start(&cfg);
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jhello\r\nFORGED ROW";
+    inject(&sim, "+358409876543", hostile, None);
+    let id = wait_for(LONG, || inbox(&dir, &cfg).first().and_then(|m| m["id"].as_i64())).unwrap();
+    assert_eq!(inbox_show(&dir, &cfg, id)["body"], hostile, "stored as received; JSON escapes it");
+    for args in [vec!["inbox", "show", &id.to_string()], vec!["inbox", "list"]] {
+        let out = dir.smshub(&cfg, &args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        if args[1] == "show" {
+            assert!(text.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jhello\\r\\nFORGED ROW"), "{text}");
+            assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+        }
+    }
+}

@@ -115,6 +115,11 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// `/healthz` turns unhealthy when the database's filesystem has less free space (MB).
+    pub min_free_mb: u64,
+    /// Retention: texts and numbers of finished messages older than this are erased (rows and
+    /// counts stay); attempt and log rows older than this are deleted.
+    pub keep_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -586,6 +591,13 @@ impl Config {
                 if !looks_like_email(&s.from) {
                     return Err(cx.error(&section, "from", format!("{:?} is not an e-mail address", s.from)));
                 }
+                if tls == SmtpTls::None && (s.username.is_some() || password.is_some()) {
+                    return Err(cx.error(
+                        &section,
+                        "tls",
+                        "\"none\" with a username or password would send them in clear text: use \"starttls\" or \"implicit\", or drop the credentials (a local relay)".into(),
+                    ));
+                }
                 Some(SmtpConfig {
                     host: s.host,
                     port: s.port.unwrap_or(match tls {
@@ -678,7 +690,19 @@ impl Config {
             source: cx.file.to_path_buf(),
             clinic_code: raw.clinic_code,
             default_country,
-            store: StoreConfig { path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")) },
+            store: StoreConfig {
+                path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")),
+                min_free_mb: cx.ranged(
+                    &["store"],
+                    0,
+                    "min_free_mb",
+                    raw.store.min_free_mb,
+                    50,
+                    0..=1_000_000_000,
+                    " MB",
+                )?,
+                keep_days: cx.ranged(&["store"], 0, "keep_days", raw.store.keep_days, 90, 1..=36_500, " days")?,
+            },
             http,
             logging,
             modems,

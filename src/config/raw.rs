@@ -44,6 +44,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub(super) path: Option<PathBuf>,
+    pub(super) min_free_mb: Option<u64>,
+    pub(super) keep_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

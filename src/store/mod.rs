@@ -56,6 +56,32 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Free space (bytes, for an unprivileged process) on the filesystem holding `path`'s
+/// directory.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    // 32-bit targets have narrower block counts; widen there, a no-op on 64-bit.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(st.blocks_available()), u64::from(st.fragment_size()));
+    Ok(blocks.saturating_mul(size))
+}
+
+/// Why the database's filesystem is too full, if it is: below `[store] min_free_mb`.
+pub fn disk_problem(db_path: &Path, min_free_mb: u64) -> Option<String> {
+    match free_bytes(db_path) {
+        Ok(free) if free / (1024 * 1024) < min_free_mb => Some(format!(
+            "{} MB free on the database's filesystem, below [store] min_free_mb = {min_free_mb}",
+            free / (1024 * 1024)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("cannot read the free space of the database's filesystem: {e}")),
+    }
+}
+
 /// Milliseconds since the Unix epoch: the store's clock for every timestamp.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -188,6 +214,13 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The health probe: writes (and commits) a heartbeat row, so a database that can no longer
+    /// be written (full disk, read-only remount, a lock) shows as unhealthy, not only one that
+    /// cannot be read.
+    pub fn heartbeat(&self) -> Result<()> {
+        self.kv_set("health:heartbeat", &now_ms().to_string())
+    }
+
     /// Records an HTTP call in or out (the status page and `doctor` show recent ones).
     pub fn log_webhook_call(
         &self,
@@ -215,20 +248,36 @@ impl Db {
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
-/// The async handle to the database: cheap to clone; every call runs on the store thread.
+/// The async handle to the database: cheap to clone. Every write (and every pipeline read)
+/// runs on the store thread, which owns the read-write connection; reads for HTTP callers
+/// (`/status`, later the UI and API) run on a second thread with its own read-only connection,
+/// so any number of them never queue in front of the pipeline (WAL: readers do not block the
+/// writer).
 #[derive(Clone)]
 pub struct Store {
     jobs: std::sync::mpsc::Sender<Job>,
+    reads: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
 }
 
 impl Store {
-    /// Opens the database (migrating it) and starts the store thread.
+    /// Opens the database (migrating it) and starts the store thread and the reader thread.
     pub fn open(path: &Path) -> Result<Store> {
-        let mut db = Db::open(path)?;
+        let db = Db::open(path)?;
+        let reader = Db::open_existing_read_only(path)?;
+        reader
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let jobs = Self::spawn_thread("smshub-store", db, path)?;
+        let reads = Self::spawn_thread("smshub-store-read", reader, path)?;
+        Ok(Store { jobs, reads, path: path.to_path_buf() })
+    }
+
+    fn spawn_thread(name: &str, mut db: Db, path: &Path) -> Result<std::sync::mpsc::Sender<Job>> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("smshub-store".into())
+            .name(name.into())
             .spawn(move || {
                 for job in rx {
                     job(&mut db);
@@ -238,7 +287,23 @@ impl Store {
                 path: path.to_path_buf(),
                 source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
             })?;
-        Ok(Store { jobs, path: path.to_path_buf() })
+        Ok(jobs)
+    }
+
+    /// Runs the read-only `f` on the reader thread (for HTTP callers): it never waits behind
+    /// the pipeline's writes, nor they behind it. A write there fails (read-only connection).
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reads
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub fn path(&self) -> &Path {
