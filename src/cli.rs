@@ -71,6 +71,9 @@ pub enum Command {
     /// The opt-out list: numbers that sent STOP (or were added here) get no SMS.
     #[command(subcommand)]
     Optout(OptoutCommand),
+    /// The database: retention ([store] keep_days).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
     #[command(subcommand)]
     Pdu(PduCommand),
@@ -198,6 +201,19 @@ pub enum OptoutCommand {
     Remove {
         /// The number as in `optout list` (or any form `add` accepts).
         number: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Erase texts and phone numbers of finished messages older than [store] keep_days (rows and
+    /// counts stay) and delete old attempt and log rows. The daemon does this daily by itself.
+    Purge {
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        out: JsonFlag,
     },
 }
 
@@ -386,6 +402,29 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let config = Config::load(&cli.config)?;
             let db = Db::open(&config.store.path)?;
             optout(&config, &db, cmd)
+        }
+        Command::Store(StoreCommand::Purge { dry_run, out }) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            let counts = db.purge(config.store.keep_days, *dry_run, || {})?;
+            if out.json {
+                print_json(
+                    &serde_json::json!({"dry_run": dry_run, "keep_days": config.store.keep_days, "counts": counts}),
+                );
+                return Ok(());
+            }
+            let verb = if *dry_run { "would be" } else { "were" };
+            println!("older than {} days ({}):", config.store.keep_days, if *dry_run { "dry run" } else { "done" });
+            println!("  {} outbox messages {verb} erased (text and number)", counts.outbox_erased);
+            println!("  {} received messages {verb} erased (text and sender)", counts.inbox_erased);
+            println!(
+                "  {} forward attempts, {} webhook log rows, {} events and {} reply stamps {verb} deleted",
+                counts.attempts_deleted,
+                counts.webhook_calls_deleted,
+                counts.events_deleted,
+                counts.reply_stamps_deleted
+            );
+            Ok(())
         }
     }
 }

@@ -162,6 +162,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
 
     spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
+    tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
 
     tracing::info!(listen = %local, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
     // Tests and scripts read this line to find the port when http.listen uses port 0.
@@ -227,4 +228,44 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `[store] keep_days`, applied a minute after start and then daily, one small batch per store
+/// call so the pipeline's jobs run between batches.
+async fn retention(store: crate::store::Store, keep_days: u64, mut shutdown: crate::shutdown::ShutdownSignal) {
+    const FIRST_RUN: Duration = Duration::from_secs(60);
+    const EVERY: Duration = Duration::from_secs(24 * 3600);
+    let mut wait = FIRST_RUN;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = EVERY;
+        let mut total = crate::store::PurgeCounts::default();
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match store.call(move |db| db.purge_one_batch(keep_days)).await {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(batch) => total.add(&batch),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention: purging old data failed; trying again tomorrow");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !total.is_empty() {
+            tracing::info!(
+                keep_days,
+                outbox = total.outbox_erased,
+                inbox = total.inbox_erased,
+                attempts = total.attempts_deleted,
+                events = total.events_deleted + total.webhook_calls_deleted,
+                "retention: erased old texts and numbers"
+            );
+        }
+    }
 }

@@ -6,14 +6,17 @@
 //!   and the daemon can share the file.
 //! - Migrations run at open, each in its own transaction; a database from a newer smshub is
 //!   refused before anything is written to it.
-//! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
-//!   it, so async code never blocks the runtime on disk I/O and there is one writer.
+//! - [`Store`] is the async handle: one thread owns the read-write connection and runs closures
+//!   sent to it, so async code never blocks the runtime on disk I/O and there is one writer; a
+//!   second thread owns a read-only connection for HTTP-driven reads ([`Store::read`]).
+//! - `retention.rs`: `[store] keep_days`, erasing texts and numbers of old finished messages.
 
 mod deliveries;
 mod inbox;
 pub(crate) mod migrations;
 mod outbox;
 mod provet_queue;
+mod retention;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPa
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};
+pub use retention::{BATCH as PURGE_BATCH, PurgeCounts};
 pub use state::{OutboxState, PartState};
 
 /// What can go wrong in the store. Messages name the database file and what to do.
