@@ -89,6 +89,12 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// How many received messages have a body matching the SQL `LIKE` pattern (the soak bench).
+    pub fn count_inbox_bodies_like(&self, pattern: &str) -> Result<usize> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM inbox WHERE body LIKE ?1", [pattern], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// One received message with its parts and deliveries.
     pub fn get_inbox(&self, id: i64) -> Result<Option<InboxDetail>> {
         let found = self

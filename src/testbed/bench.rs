@@ -66,6 +66,19 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// The daemon (a child process) under random modem and Provet faults and SIGKILLs while work
+    /// flows; checks the invariants at the end and prints the counts.
+    Soak {
+        /// How long to run before settling and checking.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Seed of the random faults (printed; give it again to repeat a run's choices).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// AT round trips per message and messages per minute against the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
@@ -187,9 +200,14 @@ impl Rig {
 
 /// POSTs a webhook and returns the status code.
 async fn post_webhook(addr: &str, id: i64) -> anyhow::Result<u16> {
+    post_webhook_to(addr, "bench", WEBHOOK_TOKEN, id).await
+}
+
+/// POSTs a webhook for Provet instance `instance` and returns the status code.
+pub(super) async fn post_webhook_to(addr: &str, instance: &str, token: &str, id: i64) -> anyhow::Result<u16> {
     let body = format!("{{\"external_sms_id\": {id}}}");
     let req = format!(
-        "POST /provet/bench/webhook/{WEBHOOK_TOKEN} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "POST /provet/{instance}/webhook/{token} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -219,12 +237,13 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
+        BenchCommand::Soak { minutes, seed, dir } => super::soak::soak(minutes, dir.as_deref(), seed).await,
     }
 }
 
 /// A PBX-style receiver: records (body field, instant of the request's first byte), answers
 /// 200 and closes the connection.
-async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
+pub(super) async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
