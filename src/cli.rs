@@ -79,6 +79,9 @@ pub enum Command {
     /// Tokens for programs: `Authorization: Bearer <token>` on the admin listener (/status, API).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The database: retention ([store] keep_days).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Decode or encode SMS PDUs (JSON output; keys are stable for other tools).
     #[command(subcommand)]
     Pdu(PduCommand),
@@ -228,6 +231,19 @@ pub enum UserCommand {
     },
     /// List users with their live session counts.
     List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Erase texts and phone numbers of finished messages older than [store] keep_days (rows and
+    /// counts stay) and delete old attempt and log rows. The daemon does this daily by itself.
+    Purge {
+        /// Only count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -439,6 +455,29 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let db = Db::open(&config.store.path)?;
             optout(&config, &db, cmd)
         }
+        Command::Store(StoreCommand::Purge { dry_run, out }) => {
+            let config = Config::load(&cli.config)?;
+            let db = Db::open(&config.store.path)?;
+            let counts = db.purge(config.store.keep_days, *dry_run, || {})?;
+            if out.json {
+                print_json(
+                    &serde_json::json!({"dry_run": dry_run, "keep_days": config.store.keep_days, "counts": counts}),
+                );
+                return Ok(());
+            }
+            let verb = if *dry_run { "would be" } else { "were" };
+            println!("older than {} days ({}):", config.store.keep_days, if *dry_run { "dry run" } else { "done" });
+            println!("  {} outbox messages {verb} erased (text and number)", counts.outbox_erased);
+            println!("  {} received messages {verb} erased (text and sender)", counts.inbox_erased);
+            println!(
+                "  {} forward attempts, {} webhook log rows, {} events and {} reply stamps {verb} deleted",
+                counts.attempts_deleted,
+                counts.webhook_calls_deleted,
+                counts.events_deleted,
+                counts.reply_stamps_deleted
+            );
+            Ok(())
+        }
         Command::User(cmd) => {
             // The password first: a bad one is refused before the config or database is read.
             let password = match cmd {
@@ -607,19 +646,19 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
                     .map(|i| format!(" (Provet {i}, id {})", s.external_id.unwrap_or(0)))
                     .unwrap_or_default()
             );
-            println!("  to:         {}", s.recipient.as_deref().unwrap_or("-"));
+            println!("  to:         {}", shown(s.recipient.as_deref().unwrap_or("-")));
             println!(
                 "  state:      {}{}",
                 s.state,
                 s.outcome.as_ref().map(|o| format!(" (outcome: {o})")).unwrap_or_default()
             );
             if let Some(r) = &s.fail_reason {
-                println!("  reason:     {r}");
+                println!("  reason:     {}", shown(r));
             }
             if let Some(e) = &s.last_error {
-                println!("  last error: {e} (attempt {})", s.attempts);
+                println!("  last error: {} (attempt {})", shown(e), s.attempts);
             }
-            println!("  text:       {}", detail.body.as_deref().unwrap_or("(not fetched yet)"));
+            println!("  text:       {}", shown(detail.body.as_deref().unwrap_or("(not fetched yet)")));
             let parts: Vec<Vec<String>> = detail
                 .part_rows
                 .iter()
@@ -693,16 +732,16 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
             }
             let s = &detail.summary;
             println!("inbox message {} ({})", s.id, s.uid);
-            println!("  from:     {}", s.sender.as_deref().unwrap_or("?"));
+            println!("  from:     {}", shown(s.sender.as_deref().unwrap_or("?")));
             println!("  modem:    {}", s.modem);
             println!("  received: {}", age(s.received_at));
             if s.incomplete {
                 println!("  note:     incomplete (some parts never arrived)");
             }
             if let Some(e) = &s.decode_error {
-                println!("  decode error: {e} (raw PDU kept below)");
+                println!("  decode error: {} (raw PDU kept below)", shown(e));
             }
-            println!("  text:     {}", detail.body.as_deref().unwrap_or(""));
+            println!("  text:     {}", shown(detail.body.as_deref().unwrap_or("")));
             let deliveries: Vec<Vec<String>> = detail
                 .deliveries
                 .iter()
@@ -720,12 +759,28 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 println!();
                 print_table(&["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
             }
+            let replies: Vec<Vec<String>> = detail
+                .replies
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.outbox_id.to_string(),
+                        r.recipient.as_deref().map(crate::phone::mask_number).unwrap_or_else(|| "-".into()),
+                        r.state.clone(),
+                        r.reason.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if !replies.is_empty() {
+                println!();
+                print_table(&["REPLY", "TO", "STATE", "REASON"], &replies);
+            }
             for p in &detail.part_rows {
                 println!(
                     "  part {}: {}{}",
                     p.concat_seq.unwrap_or(1),
-                    p.pdu,
-                    p.decode_error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    shown(&p.pdu),
+                    p.decode_error.as_ref().map(|e| format!(" ({})", shown(e))).unwrap_or_default()
                 );
             }
             Ok(())
@@ -785,11 +840,23 @@ fn age(ms: i64) -> String {
     if future { format!("in {span}") } else { format!("{span} ago") }
 }
 
+/// `text` from outside (an SMS body, a sender, an error) made safe for a terminal: control
+/// characters are written as escapes (`\u{1b}`, `\n`), so an SMS cannot set the window title,
+/// clear the screen or forge table rows.
+fn shown(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         println!("(none)");
         return;
     }
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| shown(c)).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {

@@ -192,6 +192,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         auth: Default::default(),
         public_stats: Arc::default(),
         admin_stats: Arc::default(),
+        counts: Default::default(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -221,7 +222,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     for m in &config.modems {
         let (handle, events, driver_task) = driver::spawn(driver_config(m), serial_connector(m), signal.receiver());
         // The driver may sit in one +CMGS for send_timeout: only much longer than that is "stuck".
-        modem_stall_after = modem_stall_after.max(m.send_timeout * 2 + Duration::from_secs(60));
+        modem_stall_after =
+            modem_stall_after.max(m.send_timeout.saturating_mul(2).saturating_add(Duration::from_secs(60)));
         tasks.spawn(async move {
             if let Err(e) = driver_task.await {
                 tracing::error!(error = %e, "modem driver task failed");
@@ -248,6 +250,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
 
     spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
+    tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
 
     tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
     // Tests and scripts read these lines to find the ports when a listen address uses port 0
@@ -266,14 +269,16 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             _ = reload.recv() => reload_certificates(&certificates),
             _ = ticker.tick() => {
                 outsiders.flush();
-                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.schema_version())).await;
+                // A write, not a read: a full disk fails writes while reads still work.
+                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.heartbeat())).await;
                 let problem = match store_ok {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("cannot write the database: {e}")),
                     Err(_) => Some("the database did not answer within 5 s".to_string()),
                 };
                 let now = Instant::now();
                 health.update("store", now, tick * 4, problem);
+                health.update("disk", now, tick * 4, crate::store::disk_problem(&config.store.path, config.store.min_free_mb));
                 health.update("main loop", now, tick * 4, None);
                 for (name, modem) in &modems {
                     let st = modem.status().borrow().clone();
@@ -315,4 +320,44 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `[store] keep_days`, applied a minute after start and then daily, one small batch per store
+/// call so the pipeline's jobs run between batches.
+async fn retention(store: crate::store::Store, keep_days: u64, mut shutdown: crate::shutdown::ShutdownSignal) {
+    const FIRST_RUN: Duration = Duration::from_secs(60);
+    const EVERY: Duration = Duration::from_secs(24 * 3600);
+    let mut wait = FIRST_RUN;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = EVERY;
+        let mut total = crate::store::PurgeCounts::default();
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match store.call(move |db| db.purge_one_batch(keep_days)).await {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(batch) => total.add(&batch),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention: purging old data failed; trying again tomorrow");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !total.is_empty() {
+            tracing::info!(
+                keep_days,
+                outbox = total.outbox_erased,
+                inbox = total.inbox_erased,
+                attempts = total.attempts_deleted,
+                events = total.events_deleted + total.webhook_calls_deleted,
+                "retention: erased old texts and numbers"
+            );
+        }
+    }
 }

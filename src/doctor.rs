@@ -48,6 +48,7 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
         }
     };
     checks.push(check_database(&config.store.path));
+    checks.push(check_free_space(&config.store.path, config.store.min_free_mb));
     for modem in &config.modems {
         let device = check_device(&modem.name, &modem.device);
         let usable = device.ok;
@@ -279,6 +280,22 @@ fn check_database(path: &Path) -> Check {
             "stop smshub, copy the file aside, and restore a backup (or let smshub create a new one)",
         ),
         Err(e) => Check::fail(name, e.to_string(), "restore the database from a backup"),
+    }
+}
+
+/// The same rule as `/healthz`: the database's filesystem has at least `[store] min_free_mb`.
+fn check_free_space(path: &Path, min_free_mb: u64) -> Check {
+    let name = "free space";
+    match crate::store::disk_problem(path, min_free_mb) {
+        None => {
+            let free = crate::store::free_bytes(path).map(|b| b / (1024 * 1024)).unwrap_or(0);
+            Check::pass(name, format!("{free} MB free for the database (minimum {min_free_mb} MB)"))
+        }
+        Some(problem) => Check::fail(
+            name,
+            problem,
+            "free space (old logs, `smshub store purge`), or lower [store] min_free_mb if the card is small",
+        ),
     }
 }
 

@@ -20,6 +20,7 @@
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.
 //! - [`http_client`]: the one outbound HTTP client (deadline, bounded body) on the one
 //!   [`tls`] client config.
+//! - [`deadline`]: "now + wait" that cannot overflow; every deadline and outside duration goes through it.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
 //! - [`doctor`]: read-only checks with remedies.
 //! - [`testbed`]: instruments, not product: the modem simulator, a fake Provet, a demo clinic
@@ -29,6 +30,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deadline;
 pub mod doctor;
 pub mod forward;
 pub mod health;

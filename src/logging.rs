@@ -80,11 +80,50 @@ pub fn init(format: LogFormat, level: &str) -> Target {
     let ansi = colour_wanted(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || EscapingStderr { keep_esc: ansi })
         .with_target(false)
         .with_ansi(ansi)
         .try_init();
     Target::Stderr
+}
+
+/// stderr for the line formatter, with control characters inside a line escaped (`\n`, `\r`,
+/// `\u{1b}` …), so a field from outside (an alphanumeric sender with a line feed, an error
+/// text) can neither split a log line nor drive the terminal. ESC is kept only when we write
+/// colour ourselves (tracing-subscriber escapes ANSI sequences in fields then).
+struct EscapingStderr {
+    keep_esc: bool,
+}
+
+impl std::io::Write for EscapingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(escape_controls(&text, self.keep_esc).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `text` (one formatted log line) with its control characters escaped, except a final line
+/// feed, tabs and (if `keep_esc`) ESC.
+pub fn escape_controls(text: &str, keep_esc: bool) -> String {
+    let (body, end) = match text.strip_suffix('\n') {
+        Some(b) => (b, "\n"),
+        None => (text, ""),
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in body.chars() {
+        if c.is_control() && c != '\t' && !(keep_esc && c == '\u{1b}') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push_str(end);
+    out
 }
 
 /// Colour codes only for a person at a terminal: not in a file, a pipe or a test log, and not
@@ -159,6 +198,18 @@ impl<S: Subscriber> Layer<S> for JournaldLayer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_characters_in_a_log_line_are_escaped_but_the_line_end_kept() {
+        let line = "INFO from=Vet\nINFO forged=1 \u{1b}]0;title\u{7}\u{1b}[2J done\n";
+        let escaped = super::escape_controls(line, false);
+        assert_eq!(escaped.matches('\n').count(), 1, "{escaped}");
+        assert!(escaped.ends_with("done\n"));
+        assert!(escaped.contains("Vet\\nINFO") && escaped.contains("\\u{1b}]0;title\\u{7}"), "{escaped}");
+        assert!(!super::escape_controls("\u{1b}[31mred\u{1b}[0m\n", true).contains("\\u{1b}"), "our own colour stays");
+        assert_eq!(super::escape_controls("tab\there", false), "tab\there");
+    }
+
     use super::*;
 
     #[test]

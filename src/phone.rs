@@ -27,6 +27,8 @@ pub enum PhoneError {
     NationalWithoutCountry(String),
     #[error("phone number {0:?} has {1} digits: E.164 numbers have 8 to 15 digits including the country code")]
     BadLength(String, usize),
+    #[error("{0:?} is a short code (at most 6 digits): it is not given a country code and cannot be sent to")]
+    ShortCode(String),
 }
 
 impl PhoneNumber {
@@ -52,6 +54,9 @@ impl PhoneNumber {
         } else if let Some(rest) = digits.strip_prefix("00") {
             rest.to_string()
         } else {
+            if digits.len() <= 6 {
+                return Err(PhoneError::ShortCode(trimmed.to_string()));
+            }
             let Some(cc) = default_country else {
                 return Err(PhoneError::NationalWithoutCountry(trimmed.to_string()));
             };
@@ -96,12 +101,20 @@ impl From<PhoneNumber> for String {
 
 /// Masks any number-like string for logs: `+358401234567` → `+35840****567`. Keeps the first 6
 /// and last 3 characters of a number of 12 or more characters, fewer for shorter ones, always
-/// writes four stars (so the length is not told), leaves short codes of up to 4 digits as they
-/// are, and keeps alphanumeric sender names (they are public brand names, not personal data).
+/// writes four stars (so the length is not told), and leaves short codes of up to 4 digits as
+/// they are. A clean alphanumeric sender name (up to 11 ASCII letters, digits and spaces, with a
+/// letter) is kept: it is a public brand name, not personal data. Anything else (a number with
+/// `*` or `#`, control characters, a line feed, a long text) is not a clean number and is
+/// masked whole as `****`, so it can neither leak a number nor break a log line.
 pub fn mask_number(number: &str) -> String {
-    let is_number = number.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'));
+    let is_number = !number.is_empty()
+        && number.chars().enumerate().all(|(i, c)| c.is_ascii_digit() || (i == 0 && c == '+'))
+        && number != "+";
     if !is_number {
-        return number.to_string();
+        let brand = (1..=11).contains(&number.chars().count())
+            && number.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ')
+            && number.chars().any(|c| c.is_ascii_alphabetic());
+        return if brand { number.to_string() } else { "****".to_string() };
     }
     let chars: Vec<char> = number.chars().collect();
     let (head, tail) = match chars.len() {
@@ -175,11 +188,34 @@ mod tests {
             ("+12345", "has 5 digits"),
             ("+1234567890123456", "has 16 digits"),
             ("35+8401234567", "contains '+'"),
+            ("16400", "short code"),
         ];
         for (input, expected) in cases {
             let err = PhoneNumber::parse(input, None).unwrap_err().to_string();
             assert!(err.contains(expected), "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_short_code_never_gets_a_country_code() {
+        for code in ["16400", "112", "123456", "0 16400"] {
+            let err = PhoneNumber::parse(code, Some("358")).unwrap_err();
+            assert!(matches!(err, PhoneError::ShortCode(_)), "{code}: {err}");
+        }
+        assert_eq!(PhoneNumber::parse("0401234", Some("358")).unwrap().as_str(), "+358401234");
+    }
+
+    #[test]
+    fn anything_that_is_not_a_clean_number_or_brand_name_is_masked_whole() {
+        assert_eq!(mask_number("+35840*1234567"), "****");
+        assert_eq!(mask_number("#31#0401234567"), "****");
+        assert_eq!(mask_number("Vet\nINFO forged line"), "****");
+        assert_eq!(mask_number("\u{1b}]0;x\u{7}"), "****");
+        assert_eq!(mask_number(""), "****");
+        assert_eq!(mask_number("+"), "****");
+        assert_eq!(mask_number("ExampleVet"), "ExampleVet");
+        assert_eq!(mask_number("Vet Clinic"), "Vet Clinic");
+        assert_eq!(mask_number("A very long sender name"), "****");
     }
 
     #[test]

@@ -126,6 +126,15 @@ fn bad_values_are_explained() {
             "[admin]\ntls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = \"/nonexistent/key.pem\"\n",
             "admin.tls_cert_file: cannot read the certificate file /nonexistent/cert.pem",
         ),
+        (
+            "[smtp]\nhost = \"mail.example\"\ntls = \"none\"\nfrom = \"a@b.example\"\nusername = \"u\"\npassword = \"p\"\n",
+            "bad.toml:3: smtp.tls: \"none\" with a username or password would send them in clear text",
+        ),
+        (
+            "[replies]\nallowed_destinations = [\"358\"]\n",
+            "bad.toml:2: replies.allowed_destinations: \"358\" is not an E.164 prefix",
+        ),
+        ("[replies]\nmax_parts = 0\n", "bad.toml:2: replies.max_parts: 0 is out of range"),
     ];
     for (text, expected) in cases {
         let (code, err) = check(&dir, text);
@@ -204,4 +213,37 @@ fn the_shipped_example_config_is_valid() {
     assert_eq!(v["modems"][0]["name"], "main");
     assert_eq!(v["forwarders"].as_array().unwrap().len(), 2);
     assert_eq!(v["outbound"]["on_unknown_outcome"], "mark_failed");
+}
+
+#[test]
+fn durations_out_of_range_are_refused_before_start_with_line_and_key() {
+    let dir = TestDir::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[modem]]\nname = \"a\"\ndevice = \"/dev/null\"\nsend_timeout_s = 18446744073709551615\n",
+            "bad.toml:4: modem[0].send_timeout_s: 18446744073709551615 is out of range: allowed 1 to 3600 s",
+        ),
+        (
+            "[[provet]]\nname = \"a\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\nretry_max_s = 99999999999\n",
+            "bad.toml:6: provet[0].retry_max_s: 99999999999 is out of range",
+        ),
+        ("[inbound]\nconcat_timeout_s = 0\n", "bad.toml:2: inbound.concat_timeout_s: 0 is out of range"),
+        ("[keywords]\nreply_min_interval_s = 18446744073709551615\n", "keywords.reply_min_interval_s"),
+        ("[http]\nmax_body_bytes = 18446744073709551615\n", "bad.toml:2: http.max_body_bytes"),
+        (
+            "[[forward]]\nkind = \"twilio\"\nurl = \"https://x.example/sms\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nauth_token = \"t\"\nto_number = \"+358401234567\"\ngive_up_after_s = 18446744073709551615\n",
+            "bad.toml:7: forward[0].give_up_after_s",
+        ),
+    ];
+    for (text, expected) in cases {
+        let (code, err) = check(&dir, text);
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+    }
+    // `run` refuses it the same way instead of panicking at start.
+    let cfg = dir.write("bad.toml", cases[0].0, 0o600);
+    let out = dir.smshub(&cfg, &["run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("modem[0].send_timeout_s"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }

@@ -480,3 +480,159 @@ fn twilio_gives_up_after_its_horizon_and_pbx_without_fallback_after_max_attempts
         daemon.wait_exit(Duration::from_secs(25)).expect("the daemon stops on SIGTERM with forwarders running");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn two_identical_sms_in_the_same_second_are_two_messages_and_two_forwards() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, "<Response/>".to_string()));
+    let cfg = modem_config(&dir, &sim, &twilio_forward(&tw));
+    let _d = Daemon::start(&cfg);
+    // The same sender, text and timestamp: byte-identical PDUs in two SIM slots.
+    for _ in 0..2 {
+        let r = sim.request(
+            serde_json::json!({"cmd": "inject", "from": "+358409876543", "text": "Yes", "timestamp": 1_767_225_600}),
+        );
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let reqs = tw.wait_requests(2, LONG);
+    assert!(reqs.iter().all(|r| r.field("Body") == Some("Yes")), "{reqs:?}");
+    assert_ne!(reqs[0].field("MessageSid"), reqs[1].field("MessageSid"), "two messages, not one forwarded twice");
+    assert_eq!(inbox(&dir, &cfg).len(), 2);
+    let conn = rusqlite::Connection::open(dir.path().join("smshub.db")).unwrap();
+    let pdus: Vec<String> = conn
+        .prepare("SELECT pdu FROM inbox_parts")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(pdus.len(), 2);
+    assert_eq!(pdus[0], pdus[1], "the PDUs really were identical");
+    let emptied = wait_for(LONG, || (sim.request(serde_json::json!({"cmd": "storage"}))["used"] == 0).then_some(()));
+    assert!(emptied.is_some(), "both slots deleted after both were stored");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(tw.requests().len(), 2);
+}
+
+fn outbox_rows(dir: &TestDir, cfg: &Path) -> Vec<serde_json::Value> {
+    json(dir, cfg, &["outbox", "list", "--json"]).as_array().cloned().unwrap()
+}
+
+#[test]
+fn twiml_replies_to_other_numbers_short_codes_or_oversized_are_refused_and_recorded() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let huge = "x".repeat(30_000);
+    let answer = format!(
+        "<Response><Message to=\"+19005550123\">premium</Message><Message to=\"+882123456789\">sat</Message>\
+         <Message>{huge}</Message><Message>ok</Message></Response>"
+    );
+    let tw = Receiver::start(move |_, req| {
+        let body = if req.field("From") == Some("16400") {
+            "<Response><Message>Thanks</Message></Response>".to_string()
+        } else {
+            answer.clone()
+        };
+        (200, "text/xml", body)
+    });
+    let cfg = modem_config(&dir, &sim, &format!("default_country = \"358\"\n{}", twilio_forward(&tw)));
+    let _d = Daemon::start(&cfg);
+    inject(&sim, "+358409876543", "Hello", None);
+    inject(&sim, "16400", "Your code is 1234", None);
+    tw.wait_requests(2, LONG);
+    let sent = sim.wait_sent(LONG, |s| !s.is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let sent_now = sim.sent();
+    assert_eq!(sent_now.len(), 1, "only the short reply to the sender: {sent:?}");
+    assert_eq!(sent_now[0]["to"], "+358409876543");
+    assert_eq!(sent_now[0]["text"], "ok");
+    let rows = outbox_rows(&dir, &cfg);
+    let refused: Vec<(String, String)> = rows
+        .iter()
+        .filter(|r| r["state"] == "refused")
+        .map(|r| {
+            (r["recipient"].as_str().unwrap_or("").to_string(), r["fail_reason"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    assert_eq!(refused.len(), 4, "{rows:#?}");
+    assert!(
+        refused.iter().any(|(to, why)| to == "+19005550123" && why.contains("allowed_destinations")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.iter().any(|(to, why)| to == "+882123456789" && why.contains("allowed_destinations")),
+        "{refused:?}"
+    );
+    assert!(refused.iter().any(|(_, why)| why.contains("197 parts; [replies] max_parts is 3")), "{refused:?}");
+    assert!(
+        refused.iter().any(|(to, why)| to == "16400" && why.contains("short code")),
+        "never +35816400: {refused:?}"
+    );
+    assert!(!rows.iter().any(|r| r["recipient"] == "+35816400"), "{rows:#?}");
+    // `inbox show` lists the replies of each message, refused ones with their reason.
+    let hello = inbox(&dir, &cfg).into_iter().find(|m| m["sender"] == "+358409876543").unwrap();
+    let shown = inbox_show(&dir, &cfg, hello["id"].as_i64().unwrap());
+    let states: Vec<&str> = shown["replies"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "refused").count(), 3, "{shown}");
+    let out = dir.smshub(&cfg, &["inbox", "show", &hello["id"].to_string()]);
+    assert!(stdout(&out).contains("allowed_destinations"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_exchange_with_an_auto_responder_ends_at_the_per_number_limit() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, THANKS.to_string()));
+    let cfg = modem_config(&dir, &sim, &format!("[replies]\nper_number_per_hour = 3\n\n{}", twilio_forward(&tw)));
+    let _d = Daemon::start(&cfg);
+    let robot = "+358405550000";
+    inject(&sim, robot, "Auto-reply: I am away", None);
+    // The robot answers every SMS it gets, as an out-of-office responder does.
+    let mut answered = 0;
+    let quiet = wait_for(LONG, || {
+        let to_robot = sim.sent().iter().filter(|s| s["to"] == robot).count();
+        if to_robot > answered {
+            answered = to_robot;
+            inject(&sim, robot, "Auto-reply: I am away", None);
+            return None;
+        }
+        // No new SMS to the robot for a while after its last answer was forwarded: the loop ended.
+        let forwarded = tw.requests().len();
+        (forwarded == answered + 1 && to_robot == answered && answered >= 3).then_some(())
+    });
+    assert!(quiet.is_some(), "the exchange did not settle: {} sent", sim.sent().len());
+    std::thread::sleep(Duration::from_secs(3));
+    let to_robot = sim.sent().iter().filter(|s| s["to"] == robot).count();
+    assert_eq!(to_robot, 3, "per_number_per_hour = 3 ends the loop");
+    let rows = outbox_rows(&dir, &cfg);
+    let refused = rows.iter().filter(|r| r["state"] == "refused").count();
+    assert!(refused >= 1, "the reply over the limit is recorded as refused: {rows:#?}");
+    assert!(
+        rows.iter().any(|r| r["state"] == "refused"
+            && r["fail_reason"].as_str().is_some_and(|w| w.contains("per_number_per_hour is 3"))),
+        "{rows:#?}"
+    );
+}
+
+#[test]
+fn inbox_show_escapes_terminal_control_sequences_in_a_received_sms() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let cfg = modem_config(&dir, &sim, "");
+    let _d = Daemon::start(&cfg);
+    let hostile = "\u{1b}]0;pwned\u{7}\u{1b}[2Jhello\r\nFORGED ROW";
+    inject(&sim, "+358409876543", hostile, None);
+    let id = wait_for(LONG, || inbox(&dir, &cfg).first().and_then(|m| m["id"].as_i64())).unwrap();
+    assert_eq!(inbox_show(&dir, &cfg, id)["body"], hostile, "stored as received; JSON escapes it");
+    for args in [vec!["inbox", "show", &id.to_string()], vec!["inbox", "list"]] {
+        let out = dir.smshub(&cfg, &args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        if args[1] == "show" {
+            assert!(text.contains("\\u{1b}]0;pwned\\u{7}\\u{1b}[2Jhello\\r\\nFORGED ROW"), "{text}");
+            assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+        }
+    }
+}

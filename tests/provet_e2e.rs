@@ -203,6 +203,75 @@ fn provet_errors_token_expiry_and_rate_limits_are_outlasted() {
     assert_eq!(r.texts_to("+358401234567"), ["first", "second"]);
 }
 
+/// The daemon is still running and never panicked.
+fn assert_alive(r: &mut Rig) {
+    assert!(r.daemon.child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", r.daemon.log());
+    assert!(!r.daemon.log().contains("panicked"), "{}", r.daemon.log());
+}
+
+#[test]
+fn a_retry_after_of_two_to_the_64_is_capped_and_later_work_is_still_sent() {
+    // The first call (the poll at start) answers 429 with Retry-After 2^64-1.
+    let mut r = rig(&[], true, 1, |fake| {
+        fake.fail_next(1, Failure::RateLimited { retry_after: Some("18446744073709551615".into()) });
+    });
+    let hit = wait_for(LONG, || r.fake.calls().iter().any(|c| c.status == 429).then_some(()));
+    assert!(hit.is_some(), "the poll got the 429: {:?}", r.fake.calls());
+    let id = r.fake.add_sms("+358401234567", "after the storm");
+    assert_eq!(r.webhook(id).0, 200);
+    let marks = r.wait_marked(&[id]);
+    assert_eq!(marks_of(&marks, id), [Mark::Successful]);
+    assert_eq!(r.texts_to("+358401234567"), ["after the storm"]);
+    assert_alive(&mut r);
+}
+
+#[test]
+fn token_lifetimes_of_1e300_and_two_to_the_64_are_clamped_and_sending_goes_on() {
+    let mut r = rig(&[], true, 0, |fake| fake.set_token_expires_in_json(Some(serde_json::json!(1e300))));
+    let a = r.fake.add_sms("+358401234567", "one");
+    assert_eq!(r.webhook(a).0, 200);
+    r.wait_marked(&[a]);
+    assert_alive(&mut r);
+
+    // The next token says 2^64-1 seconds; the cached one is revoked so it must be fetched.
+    r.fake.set_token_expires_in_json(Some(serde_json::json!(u64::MAX)));
+    r.fake.expire_tokens();
+    let before = r.fake.tokens_issued();
+    let b = r.fake.add_sms("+358401234567", "two");
+    assert_eq!(r.webhook(b).0, 200);
+    let marks = r.wait_marked(&[b]);
+    assert!(r.fake.tokens_issued() > before);
+    assert_eq!(marks_of(&marks, b), [Mark::Successful]);
+    assert_eq!(r.texts_to("+358401234567"), ["one", "two"]);
+    assert_alive(&mut r);
+}
+
+#[test]
+fn a_store_failure_after_the_modem_took_a_part_is_never_reported_as_sent() {
+    let mut r = rig(&[], true, 0, |_| {});
+    // The database refuses to record acknowledgements, as a full disk would.
+    let admin = rusqlite::Connection::open(r.dir.path().join("smshub.db")).unwrap();
+    admin
+        .execute_batch(
+            "CREATE TRIGGER refuse_ack BEFORE UPDATE OF state ON outbox_parts WHEN NEW.state = 'acked' \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+    let id = r.fake.add_sms("+358401234567", "did it go?");
+    assert_eq!(r.webhook(id).0, 200);
+    let marks = r.wait_marked(&[id]);
+    match marks_of(&marks, id).as_slice() {
+        [Mark::Failed { reason: Some(reason), .. }] => {
+            assert!(reason.contains("may or may not"), "{reason}")
+        }
+        other => panic!("a part whose ack was never recorded must not be reported sent: {other:?}"),
+    }
+    assert_eq!(r.texts_to("+358401234567"), ["did it go?"], "sent once, never resent blindly");
+    let row = r.outbox().into_iter().find(|m| m["external_id"] == id).unwrap();
+    assert_eq!(row["outcome"], "failed", "{row}");
+    assert_alive(&mut r);
+}
+
 fn signed_form(ts: i64, hash_salt: &str, ids: &[i64]) -> String {
     let ts = ts.to_string();
     let mut body = format!("timestamp={ts}&verification={}", expected_hash(&ts, hash_salt));

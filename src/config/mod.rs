@@ -110,12 +110,18 @@ pub struct Config {
     pub forwarders: Vec<ForwarderConfig>,
     pub smtp: Option<SmtpConfig>,
     pub keywords: KeywordsConfig,
+    pub replies: RepliesConfig,
     pub custom_integration: Option<CustomIntegrationConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// `/healthz` turns unhealthy when the database's filesystem has less free space (MB).
+    pub min_free_mb: u64,
+    /// Retention: texts and numbers of finished messages older than this are erased (rows and
+    /// counts stay); attempt and log rows older than this are deleted.
+    pub keep_days: u64,
 }
 
 /// `[http]`: the public listener (what Provet Cloud and staff browsers inside Provet reach).
@@ -289,6 +295,27 @@ pub struct KeywordsConfig {
     pub reply_min_interval: Duration,
 }
 
+/// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
+/// reply, TwiML replies). A reply it refuses is recorded as an outbox row `refused` and never sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepliesConfig {
+    /// Automatic SMS to one number in the last hour, at most.
+    pub per_number_per_hour: u32,
+    /// Automatic SMS to anyone in the last hour, at most.
+    pub per_hour: u32,
+    /// Parts (PDUs) of one automatic SMS, at most.
+    pub max_parts: u32,
+    /// E.164 prefixes (`+358`, `+3584012`) a TwiML reply may go to when its `to` is not the
+    /// sender. Empty: only the sender.
+    pub allowed_destinations: Vec<String>,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> Self {
+        RepliesConfig { per_number_per_hour: 10, per_hour: 200, max_parts: 3, allowed_destinations: Vec::new() }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CustomIntegrationConfig {
     pub salt: Secret,
@@ -310,11 +337,19 @@ impl Config {
             key: None,
             reason: format!("cannot read the config file: {e}"),
         })?;
+        let config = Config::parse(path, &text)?;
         let cx = Context { file: path, text: &text };
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| cx.toml_error(&e))?;
-        let config = Config::from_raw(&cx, raw)?;
         cx.check_inline_secrets_are_private(&config)?;
         Ok(config)
+    }
+
+    /// Parses and checks config `text` as if read from `path` (errors name it), without the
+    /// file-permission check of [`Config::load`]. `*_file` and `*_credential` secrets are still
+    /// read. The fuzz target `config` drives this.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let cx = Context { file: path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
+        Config::from_raw(&cx, raw)
     }
 
     fn from_raw(cx: &Context<'_>, mut raw: RawConfig) -> Result<Config, ConfigError> {
@@ -412,8 +447,15 @@ impl Config {
                 baud: m.baud.unwrap_or(115_200),
                 pin,
                 profile: m.profile.unwrap_or(ModemProfile::Auto),
-                min_send_interval: Duration::from_millis(m.min_send_interval_ms.unwrap_or(0)),
-                send_timeout: Duration::from_secs(m.send_timeout_s.unwrap_or(120)),
+                min_send_interval: cx.millis_in(
+                    &section,
+                    i,
+                    "min_send_interval_ms",
+                    m.min_send_interval_ms,
+                    0,
+                    0..=60_000,
+                )?,
+                send_timeout: cx.seconds_in(&section, i, "send_timeout_s", m.send_timeout_s, 120, 1..=HOUR)?,
             });
         }
 
@@ -471,7 +513,7 @@ impl Config {
             {
                 return Err(cx.error_at(&section, i, "webhook_token", "too short: use at least 16 random characters (e.g. `openssl rand -hex 16`), it is the only guard of the webhook URL".into()));
             }
-            let retry_initial = Duration::from_secs(p.retry_initial_s.unwrap_or(5).max(1));
+            let retry_initial = cx.seconds_in(&section, i, "retry_initial_s", p.retry_initial_s, 5, 1..=HOUR)?;
             provet.push(ProvetConfig {
                 name: p.name,
                 base_url,
@@ -479,10 +521,10 @@ impl Config {
                 client_id: p.client_id,
                 client_secret,
                 webhook_token,
-                poll_interval: Duration::from_secs(p.poll_interval_s.unwrap_or(60)),
+                poll_interval: cx.seconds_in(&section, i, "poll_interval_s", p.poll_interval_s, 60, 0..=DAY)?,
                 retry_initial,
-                retry_max: Duration::from_secs(p.retry_max_s.unwrap_or(600)).max(retry_initial),
-                request_timeout: Duration::from_secs(p.request_timeout_s.unwrap_or(30).max(1)),
+                retry_max: cx.seconds_in(&section, i, "retry_max_s", p.retry_max_s, 600, 1..=DAY)?.max(retry_initial),
+                request_timeout: cx.seconds_in(&section, i, "request_timeout_s", p.request_timeout_s, 30, 1..=600)?,
                 allow_insecure_http,
                 custom_integration: None,
             });
@@ -491,12 +533,27 @@ impl Config {
         let outbound = OutboundConfig {
             on_unknown_outcome: raw.outbound.on_unknown_outcome.unwrap_or(UnknownOutcome::MarkFailed),
             max_attempts: raw.outbound.max_attempts.unwrap_or(5).max(1),
-            retry_initial: Duration::from_secs(raw.outbound.retry_initial_s.unwrap_or(5)),
-            retry_max: Duration::from_secs(raw.outbound.retry_max_s.unwrap_or(300)),
+            retry_initial: cx.seconds_in(
+                &["outbound"],
+                0,
+                "retry_initial_s",
+                raw.outbound.retry_initial_s,
+                5,
+                0..=HOUR,
+            )?,
+            retry_max: cx.seconds_in(&["outbound"], 0, "retry_max_s", raw.outbound.retry_max_s, 300, 0..=DAY)?,
             request_status_report: raw.outbound.request_status_report.unwrap_or(true),
         };
-        let inbound =
-            InboundConfig { concat_timeout: Duration::from_secs(raw.inbound.concat_timeout_s.unwrap_or(600)) };
+        let inbound = InboundConfig {
+            concat_timeout: cx.seconds_in(
+                &["inbound"],
+                0,
+                "concat_timeout_s",
+                raw.inbound.concat_timeout_s,
+                600,
+                1..=WEEK,
+            )?,
+        };
 
         let mut forwarders = Vec::new();
         for (i, f) in raw.forward.into_iter().enumerate() {
@@ -536,9 +593,16 @@ impl Config {
                         account_sid,
                         auth_token,
                         to_number,
-                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
-                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
-                        give_up_after: Duration::from_secs(give_up_after_s.unwrap_or(7 * 24 * 3600)),
+                        retry_initial: cx.seconds_in(&section, i, "retry_initial_s", retry_initial_s, 30, 1..=DAY)?,
+                        retry_max: cx.seconds_in(&section, i, "retry_max_s", retry_max_s, 3600, 1..=WEEK)?,
+                        give_up_after: cx.seconds_in(
+                            &section,
+                            i,
+                            "give_up_after_s",
+                            give_up_after_s,
+                            WEEK,
+                            1..=30 * DAY,
+                        )?,
                     })
                 }
                 RawForward::Pbx {
@@ -569,8 +633,8 @@ impl Config {
                         sms_number,
                         fallback_email,
                         max_attempts: max_attempts.unwrap_or(10).max(1),
-                        retry_initial: Duration::from_secs(retry_initial_s.unwrap_or(30)),
-                        retry_max: Duration::from_secs(retry_max_s.unwrap_or(3600)),
+                        retry_initial: cx.seconds_in(&section, i, "retry_initial_s", retry_initial_s, 30, 1..=DAY)?,
+                        retry_max: cx.seconds_in(&section, i, "retry_max_s", retry_max_s, 3600, 1..=WEEK)?,
                     })
                 }
             };
@@ -588,6 +652,13 @@ impl Config {
                     cx.secret(&section, 0, "password", s.password, s.password_file, s.password_credential)?;
                 if !looks_like_email(&s.from) {
                     return Err(cx.error(&section, "from", format!("{:?} is not an e-mail address", s.from)));
+                }
+                if tls == SmtpTls::None && (s.username.is_some() || password.is_some()) {
+                    return Err(cx.error(
+                        &section,
+                        "tls",
+                        "\"none\" with a username or password would send them in clear text: use \"starttls\" or \"implicit\", or drop the credentials (a local relay)".into(),
+                    ));
                 }
                 Some(SmtpConfig {
                     host: s.host,
@@ -618,7 +689,42 @@ impl Config {
             cancel_reply: k.cancel_reply,
             reschedule_reply: k.reschedule_reply,
             unknown_sender_reply: k.unknown_sender_reply,
-            reply_min_interval: Duration::from_secs(k.reply_min_interval_s.unwrap_or(3600)),
+            reply_min_interval: cx.seconds_in(
+                &["keywords"],
+                0,
+                "reply_min_interval_s",
+                k.reply_min_interval_s,
+                3600,
+                0..=WEEK,
+            )?,
+        };
+
+        let replies = {
+            let r = raw.replies;
+            let d = RepliesConfig::default();
+            let section = ["replies"];
+            let count = |key: &str, v: Option<u32>, default: u32, max: u64| {
+                cx.ranged(&section, 0, key, v.map(u64::from), u64::from(default), 1..=max, "")
+                    .map(|n| u32::try_from(n).unwrap_or(default))
+            };
+            let mut allowed = Vec::new();
+            for prefix in r.allowed_destinations.unwrap_or_default() {
+                let digits = prefix.strip_prefix('+').unwrap_or("");
+                if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(cx.error(
+                        &section,
+                        "allowed_destinations",
+                        format!("{prefix:?} is not an E.164 prefix (\"+\" and 1 to 15 digits, e.g. \"+358\")"),
+                    ));
+                }
+                allowed.push(prefix);
+            }
+            RepliesConfig {
+                per_number_per_hour: count("per_number_per_hour", r.per_number_per_hour, d.per_number_per_hour, 1000)?,
+                per_hour: count("per_hour", r.per_hour, d.per_hour, 100_000)?,
+                max_parts: count("max_parts", r.max_parts, d.max_parts, 10)?,
+                allowed_destinations: allowed,
+            }
         };
 
         let custom_integration = match raw.custom_integration {
@@ -640,7 +746,19 @@ impl Config {
             source: cx.file.to_path_buf(),
             clinic_code: raw.clinic_code,
             default_country,
-            store: StoreConfig { path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")) },
+            store: StoreConfig {
+                path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")),
+                min_free_mb: cx.ranged(
+                    &["store"],
+                    0,
+                    "min_free_mb",
+                    raw.store.min_free_mb,
+                    50,
+                    0..=1_000_000_000,
+                    " MB",
+                )?,
+                keep_days: cx.ranged(&["store"], 0, "keep_days", raw.store.keep_days, 90, 1..=36_500, " days")?,
+            },
             http,
             admin,
             logging,
@@ -651,6 +769,7 @@ impl Config {
             forwarders,
             smtp,
             keywords,
+            replies,
             custom_integration,
         })
     }
@@ -704,6 +823,63 @@ fn button_config(
 /// How old a button request may be: the button is clicked right after Provet builds the
 /// request, so minutes are plenty; a captured request is useless after that.
 pub const DEFAULT_BUTTON_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+const WEEK: u64 = 7 * DAY;
+
+impl Context<'_> {
+    /// A duration key in seconds: `default` when absent, an error naming the key and the allowed
+    /// range when outside `range` (so `send_timeout_s = 18446744073709551615` is refused here,
+    /// not a panic at start).
+    fn seconds_in(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(section, index, key, value, default, range, " s").map(Duration::from_secs)
+    }
+
+    /// Like [`Context::seconds_in`] for a key in milliseconds.
+    fn millis_in(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.ranged(section, index, key, value, default, range, " ms").map(Duration::from_millis)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ranged(
+        &self,
+        section: &[&str],
+        index: usize,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        unit: &str,
+    ) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(v),
+            Some(v) => Err(self.error_at(
+                section,
+                index,
+                key,
+                format!("{v} is out of range: allowed {} to {}{unit}", range.start(), range.end()),
+            )),
+        }
+    }
+}
 
 fn check_name(cx: &Context<'_>, section: &[&str], name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {

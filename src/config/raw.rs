@@ -38,6 +38,8 @@ pub(super) struct RawConfig {
     pub(super) smtp: Option<RawSmtp>,
     #[serde(default)]
     pub(super) keywords: RawKeywords,
+    #[serde(default)]
+    pub(super) replies: RawReplies,
     pub(super) custom_integration: Option<RawCustomIntegration>,
 }
 
@@ -45,6 +47,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
     pub(super) path: Option<PathBuf>,
+    pub(super) min_free_mb: Option<u64>,
+    pub(super) keep_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +161,15 @@ pub(super) struct RawKeywords {
     pub(super) reschedule_reply: Option<String>,
     pub(super) unknown_sender_reply: Option<String>,
     pub(super) reply_min_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReplies {
+    pub(super) per_number_per_hour: Option<u32>,
+    pub(super) per_hour: Option<u32>,
+    pub(super) max_parts: Option<u32>,
+    pub(super) allowed_destinations: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,9 @@ use crate::config::{PbxForwarder, SmtpConfig, SmtpTls};
 
 /// How long each read, write, connect or TLS handshake may take.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one whole mail may take, every step included: a server that answers each read just
+/// in time (a line every few seconds) must not hold the fallback for ever.
+pub const MAIL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bounds on a server reply, so a broken server cannot make us buffer without end.
 const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 100;
@@ -70,6 +73,8 @@ pub enum SmtpError {
     Rejected { step: SmtpStep, server: String, code: u16, text: String, expected: &'static str },
     #[error("SMTP {step}: {server}: {reason}")]
     Failed { step: SmtpStep, server: String, reason: String },
+    #[error("SMTP: {server} did not take the whole mail within {}s", .after.as_secs_f64())]
+    Deadline { server: String, after: Duration },
     #[error("SMTP: {0}")]
     Refused(String),
 }
@@ -270,9 +275,25 @@ impl Session {
 }
 
 /// Sends `message` (headers and body, CRLF line ends) to `to` through the server of `cfg`,
-/// with `step_timeout` on every read, write, connect and handshake.
+/// with `step_timeout` on every read, write, connect and handshake, and [`MAIL_TIMEOUT`] for
+/// the whole mail.
 pub async fn send_mail(cfg: &SmtpConfig, to: &str, message: &str, step_timeout: Duration) -> Result<(), SmtpError> {
-    send_mail_trusting(cfg, to, message, step_timeout, crate::tls::client_config()).await
+    send_mail_within(cfg, to, message, step_timeout, MAIL_TIMEOUT).await
+}
+
+/// [`send_mail`] with `overall` as the deadline of the whole mail.
+pub async fn send_mail_within(
+    cfg: &SmtpConfig,
+    to: &str,
+    message: &str,
+    step_timeout: Duration,
+    overall: Duration,
+) -> Result<(), SmtpError> {
+    let send = send_mail_trusting(cfg, to, message, step_timeout, crate::tls::client_config());
+    match tokio::time::timeout(overall, send).await {
+        Ok(result) => result,
+        Err(_) => Err(SmtpError::Deadline { server: format!("{}:{}", cfg.host, cfg.port), after: overall }),
+    }
 }
 
 /// [`send_mail`] with the given TLS config (tests use one trusting a throwaway CA).
@@ -529,6 +550,18 @@ mod tests {
                 after: Duration::from_millis(300)
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_each_read_in_time_still_meets_the_overall_deadline() {
+        let sink = SmtpSink::start(SinkBehaviour::Drip);
+        let cfg = smtp(sink.port(), SmtpTls::None);
+        let mail = compose_fallback_email(&cfg.from, "a@b.fi", &sms("x"), &forwarder(), 10, 0).unwrap();
+        let started = std::time::Instant::now();
+        let err =
+            send_mail_within(&cfg, "a@b.fi", &mail, Duration::from_secs(2), Duration::from_secs(1)).await.unwrap_err();
+        assert!(matches!(err, SmtpError::Deadline { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

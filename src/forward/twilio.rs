@@ -140,8 +140,9 @@ pub async fn deliver_twilio(client: &ForwardClient, cfg: &TwilioForwarder, msg: 
         },
         Ok(r) => match twiml::parse(&r.body, r.content_type.as_deref()) {
             Ok(t) => {
-                for note in &t.notes {
-                    tracing::info!(forwarder = %cfg.name, message_sid = %sid, "TwiML: {note}");
+                if let Some(summary) = twiml::summarise_notes(&t.notes) {
+                    // One line per answer, however many notes it produced.
+                    tracing::info!(forwarder = %cfg.name, message_sid = %sid, notes = t.notes.len(), "TwiML: {summary}");
                 }
                 DeliveryOutcome::Delivered { status: r.status, replies: t.replies }
             }

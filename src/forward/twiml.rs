@@ -305,6 +305,21 @@ fn byte_offset(text: &str, pos: TextPos) -> usize {
     text[row_start..].char_indices().nth(col).map_or(text.len(), |(i, _)| row_start + i)
 }
 
+/// The notes of one answer as one short line for the log: the first two and how many more,
+/// control characters escaped. `None` when there are none.
+pub fn summarise_notes(notes: &[String]) -> Option<String> {
+    const SHOWN: usize = 2;
+    if notes.is_empty() {
+        return None;
+    }
+    let mut line: String =
+        notes.iter().take(SHOWN).map(|n| n.escape_debug().to_string()).collect::<Vec<_>>().join("; ");
+    if notes.len() > SHOWN {
+        line.push_str(&format!("; and {} more", notes.len() - SHOWN));
+    }
+    Some(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,6 +378,11 @@ mod tests {
             parse(b"<Response><Redirect>x</Redirect><Message><Media>u</Media>b</Message></Response>", None).unwrap();
         assert_eq!(t.replies, vec![reply(None, "b")]);
         assert_eq!(t.notes.len(), 2, "{:?}", t.notes);
+        assert_eq!(summarise_notes(&t.notes).unwrap().matches("; ").count(), 1, "one line");
+        let many: Vec<String> = (0..5000).map(|i| format!("note {i}\n")).collect();
+        let line = summarise_notes(&many).unwrap();
+        assert!(line.ends_with("and 4998 more") && !line.contains('\n'), "{line}");
+        assert_eq!(summarise_notes(&[]), None);
         assert!(t.notes[0].contains("<Redirect> at byte 10"), "{:?}", t.notes);
         assert!(t.notes[1].contains("<Media>"), "{:?}", t.notes);
     }

@@ -32,9 +32,9 @@ use crate::config::{Config, ForwarderConfig, PbxForwarder, TwilioForwarder};
 use crate::forward::smtp::send_fallback_email;
 use crate::forward::{DeliveryOutcome, ForwardClient, InboundSms, TwimlReply, backoff, deliver_pbx, deliver_twilio};
 use crate::outbound::Wake;
-use crate::phone::{PhoneNumber, mask_number};
+use crate::phone::mask_number;
 use crate::shutdown::ShutdownSignal;
-use crate::store::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, QueuedReply, Store, now_ms};
+use crate::store::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, ReplyBatch, Store, now_ms};
 
 /// Each webhook call must be answered within this (Twilio gives receivers 15 s as well).
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
@@ -89,10 +89,11 @@ impl Forwarders {
 
     async fn keyword_step(&self, started_at: i64) {
         let cfg = self.config.keywords.clone();
+        let replies = self.config.replies.clone();
         let country = self.config.default_country.clone();
         let res = self
             .store
-            .call(move |db| super::keyword_actions::apply_keywords(db, &cfg, country.as_deref(), started_at))
+            .call(move |db| super::keyword_actions::apply_keywords(db, &cfg, &replies, country.as_deref(), started_at))
             .await;
         match res {
             Ok(0) => {}
@@ -147,7 +148,7 @@ impl Forwarders {
             Ok(Some(m)) => m,
             Ok(None) => {
                 let note = "the inbox message is gone".to_string();
-                self.record(&d, give_up(&d, AttemptChannel::Http, None, note), Vec::new()).await;
+                self.record(&d, give_up(&d, AttemptChannel::Http, None, note), ReplyBatch::default()).await;
                 return;
             }
             Err(e) => {
@@ -161,7 +162,7 @@ impl Forwarders {
                 "not forwarded: no part could be decoded ({}); the raw PDU is kept in the inbox",
                 msg.decode_error.as_deref().unwrap_or("no sender")
             );
-            self.record(&d, give_up(&d, AttemptChannel::Http, None, note), Vec::new()).await;
+            self.record(&d, give_up(&d, AttemptChannel::Http, None, note), ReplyBatch::default()).await;
             return;
         };
         let (record, replies) = match fwd {
@@ -173,7 +174,7 @@ impl Forwarders {
                 self.twilio_result(t, &d, &msg, outcome)
             }
             ForwarderConfig::Pbx(p) if d.state == "emailing" => match self.email(p, &d, &sms, shutdown).await {
-                Some(r) => (r, Vec::new()),
+                Some(r) => (r, ReplyBatch::default()),
                 None => return,
             },
             ForwarderConfig::Pbx(p) => {
@@ -181,7 +182,7 @@ impl Forwarders {
                     o = deliver_pbx(&self.client, p, &sms) => o,
                     _ = shutdown.wait() => return,
                 };
-                (self.pbx_result(p, &d, outcome), Vec::new())
+                (self.pbx_result(p, &d, outcome), ReplyBatch::default())
             }
         };
         match record.new_state {
@@ -199,15 +200,20 @@ impl Forwarders {
         self.record(&d, record, replies).await;
     }
 
-    async fn record(&self, d: &DueDelivery, record: AttemptRecord, replies: Vec<QueuedReply>) {
+    async fn record(&self, d: &DueDelivery, record: AttemptRecord, replies: ReplyBatch) {
         let id = d.id;
-        let res = self.store.call(move |db| db.record_delivery_attempt(id, &record, &replies)).await;
+        let limits = self.config.replies.limits();
+        let res = self.store.call(move |db| db.record_delivery_attempt(id, &record, &replies, &limits)).await;
         match res {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::info!(forwarder = %d.forwarder, inbox_id = d.inbox_id, replies = ids.len(), "TwiML replies queued");
-                self.wake.send.notify_one();
+            Ok(recorded) => {
+                if let Some((_, reason)) = recorded.refused.first() {
+                    tracing::warn!(forwarder = %d.forwarder, inbox_id = d.inbox_id, refused = recorded.refused.len(), first_reason = %crate::phone::mask_numbers_in(reason), "TwiML replies refused by the reply policy (recorded as refused)");
+                }
+                if !recorded.queued.is_empty() {
+                    tracing::info!(forwarder = %d.forwarder, inbox_id = d.inbox_id, replies = recorded.queued.len(), "TwiML replies queued");
+                    self.wake.send.notify_one();
+                }
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::error!(forwarder = %d.forwarder, inbox_id = d.inbox_id, error = %e, "recording a delivery attempt failed");
                 tokio::time::sleep(STORE_ERROR_PAUSE).await;
@@ -221,25 +227,32 @@ impl Forwarders {
         d: &DueDelivery,
         msg: &InboundMessage,
         outcome: DeliveryOutcome,
-    ) -> (AttemptRecord, Vec<QueuedReply>) {
+    ) -> (AttemptRecord, ReplyBatch) {
         let attempts = d.attempts.saturating_add(1);
         match outcome {
             DeliveryOutcome::Delivered { status, replies } => {
                 let sender = msg.sender.as_deref().unwrap_or_default();
-                let (queued, skipped) = reply_targets(sender, &replies, self.config.default_country.as_deref());
-                for note in &skipped {
+                let (batch, note) = reply_targets(
+                    sender,
+                    msg.sender_ton,
+                    &replies,
+                    &self.config.replies,
+                    self.config.default_country.as_deref(),
+                );
+                if let Some(note) = &note {
+                    // One line per answer, however many replies it held.
                     tracing::warn!(forwarder = %t.name, inbox_id = msg.inbox_id, "{note}");
                 }
                 let record = AttemptRecord {
                     channel: AttemptChannel::Http,
                     http_status: Some(status),
-                    error: (!skipped.is_empty()).then(|| skipped.join("; ")),
+                    error: note,
                     new_state: "delivered",
                     attempts,
                     next_attempt_at: None,
                     last_error: None,
                 };
-                (record, queued)
+                (record, batch)
             }
             DeliveryOutcome::Failed { status, error, retryable } => {
                 let now = now_ms();
@@ -261,9 +274,16 @@ impl Forwarders {
                     }
                 } else {
                     let wait = backoff(attempts, t.retry_initial, t.retry_max);
-                    retry(AttemptChannel::Http, status, error, "pending", attempts, (now + ms(wait)).min(horizon))
+                    retry(
+                        AttemptChannel::Http,
+                        status,
+                        error,
+                        "pending",
+                        attempts,
+                        now.saturating_add(ms(wait)).min(horizon),
+                    )
                 };
-                (record, Vec::new())
+                (record, ReplyBatch::default())
             }
         }
     }
@@ -282,7 +302,7 @@ impl Forwarders {
             },
             DeliveryOutcome::Failed { status, error, retryable } if retryable && attempts < p.max_attempts => {
                 let wait = backoff(attempts, p.retry_initial, p.retry_max);
-                retry(AttemptChannel::Http, status, error, "pending", attempts, now_ms() + ms(wait))
+                retry(AttemptChannel::Http, status, error, "pending", attempts, now_ms().saturating_add(ms(wait)))
             }
             DeliveryOutcome::Failed { status, error, .. } => {
                 if p.fallback_email.is_some() && self.config.smtp.is_some() {
@@ -338,7 +358,14 @@ impl Forwarders {
                     tracing::error!(forwarder = %p.name, inbox_id = d.inbox_id, "the SMTP server refused the fallback e-mail permanently; still retrying: {e}");
                 }
                 let wait = backoff(d.email_attempts.saturating_add(1), p.retry_initial, p.retry_max);
-                retry(AttemptChannel::Email, None, e.to_string(), "emailing", d.attempts, now_ms() + ms(wait))
+                retry(
+                    AttemptChannel::Email,
+                    None,
+                    e.to_string(),
+                    "emailing",
+                    d.attempts,
+                    now_ms().saturating_add(ms(wait)),
+                )
             }
         })
     }
@@ -392,32 +419,43 @@ pub fn inbound_sms(msg: &InboundMessage) -> Option<InboundSms> {
     })
 }
 
-/// Where each TwiML reply goes: its `to`, else the original sender, parsed as a phone number.
-/// Returns the replies to queue and a note for each one skipped (an alphanumeric or
-/// malformed target can never be sent to; empty texts are dropped). Pure.
+/// The TwiML replies of one answer through the reply policy ([`super::reply_policy`]): each goes
+/// to its `to`, else the original sender. Returns the batch to record (queued ones are counted
+/// by the store) and one summary note for the attempt's record when any was refused or empty
+/// (numbers masked). Pure.
 pub fn reply_targets(
     sender: &str,
+    sender_ton: Option<u8>,
     replies: &[TwimlReply],
+    cfg: &crate::config::RepliesConfig,
     default_country: Option<&str>,
-) -> (Vec<QueuedReply>, Vec<String>) {
-    let mut queued = Vec::new();
-    let mut skipped = Vec::new();
-    for (i, r) in replies.iter().enumerate() {
-        let target = r.to.as_deref().unwrap_or(sender);
+) -> (ReplyBatch, Option<String>) {
+    let mut batch = ReplyBatch::default();
+    let mut empty = 0usize;
+    for r in replies {
         if r.body.trim().is_empty() {
-            skipped.push(format!("TwiML reply {} to {} skipped: empty text", i + 1, mask_number(target)));
+            empty += 1;
             continue;
         }
-        match PhoneNumber::parse(target, default_country) {
-            Ok(to) => queued.push(QueuedReply { to, body: r.body.clone() }),
-            Err(_) => skipped.push(format!(
-                "TwiML reply {} skipped: {} is not a phone number an SMS can be sent to",
-                i + 1,
-                mask_number(target)
-            )),
+        match super::reply_policy::judge(sender, sender_ton, r.to.as_deref(), &r.body, cfg, default_country) {
+            super::reply_policy::Verdict::Queue(q) => batch.queued.push(q),
+            super::reply_policy::Verdict::Refuse(refused) => batch.refused.push(refused),
         }
     }
-    (queued, skipped)
+    let mut notes = Vec::new();
+    if empty > 0 {
+        notes.push(format!("{empty} TwiML repl{} with empty text skipped", if empty == 1 { "y" } else { "ies" }));
+    }
+    if let Some(first) = batch.refused.first() {
+        notes.push(format!(
+            "{} TwiML repl{} refused (first: to {}: {})",
+            batch.refused.len(),
+            if batch.refused.len() == 1 { "y" } else { "ies" },
+            mask_number(&first.to),
+            first.reason
+        ));
+    }
+    (batch, (!notes.is_empty()).then(|| notes.join("; ")))
 }
 
 #[cfg(test)]
@@ -429,7 +467,8 @@ mod tests {
     }
 
     #[test]
-    fn twiml_replies_go_to_the_sender_or_their_to_and_bad_targets_are_skipped() {
+    fn twiml_replies_go_through_the_reply_policy_with_one_note_per_answer() {
+        let cfg = crate::config::RepliesConfig::default();
         let replies = [
             reply(None, "Thanks!"),
             reply(Some("+61400111222"), "Copy"),
@@ -437,26 +476,33 @@ mod tests {
             reply(Some("040 123 4567"), "national"),
             reply(None, "   "),
         ];
-        let (queued, skipped) = reply_targets("+358401234567", &replies, None);
-        let got: Vec<(&str, &str)> = queued.iter().map(|q| (q.to.as_str(), q.body.as_str())).collect();
-        assert_eq!(got, [("+358401234567", "Thanks!"), ("+61400111222", "Copy")]);
-        assert_eq!(skipped.len(), 3, "{skipped:?}");
-        assert!(skipped[0].contains("reply 3"), "{skipped:?}");
-        assert!(!skipped.iter().any(|s| s.contains("401234567")), "numbers are masked: {skipped:?}");
-        let (queued, _) = reply_targets("+358401234567", &replies[3..4], Some("358"));
-        assert_eq!(queued[0].to.as_str(), "+358401234567");
+        let (batch, note) = reply_targets("+358401234567", Some(1), &replies, &cfg, None);
+        let got: Vec<(&str, &str)> = batch.queued.iter().map(|q| (q.to.as_str(), q.body.as_str())).collect();
+        assert_eq!(got, [("+358401234567", "Thanks!")], "no allowed_destinations: only the sender");
+        assert_eq!(batch.refused.len(), 3, "{batch:?}");
+        let note = note.unwrap();
+        assert!(note.contains("3 TwiML replies refused") && note.contains("1 TwiML reply with empty text"), "{note}");
+        assert!(!note.contains("61400111222"), "numbers are masked: {note}");
+        let (batch, _) = reply_targets("+358401234567", Some(1), &replies[3..4], &cfg, Some("358"));
+        assert_eq!(batch.queued[0].to.as_str(), "+358401234567", "a national to= that is the sender");
+        let (batch, note) = reply_targets("+358401234567", Some(1), &vec![reply(None, "ok"); 500], &cfg, None);
+        assert_eq!(batch.queued.len(), 500, "counted later by the store");
+        assert!(note.is_none());
     }
 
     #[test]
     fn an_alphanumeric_sender_gets_no_reply_without_an_explicit_to() {
-        let (queued, skipped) = reply_targets("ExampleVet", &[reply(None, "Thanks!")], None);
-        assert!(queued.is_empty());
-        assert_eq!(skipped.len(), 1);
+        let cfg = crate::config::RepliesConfig::default();
+        let (batch, note) = reply_targets("ExampleVet", Some(5), &[reply(None, "Thanks!")], &cfg, None);
+        assert!(batch.queued.is_empty());
+        assert_eq!(batch.refused.len(), 1);
+        assert!(note.unwrap().contains("alphanumeric"));
     }
 
     #[test]
     fn an_undecodable_message_is_not_turned_into_a_webhook() {
         let msg = InboundMessage {
+            sender_ton: None,
             inbox_id: 1,
             uid: "u".into(),
             sender: None,

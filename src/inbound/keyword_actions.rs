@@ -23,8 +23,9 @@
 
 use crate::config::KeywordsConfig;
 use crate::inbound::keywords::{Keyword, classify, may_auto_reply, reply_for};
+use crate::inbound::reply_policy::{self, Verdict};
 use crate::phone::{PhoneNumber, mask_number};
-use crate::store::{Db, QueuedReply, Result, now_ms};
+use crate::store::{Db, QueuedReply, RefusedReply, ReplyBatch, Result, now_ms};
 
 /// What the keyword step decided for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,9 @@ pub struct KeywordAction {
     pub reply: Option<QueuedReply>,
     /// Why a configured reply was not queued (for the debug log).
     pub reply_skipped: Option<&'static str>,
+    /// A configured reply the sender cannot receive (alphanumeric, short code): recorded as
+    /// refused.
+    pub refused: Option<RefusedReply>,
 }
 
 /// The key a sender is kept under in the opt-out list: E.164 when it parses (so it matches
@@ -61,7 +65,7 @@ pub fn decide(
         Some(Keyword::Start) => (Some((false, key)), false),
         _ => (None, opted_out),
     };
-    let mut action = KeywordAction { keyword, optout, reply: None, reply_skipped: None };
+    let mut action = KeywordAction { keyword, optout, reply: None, reply_skipped: None, refused: None };
     let Some(text) = keyword.and_then(|k| reply_for(k, cfg)) else {
         return action;
     };
@@ -71,6 +75,11 @@ pub fn decide(
     // out, and not held back by the rate limit (it answers a new request).
     let first_stop = keyword == Some(Keyword::Stop) && !opted_out;
     action.reply_skipped = if !may_auto_reply(sender) {
+        action.refused = Some(RefusedReply {
+            to: sender.to_string(),
+            body: text.to_string(),
+            reason: "the sender is alphanumeric, a short code or not a phone number".into(),
+        });
         Some("the sender is alphanumeric or a short code")
     } else if opted_out_after && !first_stop {
         Some("the sender is opted out")
@@ -111,7 +120,13 @@ pub fn unknown_sender_reply(
 /// Runs the keyword step on every message not yet looked at. Returns how many auto-replies
 /// were queued. Runs on the store thread (one writer), so the checks and the writes see the
 /// same state.
-pub fn apply_keywords(db: &Db, cfg: &KeywordsConfig, default_country: Option<&str>, started_at: i64) -> Result<usize> {
+pub fn apply_keywords(
+    db: &Db,
+    cfg: &KeywordsConfig,
+    replies: &crate::config::RepliesConfig,
+    default_country: Option<&str>,
+    started_at: i64,
+) -> Result<usize> {
     let mut queued = 0;
     loop {
         let batch = db.inbox_for_keywords(started_at, 50)?;
@@ -143,14 +158,27 @@ pub fn apply_keywords(db: &Db, cfg: &KeywordsConfig, default_country: Option<&st
                     }
                     action
                 }
-                _ => KeywordAction { keyword: None, optout: None, reply: None, reply_skipped: None },
+                _ => KeywordAction { keyword: None, optout: None, reply: None, reply_skipped: None, refused: None },
             };
+            // The reply policy (type of number, length; the store counts) has the last word.
+            let mut batch = ReplyBatch::default();
+            batch.refused.extend(action.refused.clone());
+            if let Some(reply) = &action.reply {
+                let sender = c.sender.as_deref().unwrap_or_default();
+                match reply_policy::judge(sender, c.sender_ton, None, &reply.body, replies, default_country) {
+                    Verdict::Queue(q) => batch.queued.push(q),
+                    Verdict::Refuse(r) => batch.refused.push(r),
+                }
+            }
             let optout = action.optout.as_ref().map(|(add, n)| (*add, n.as_str()));
-            let reply =
-                db.record_keyword_step(id, action.keyword.map(Keyword::as_str), optout, action.reply.as_ref())?;
-            if let Some(outbox_id) = reply {
+            let recorded =
+                db.record_keyword_step(id, action.keyword.map(Keyword::as_str), optout, &batch, &replies.limits())?;
+            for outbox_id in recorded.queued {
                 queued += 1;
                 tracing::info!(inbox_id = id, outbox_id, "keyword auto-reply queued");
+            }
+            for (outbox_id, reason) in recorded.refused {
+                tracing::info!(inbox_id = id, outbox_id, reason = %crate::phone::mask_numbers_in(&reason), "automatic reply refused by the reply policy (recorded)");
             }
         }
     }
@@ -263,12 +291,16 @@ mod tests {
         store("b", "+358401234567", "help");
         store("c", "+358409999999", "STOP");
         assert_eq!(
-            apply_keywords(&db, &cfg(), None, started).unwrap(),
+            apply_keywords(&db, &cfg(), &Default::default(), None, started).unwrap(),
             2,
             "one HELP reply (the second is rate-limited) and the STOP confirmation"
         );
         assert!(db.is_opted_out("+358409999999").unwrap());
-        assert_eq!(apply_keywords(&db, &cfg(), None, started).unwrap(), 0, "nothing is looked at twice");
+        assert_eq!(
+            apply_keywords(&db, &cfg(), &Default::default(), None, started).unwrap(),
+            0,
+            "nothing is looked at twice"
+        );
         let replies = db.list_outbox(&crate::store::OutboxFilter::default()).unwrap();
         let sources: Vec<(&str, &str)> =
             replies.iter().map(|r| (r.source.as_str(), r.recipient.as_deref().unwrap_or(""))).collect();

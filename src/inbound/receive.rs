@@ -33,6 +33,12 @@ pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
         Ok(decoded) => match decoded.message {
             Message::Deliver(d) => {
                 part.sender = Some(d.sender.to_string());
+                part.sender_ton = Some(match d.sender.kind {
+                    pdu::AddressKind::International => 1,
+                    pdu::AddressKind::National => 2,
+                    pdu::AddressKind::Alphanumeric => 5,
+                    pdu::AddressKind::Other(toa) => (toa >> 4) & 0x07,
+                });
                 part.concat = d.concat.map(|c| (c.reference, c.total, c.seq));
                 part.text = Some(d.text);
                 part.encoding = Some(d.encoding.as_str().to_string());
@@ -67,7 +73,7 @@ impl ModemReceiver {
     }
 
     async fn release_stale(&self) {
-        let older_than = now_ms() - self.concat_timeout.as_millis() as i64;
+        let older_than = crate::deadline::ms_before(now_ms(), self.concat_timeout);
         let forwarders = self.forwarders.clone();
         match self.store.call(move |db| db.release_stale_parts(older_than, &forwarders)).await {
             Ok(ids) if !ids.is_empty() => {
@@ -82,16 +88,28 @@ impl ModemReceiver {
     async fn handle(&self, event: InboundEvent, shutdown: &ShutdownSignal) {
         match event {
             InboundEvent::Stored { mem, index, pdu_hex } => {
-                if self.store_until_stored(&pdu_hex, shutdown).await
-                    && let Err(e) = self.modem.delete(&mem, index).await
-                {
-                    // Safe to leave: a re-read of the same PDU is recognised as a duplicate.
-                    tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a stored message from the modem");
+                let slot = format!("{mem}:{index}");
+                if !self.store_until_stored(&pdu_hex, Some(&slot), shutdown).await {
+                    return;
+                }
+                match self.modem.delete(&mem, index).await {
+                    Ok(()) => {
+                        let (modem, slot2) = (self.modem_name.clone(), slot.clone());
+                        if let Err(e) = self.store.call(move |db| db.inbound_slot_freed(&modem, &slot2)).await {
+                            // A later PDU in this slot still counts as new if its bytes differ;
+                            // only the very same bytes there would be taken for a re-read.
+                            tracing::warn!(modem = %self.modem_name, slot, error = %e, "could not record a deleted slot");
+                        }
+                    }
+                    // Safe to leave: a re-read of the same PDU in the same slot is a duplicate.
+                    Err(e) => {
+                        tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a stored message from the modem")
+                    }
                 }
             }
             InboundEvent::Direct { pdu_hex } => {
                 // Not on the modem: this copy is the only one, so it is never given up while running.
-                if !self.store_until_stored(&pdu_hex, shutdown).await {
+                if !self.store_until_stored(&pdu_hex, None, shutdown).await {
                     tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); it is lost");
                 }
             }
@@ -109,10 +127,10 @@ impl ModemReceiver {
     /// Stores one PDU, retrying with backoff while the database refuses (a full disk, a lock):
     /// the driver does not hand the same stored message out again while it awaits deletion, and
     /// a `+CMT` message exists nowhere else. Gives up only when shutdown is asked for.
-    async fn store_until_stored(&self, pdu_hex: &str, shutdown: &ShutdownSignal) -> bool {
+    async fn store_until_stored(&self, pdu_hex: &str, slot: Option<&str>, shutdown: &ShutdownSignal) -> bool {
         let mut attempt = 0u32;
         loop {
-            if self.store_part(pdu_hex).await {
+            if self.store_part(pdu_hex, slot).await {
                 return true;
             }
             if shutdown.is_triggered() {
@@ -124,8 +142,8 @@ impl ModemReceiver {
     }
 
     /// Stores one PDU; true when it is safely in the database (new or a duplicate).
-    async fn store_part(&self, pdu_hex: &str) -> bool {
-        let part = decode_part(&self.modem_name, pdu_hex);
+    async fn store_part(&self, pdu_hex: &str, slot: Option<&str>) -> bool {
+        let part = NewInboxPart { slot: slot.map(str::to_string), ..decode_part(&self.modem_name, pdu_hex) };
         let sender = part.sender.clone().unwrap_or_default();
         let undecodable = part.decode_error.clone();
         let forwarders = self.forwarders.clone();

@@ -276,7 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
         }
         let mut lines = Vec::new();
         let mut payload_sent = false;
-        let mut deadline = Instant::now() + payload.map_or(timeout, |p| p.prompt_timeout);
+        let mut deadline = crate::deadline::tokio_in(payload.map_or(timeout, |p| p.prompt_timeout));
         let mut buf = [0u8; 512];
         loop {
             tokio::select! {
@@ -321,7 +321,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
                                 other => other,
                             })?;
                             payload_sent = true;
-                            deadline = Instant::now() + timeout;
+                            deadline = crate::deadline::tokio_in(timeout);
                         }
                     }
                     Event::Final(f) if outcome.is_none() => outcome = Some(f),

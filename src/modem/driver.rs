@@ -322,7 +322,7 @@ impl Driver {
 
     /// Wait `dur`, answering requests with "not ready". `Err` on shutdown.
     async fn idle(&mut self, dur: Duration) -> Step<()> {
-        let until = Instant::now() + dur;
+        let until = crate::deadline::tokio_in(dur);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return Ok(()),

@@ -11,7 +11,9 @@
 //!    A transient error → the part goes back to `pending` and the message is retried after a
 //!    short backoff with the remaining parts (acked parts are never sent again, and the stored
 //!    concatenation reference is reused). An unknown outcome (no answer after the PDU was
-//!    written, or a crash in that window) → `failed` unless `on_unknown_outcome = "resend"`.
+//!    written, or a crash in that window, or a part found still `sending` by a later pass
+//!    because a store write failed) → `failed` unless `on_unknown_outcome = "resend"`. The store
+//!    refuses `sent` unless every part is `acked`.
 //!
 //! Reporting to Provet (`sent`/`failed` → `reported`) is the Provet reporter's job; local
 //! messages (CLI, replies) end at `sent`/`failed`.
@@ -160,6 +162,13 @@ impl ModemSender {
             let reference = (new_parts.len() > 1).then_some(concat_reference);
             self.store.call(move |db| db.begin_sending(id, &new_parts, reference)).await?;
         }
+        // A part still `sending` here was left by a pass whose store write failed after the
+        // PDU may have gone out: its outcome is unknown, never skipped (a skipped part would
+        // let the message become `sent`).
+        let stale = self.store.call(move |db| db.unfinished_parts_unknown(id)).await?;
+        if stale > 0 {
+            tracing::warn!(modem = %self.modem_name, outbox_id = id, parts = stale, "parts left sending by an interrupted pass are now unknown");
+        }
         let Some(detail) = self.store.call(move |db| db.get_outbox(id)).await? else {
             return Ok(PassOutcome::Later);
         };
@@ -262,7 +271,7 @@ impl ModemSender {
             .call(move |db| {
                 let so_far = db.get_outbox(id)?.map(|d| d.summary.attempts).unwrap_or(0);
                 let delay = crate::retry::backoff(so_far as u32 + 1, initial, max);
-                db.schedule_retry(id, &e2, now_ms() + delay.as_millis() as i64)
+                db.schedule_retry(id, &e2, crate::deadline::ms_after(now_ms(), delay))
             })
             .await?;
         if attempts >= i64::from(max_attempts) {

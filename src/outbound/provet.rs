@@ -97,8 +97,8 @@ impl ProvetWorker {
             if next_poll.is_some_and(|at| at <= tokio::time::Instant::now()) {
                 next_poll = match self.poll().await {
                     Ok(()) if self.config.poll_interval.is_zero() => None,
-                    Ok(()) => Some(tokio::time::Instant::now() + self.config.poll_interval),
-                    Err(delay) => Some(tokio::time::Instant::now() + delay),
+                    Ok(()) => Some(crate::deadline::tokio_in(self.config.poll_interval)),
+                    Err(delay) => Some(crate::deadline::tokio_in(delay)),
                 };
             }
             let did = match self.fetch_batch(&shutdown).await {
@@ -151,8 +151,12 @@ impl ProvetWorker {
     async fn until_due(&self) -> Duration {
         let name = self.config.name.clone();
         let due = self.store.call(move |db| db.provet_next_due(&name)).await.ok().flatten();
-        due.map(|at| Duration::from_millis((at - now_ms()).clamp(10, IDLE_RECHECK.as_millis() as i64) as u64))
-            .unwrap_or(IDLE_RECHECK)
+        due.map(|at| {
+            Duration::from_millis(
+                at.saturating_sub(now_ms()).clamp(10, crate::deadline::millis(IDLE_RECHECK)).unsigned_abs(),
+            )
+        })
+        .unwrap_or(IDLE_RECHECK)
     }
 
     /// Lists every unmarked external SMS and queues the ones not yet known. On a Provet error
@@ -363,7 +367,7 @@ impl ProvetWorker {
     ) -> Result<(), StoreError> {
         let err = e.to_string();
         let attempts =
-            self.store.call(move |db| db.schedule_retry(id, &err, now_ms() + delay.as_millis() as i64)).await?;
+            self.store.call(move |db| db.schedule_retry(id, &err, crate::deadline::ms_after(now_ms(), delay))).await?;
         tracing::warn!(provet = %self.name(), outbox_id = id, stage, attempt = attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "Provet call failed; will retry");
         Ok(())
     }

@@ -33,6 +33,11 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Used when the token answer has no `expires_in` (Provet documents 10 h; be conservative).
 const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(3600);
 
+/// `expires_in` is clamped to this range: below a minute the token would be fetched for every
+/// call; beyond a day (2^64-1, 1e300) it is a mistake, and a daily refresh costs nothing.
+const MIN_EXPIRES_IN: Duration = Duration::from_secs(60);
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 3600);
+
 struct CachedToken {
     token: Secret,
     refresh_at: Instant,
@@ -68,7 +73,7 @@ impl TokenSource {
         // A lifetime shorter than the margin still serves the call that asked for it.
         *cache = Some(CachedToken {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN),
+            refresh_at: crate::deadline::tokio_in(lifetime.saturating_sub(REFRESH_MARGIN)),
         });
         Ok(token)
     }
@@ -88,7 +93,7 @@ impl TokenSource {
         let (token, lifetime) = self.fetch(http).await?;
         *cache = Some(CachedToken {
             token: token.clone(),
-            refresh_at: Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN),
+            refresh_at: crate::deadline::tokio_in(lifetime.saturating_sub(REFRESH_MARGIN)),
         });
         Ok(token)
     }
@@ -139,7 +144,8 @@ fn basic_auth(client_id: &str, secret: &str) -> HeaderValue {
     value
 }
 
-/// Parses a token answer: `access_token` (required), `expires_in` (seconds, optional).
+/// Parses a token answer: `access_token` (required), `expires_in` (seconds, optional, clamped to
+/// [`MIN_EXPIRES_IN`, `MAX_EXPIRES_IN`]).
 pub(crate) fn parse_token(body: &[u8]) -> Result<(Secret, Duration), ProvetError> {
     let bad = |why: String| ProvetError::BadResponse(format!("token answer: {why}"));
     let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("not JSON ({e})")))?;
@@ -159,16 +165,18 @@ pub(crate) fn parse_token(body: &[u8]) -> Result<(Secret, Duration), ProvetError
         Some(Value::Number(n)) => n
             .as_u64()
             .map(Duration::from_secs)
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(Duration::from_secs_f64))
+            .or_else(|| n.as_f64().and_then(|f| crate::deadline::from_secs_f64_capped(f, MAX_EXPIRES_IN)))
             .ok_or_else(|| bad("field `expires_in` should be a non-negative number".into()))?,
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|_| bad("field `expires_in` should be a number of seconds".into()))?,
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("field `expires_in` should be a number of seconds".into()));
+            }
+            Duration::from_secs(s.parse::<u64>().unwrap_or(u64::MAX))
+        }
         Some(_) => return Err(bad("field `expires_in` should be a number of seconds".into())),
     };
-    Ok((Secret::new(token), lifetime))
+    Ok((Secret::new(token), crate::deadline::clamp(lifetime, MIN_EXPIRES_IN, MAX_EXPIRES_IN)))
 }
 
 #[cfg(test)]
@@ -193,8 +201,8 @@ mod tests {
         assert_eq!(d, Duration::from_secs(36000));
         let (_, d) = parse_token(br#"{"access_token":"abc"}"#).unwrap();
         assert_eq!(d, DEFAULT_EXPIRES_IN);
-        let (_, d) = parse_token(br#"{"access_token":"abc","expires_in":"20"}"#).unwrap();
-        assert_eq!(d, Duration::from_secs(20));
+        let (_, d) = parse_token(br#"{"access_token":"abc","expires_in":"120"}"#).unwrap();
+        assert_eq!(d, Duration::from_secs(120));
         let cases: &[(&[u8], &str)] = &[
             (b"<html>", "not JSON"),
             (br#"{"token_type":"Bearer"}"#, "missing field `access_token`"),
@@ -203,10 +211,29 @@ mod tests {
             (br#"{"access_token":"a","expires_in":-1}"#, "`expires_in` should be a non-negative number"),
             (br#"{"access_token":"a","expires_in":"soon"}"#, "`expires_in` should be a number"),
             (br#"{"access_token":"a","token_type":"mac"}"#, "only speaks Bearer"),
+            (br#"{"access_token":"a","expires_in":"-5"}"#, "`expires_in` should be a number"),
         ];
         for (body, expected) in cases {
             let err = parse_token(body).unwrap_err().to_string();
             assert!(err.contains(expected), "{}: {err}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn expires_in_from_outside_is_clamped_to_a_minute_and_a_day() {
+        let day = Duration::from_secs(86_400);
+        let cases: &[(&[u8], Duration)] = &[
+            (br#"{"access_token":"a","expires_in":18446744073709551615}"#, day),
+            (br#"{"access_token":"a","expires_in":1e300}"#, day),
+            (br#"{"access_token":"a","expires_in":"18446744073709551615"}"#, day),
+            (br#"{"access_token":"a","expires_in":"999999999999999999999999"}"#, day),
+            (br#"{"access_token":"a","expires_in":0}"#, MIN_EXPIRES_IN),
+            (br#"{"access_token":"a","expires_in":0.5}"#, MIN_EXPIRES_IN),
+            (br#"{"access_token":"a","expires_in":36000.5}"#, Duration::from_millis(36_000_500)),
+        ];
+        for (body, expected) in cases {
+            let (_, d) = parse_token(body).unwrap();
+            assert_eq!(d, *expected, "{}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -11,6 +11,7 @@
 //! Every request, including reading the whole answer, runs under `request_timeout`.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::header::HeaderValue;
@@ -31,8 +32,24 @@ const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Longest `reason` sent to `mark_failed`: it is shown in Provet's SMS log, not a place for essays.
 const MAX_REASON_CHARS: usize = 200;
 
-/// Stops a `next` chain that never ends (a server bug) from looping forever.
-const MAX_PAGES: usize = 10_000;
+/// How far one listing (a poll) may go. A `next` chain that never ends, pages of junk or a
+/// server that drips pages must not hold memory or the poll forever: when a bound is reached
+/// the items read so far are returned (the next poll gets the rest, as marked SMS leave the
+/// list) and a warning says which bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListBounds {
+    pub max_pages: usize,
+    /// Bytes of answer bodies read in all.
+    pub max_bytes: usize,
+    /// Time for the whole listing, every page included.
+    pub deadline: Duration,
+}
+
+impl Default for ListBounds {
+    fn default() -> Self {
+        ListBounds { max_pages: 100, max_bytes: 16 * 1024 * 1024, deadline: Duration::from_secs(120) }
+    }
+}
 
 /// Why a [`ProvetClient`] cannot be built from its config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +122,7 @@ pub struct ProvetClient {
     http: HttpClient,
     auth: TokenSource,
     mark_failed_form: AtomicU8,
+    list_bounds: ListBounds,
 }
 
 impl std::fmt::Debug for ProvetClient {
@@ -135,7 +153,14 @@ impl ProvetClient {
             http,
             auth: TokenSource::new(&cfg.name, token_url, &cfg.client_id, &cfg.client_secret),
             mark_failed_form: AtomicU8::new(0),
+            list_bounds: ListBounds::default(),
         })
+    }
+
+    /// Other bounds for listings (tests use small ones).
+    pub fn with_list_bounds(mut self, bounds: ListBounds) -> Self {
+        self.list_bounds = bounds;
+        self
     }
 
     /// The instance name from the config.
@@ -257,12 +282,30 @@ impl ProvetClient {
         self.call(Method::POST, uri, body).await
     }
 
-    /// GET a list endpoint and every `next` page; returns the raw items.
+    /// GET a list endpoint and every `next` page; returns the raw items, at most what
+    /// [`ListBounds`] allows (a warning says when a bound cut the listing short).
     pub(crate) async fn list_all(&self, path: &str, what: &str) -> Result<Vec<Value>, ProvetError> {
+        let bounds = self.list_bounds;
+        let deadline = crate::deadline::tokio_in(bounds.deadline);
         let mut uri = self.api_uri(path)?;
         let mut items = Vec::new();
-        for page_no in 1..=MAX_PAGES {
-            let reply = self.call(Method::GET, uri.clone(), Body::Empty).await?;
+        let mut bytes = 0usize;
+        for page_no in 1..=bounds.max_pages {
+            let call = self.call(Method::GET, uri.clone(), Body::Empty);
+            let reply = match tokio::time::timeout_at(deadline, call).await {
+                Ok(reply) => reply?,
+                Err(_) if page_no == 1 => {
+                    return Err(ProvetError::Transient(format!(
+                        "{what}: no answer within {} s",
+                        bounds.deadline.as_secs()
+                    )));
+                }
+                Err(_) => {
+                    tracing::warn!(provet = %self.name, what, pages = page_no - 1, items = items.len(), "listing cut short: it took longer than {} s; the next poll gets the rest", bounds.deadline.as_secs());
+                    return Ok(items);
+                }
+            };
+            bytes = bytes.saturating_add(reply.body.len());
             let page_what = format!("{what} page {page_no}");
             let value = parse_json(&reply.body, &page_what)?;
             let page = Page::from_json(&value, &page_what).map_err(ProvetError::BadResponse)?;
@@ -277,8 +320,13 @@ impl ProvetClient {
                     uri = next_uri;
                 }
             }
+            if bytes >= bounds.max_bytes {
+                tracing::warn!(provet = %self.name, what, pages = page_no, items = items.len(), bytes, "listing cut short: more than {} bytes; the next poll gets the rest", bounds.max_bytes);
+                return Ok(items);
+            }
         }
-        Err(ProvetError::BadResponse(format!("{what}: more than {MAX_PAGES} pages; refusing to go on")))
+        tracing::warn!(provet = %self.name, what, pages = bounds.max_pages, items = items.len(), "listing cut short: more than {} pages; the next poll gets the rest", bounds.max_pages);
+        Ok(items)
     }
 
     /// Checks a `next` URL: it must be on the same host (and port, when it names one) as the

@@ -99,15 +99,21 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     if out.is_empty() { "(empty body)".into() } else { out }
 }
 
-/// `Retry-After`: delay seconds or an HTTP date (RFC 9110 §10.2.3). A date in the past reads
-/// as zero.
+/// The longest `Retry-After` honoured: a larger one (or 2^64-1) is a mistake on the other side,
+/// and waiting an hour and asking again costs one request.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After`: delay seconds or an HTTP date (RFC 9110 §10.2.3), at most
+/// [`MAX_RETRY_AFTER`]. A date in the past reads as zero; any run of digits, however long,
+/// reads as the cap.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value.parse::<u64>().ok().map(Duration::from_secs);
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -126,7 +132,11 @@ mod tests {
             ("soon", None),
             ("-5", None),
             ("", None),
-            ("99999999999999999999999", None),
+            ("3600", Some(3600)),
+            ("3601", Some(3600)),
+            ("18446744073709551615", Some(3600)),
+            ("99999999999999999999999", Some(3600)),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(3600)),
         ];
         for (value, expected) in cases {
             assert_eq!(parse_retry_after(value, now).map(|d| d.as_secs()), *expected, "{value:?}");

@@ -21,7 +21,7 @@ mod http;
 pub mod model;
 pub mod reminders;
 
-pub use client::{ClientConfigError, ItemError, MarkFailedForm, ProvetClient};
+pub use client::{ClientConfigError, ItemError, ListBounds, MarkFailedForm, ProvetClient};
 pub use error::ProvetError;
 pub use http::parse_retry_after;
 pub use model::ExternalSms;

@@ -33,6 +33,8 @@ pub struct InboundMessage {
     pub uid: String,
     /// `None` when no part could be decoded.
     pub sender: Option<String>,
+    /// The sender's type of number, when known (see [`super::NewInboxPart::sender_ton`]).
+    pub sender_ton: Option<u8>,
     pub body: String,
     pub parts: u32,
     pub decode_error: Option<String>,
@@ -79,11 +81,55 @@ pub struct QueuedReply {
     pub body: String,
 }
 
+/// An automatic reply the reply policy refused before counting (who it would go to, how long
+/// it is): recorded as an outbox row `refused`, never sent. `to` is the target as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedReply {
+    pub to: String,
+    pub body: String,
+    pub reason: String,
+}
+
+/// The counted part of the reply policy (`[replies]`), checked when a reply is queued, in the
+/// same transaction, against the outbox rows of automatic SMS of the last hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    pub per_number_per_hour: u32,
+    pub per_hour: u32,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        ReplyLimits { per_number_per_hour: 10, per_hour: 200 }
+    }
+}
+
+/// Automatic replies to record with an attempt: those that passed the policy's checks of
+/// target and length (still to be counted) and those refused already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyBatch {
+    pub queued: Vec<QueuedReply>,
+    pub refused: Vec<RefusedReply>,
+}
+
+/// The outbox rows a batch became.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepliesRecorded {
+    pub queued: Vec<OutboxId>,
+    /// Refused rows with their reason.
+    pub refused: Vec<(OutboxId, String)>,
+}
+
+/// The outbox sources of automatic SMS: what the reply policy counts.
+const AUTOMATIC_SOURCES: &str = "('reply', 'optout_confirmation')";
+const HOUR_MS: i64 = 3_600_000;
+
 /// A received message the keyword step has not looked at yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeywordCandidate {
     pub inbox_id: i64,
     pub sender: Option<String>,
+    pub sender_ton: Option<u8>,
     pub body: Option<String>,
 }
 
@@ -128,7 +174,9 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, uid, sender, body, parts, decode_error, received_at FROM inbox WHERE id = ?1",
+                "SELECT id, uid, sender, body, parts, decode_error, received_at, \
+                 (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1) \
+                 FROM inbox WHERE id = ?1",
                 [inbox_id],
                 |r| {
                     Ok(InboundMessage {
@@ -139,6 +187,7 @@ impl Db {
                         parts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
                         decode_error: r.get(5)?,
                         received_at: r.get(6)?,
+                        sender_ton: r.get::<_, Option<i64>>(7)?.and_then(|t| u8::try_from(t).ok()),
                     })
                 },
             )
@@ -152,8 +201,9 @@ impl Db {
         &self,
         delivery_id: i64,
         attempt: &AttemptRecord,
-        replies: &[QueuedReply],
-    ) -> Result<Vec<OutboxId>> {
+        replies: &ReplyBatch,
+        limits: &ReplyLimits,
+    ) -> Result<RepliesRecorded> {
         let tx = self.conn.unchecked_transaction()?;
         let now = now_ms();
         tx.execute(
@@ -173,12 +223,89 @@ impl Db {
                 delivered_at
             ],
         )?;
-        let mut ids = Vec::with_capacity(replies.len());
-        for r in replies {
-            ids.push(self.insert_local("reply", &r.to, &r.body)?);
-        }
+        let inbox_id: Option<i64> =
+            tx.query_row("SELECT inbox_id FROM deliveries WHERE id = ?1", [delivery_id], |r| r.get(0)).optional()?;
+        let recorded = self.record_replies(replies, limits, inbox_id)?;
         tx.commit()?;
-        Ok(ids)
+        Ok(recorded)
+    }
+
+    /// Queues each reply of `batch` (source `reply`) unless the counts refuse it, and records
+    /// the refused ones; one outbox row each. Call inside a transaction.
+    fn record_replies(
+        &self,
+        batch: &ReplyBatch,
+        limits: &ReplyLimits,
+        inbox_id: Option<i64>,
+    ) -> Result<RepliesRecorded> {
+        let mut out = RepliesRecorded::default();
+        for r in &batch.refused {
+            let id = self.insert_refused_reply("reply", &r.to, &r.body, &r.reason)?;
+            out.refused.push((id, r.reason.clone()));
+        }
+        for r in &batch.queued {
+            match self.reply_limit_reached(&r.to, limits)? {
+                None => out.queued.push(self.insert_local("reply", &r.to, &r.body)?),
+                Some(reason) => {
+                    let id = self.insert_refused_reply("reply", r.to.as_str(), &r.body, &reason)?;
+                    out.refused.push((id, reason));
+                }
+            }
+        }
+        self.link_replies(&out, inbox_id)?;
+        Ok(out)
+    }
+
+    fn link_replies(&self, out: &RepliesRecorded, inbox_id: Option<i64>) -> Result<()> {
+        if let Some(inbox_id) = inbox_id {
+            for id in out.queued.iter().chain(out.refused.iter().map(|(id, _)| id)) {
+                self.conn.execute("UPDATE outbox SET in_reply_to = ?2 WHERE id = ?1", params![id, inbox_id])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why one more automatic SMS to `to` now would break `limits`, if it would.
+    pub fn reply_limit_reached(&self, to: &PhoneNumber, limits: &ReplyLimits) -> Result<Option<String>> {
+        let since = now_ms().saturating_sub(HOUR_MS);
+        let to_number: i64 = self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2 AND source IN {AUTOMATIC_SOURCES} AND state <> 'refused'"
+            ),
+            params![to.as_str(), since],
+            |r| r.get(0),
+        )?;
+        if to_number >= i64::from(limits.per_number_per_hour) {
+            return Ok(Some(format!(
+                "{to_number} automatic SMS to this number in the last hour; [replies] per_number_per_hour is {}",
+                limits.per_number_per_hour
+            )));
+        }
+        let to_anyone: i64 = self.conn.query_row(
+            &format!(
+                "SELECT count(*) FROM outbox WHERE source IN {AUTOMATIC_SOURCES} AND created_at > ?1 AND state <> 'refused'"
+            ),
+            [since],
+            |r| r.get(0),
+        )?;
+        if to_anyone >= i64::from(limits.per_hour) {
+            return Ok(Some(format!(
+                "{to_anyone} automatic SMS in the last hour; [replies] per_hour is {}",
+                limits.per_hour
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Records an automatic reply that is not sent: outbox state `refused` with `reason`.
+    pub fn insert_refused_reply(&self, source: &str, to: &str, body: &str, reason: &str) -> Result<OutboxId> {
+        let now = now_ms();
+        self.conn.execute(
+            "INSERT INTO outbox (source, recipient, body, state, fail_reason, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'refused', ?4, ?5, ?5)",
+            params![source, to, body, reason, now],
+        )?;
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Inbox rows not yet looked at for keywords, in arrival order.
@@ -200,23 +327,33 @@ impl Db {
             }
         };
         let mut stmt =
-            self.conn.prepare_cached("SELECT id, sender, body FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            self.conn.prepare_cached(
+                "SELECT id, sender, body, (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1) \
+                 FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
         let rows = stmt.query_map(params![done, limit as i64], |r| {
-            Ok(KeywordCandidate { inbox_id: r.get(0)?, sender: r.get(1)?, body: r.get(2)? })
+            Ok(KeywordCandidate {
+                inbox_id: r.get(0)?,
+                sender: r.get(1)?,
+                body: r.get(2)?,
+                sender_ton: r.get::<_, Option<i64>>(3)?.and_then(|t| u8::try_from(t).ok()),
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Marks the keyword step of inbox row `inbox_id` done, in one transaction: its keyword,
-    /// the opt-out change (`Some(true)` add, `Some(false)` remove), the auto-reply (which also
-    /// starts the number's rate-limit interval), and the watermark.
+    /// the opt-out change (`Some(true)` add, `Some(false)` remove), the auto-reply (counted
+    /// against `limits`, and starting the number's `reply_min_interval`) or its refusal, and the
+    /// watermark. The STOP confirmation is not counted: it goes once per opt-out.
     pub fn record_keyword_step(
         &self,
         inbox_id: i64,
         keyword: Option<&str>,
         optout: Option<(bool, &str)>,
-        reply: Option<&QueuedReply>,
-    ) -> Result<Option<OutboxId>> {
+        replies: &ReplyBatch,
+        limits: &ReplyLimits,
+    ) -> Result<RepliesRecorded> {
         let tx = self.conn.unchecked_transaction()?;
         if let Some(k) = keyword {
             tx.execute("UPDATE inbox SET keyword = ?2 WHERE id = ?1", params![inbox_id, k])?;
@@ -230,18 +367,31 @@ impl Db {
             }
             None => {}
         }
-        let id = match reply {
-            Some(r) => {
+        let recorded = if keyword == Some("STOP") {
+            // The STOP confirmation is the one reply that may go to an opted-out number.
+            let mut out = RepliesRecorded::default();
+            for r in &replies.queued {
                 self.kv_set(&format!("reply:{}", r.to.as_str()), &now_ms().to_string())?;
-                // The STOP confirmation is the one reply that may go to an opted-out number.
-                let source = if keyword == Some("STOP") { crate::outbound::OPTOUT_CONFIRMATION } else { "reply" };
-                Some(self.insert_local(source, &r.to, &r.body)?)
+                out.queued.push(self.insert_local(crate::outbound::OPTOUT_CONFIRMATION, &r.to, &r.body)?);
             }
-            None => None,
+            for r in &replies.refused {
+                let id = self.insert_refused_reply(crate::outbound::OPTOUT_CONFIRMATION, &r.to, &r.body, &r.reason)?;
+                out.refused.push((id, r.reason.clone()));
+            }
+            self.link_replies(&out, Some(inbox_id))?;
+            out
+        } else {
+            let out = self.record_replies(replies, limits, Some(inbox_id))?;
+            if !out.queued.is_empty() {
+                for r in &replies.queued {
+                    self.kv_set(&format!("reply:{}", r.to.as_str()), &now_ms().to_string())?;
+                }
+            }
+            out
         };
         self.kv_set(WATERMARK_KEY, &inbox_id.to_string())?;
         tx.commit()?;
-        Ok(id)
+        Ok(recorded)
     }
 
     /// When an auto-reply last went to `number` (unix ms).
@@ -307,7 +457,7 @@ mod tests {
         receive(&db, "aa", "+358401234567", "hi", &["tw"]);
         let d = db.due_deliveries("tw", now_ms(), 10).unwrap().remove(0);
         let later = now_ms() + 60_000;
-        db.record_delivery_attempt(d.id, &failed(1, later), &[]).unwrap();
+        db.record_delivery_attempt(d.id, &failed(1, later), &ReplyBatch::default(), &ReplyLimits::default()).unwrap();
         assert!(db.due_deliveries("tw", now_ms(), 10).unwrap().is_empty(), "not due before its time");
         assert_eq!(db.next_delivery_due("tw").unwrap(), Some(later));
         let again = db.due_deliveries("tw", later, 10).unwrap();
@@ -332,7 +482,8 @@ mod tests {
             last_error: None,
         };
         let reply = QueuedReply { to: number("+358401234567"), body: "Thanks!".into() };
-        let ids = db.record_delivery_attempt(d.id, &done, &[reply]).unwrap();
+        let batch = ReplyBatch { queued: vec![reply], refused: vec![] };
+        let ids = db.record_delivery_attempt(d.id, &done, &batch, &ReplyLimits::default()).unwrap().queued;
         assert_eq!(ids.len(), 1);
         let queued = db.get_outbox(ids[0]).unwrap().unwrap();
         assert_eq!(queued.summary.source, "reply");
@@ -350,7 +501,7 @@ mod tests {
         receive(&db, "aa", "+61400111222", "hi", &["pbx"]);
         let d = db.due_deliveries("pbx", now_ms(), 10).unwrap().remove(0);
         let to_email = AttemptRecord { new_state: "emailing", next_attempt_at: None, ..failed(10, 0) };
-        db.record_delivery_attempt(d.id, &to_email, &[]).unwrap();
+        db.record_delivery_attempt(d.id, &to_email, &ReplyBatch::default(), &ReplyLimits::default()).unwrap();
         let mail_failed = AttemptRecord {
             channel: AttemptChannel::Email,
             http_status: None,
@@ -360,7 +511,7 @@ mod tests {
             next_attempt_at: None,
             last_error: Some("SMTP 451".into()),
         };
-        db.record_delivery_attempt(d.id, &mail_failed, &[]).unwrap();
+        db.record_delivery_attempt(d.id, &mail_failed, &ReplyBatch::default(), &ReplyLimits::default()).unwrap();
         let d = db.due_deliveries("pbx", now_ms(), 10).unwrap().remove(0);
         assert_eq!((d.state.as_str(), d.attempts, d.email_attempts), ("emailing", 10, 1));
     }
@@ -374,18 +525,61 @@ mod tests {
         assert!(db.inbox_for_keywords(started, 10).unwrap().is_empty());
         let id = receive(&db, "new", "+358401234567", "stop", &[]);
         let todo = db.inbox_for_keywords(started, 10).unwrap();
-        let expected =
-            KeywordCandidate { inbox_id: id, sender: Some("+358401234567".into()), body: Some("stop".into()) };
+        let expected = KeywordCandidate {
+            inbox_id: id,
+            sender: Some("+358401234567".into()),
+            body: Some("stop".into()),
+            sender_ton: None,
+        };
         assert_eq!(todo, vec![expected]);
         let reply = QueuedReply { to: number("+358401234567"), body: "ok".into() };
         let before = now_ms();
-        db.record_keyword_step(id, Some("STOP"), Some((true, "+358401234567")), Some(&reply)).unwrap();
+        let batch = ReplyBatch { queued: vec![reply], refused: vec![] };
+        db.record_keyword_step(id, Some("STOP"), Some((true, "+358401234567")), &batch, &ReplyLimits::default())
+            .unwrap();
         assert!(db.is_opted_out("+358401234567").unwrap());
         assert!(db.last_auto_reply(&number("+358401234567")).unwrap().unwrap() >= before);
         assert!(db.inbox_for_keywords(started, 10).unwrap().is_empty());
         assert_eq!(db.get_inbox(id).unwrap().unwrap().summary.keyword.as_deref(), Some("STOP"));
         let start = receive(&db, "start", "+358401234567", "START", &[]);
-        db.record_keyword_step(start, Some("START"), Some((false, "+358401234567")), None).unwrap();
+        db.record_keyword_step(
+            start,
+            Some("START"),
+            Some((false, "+358401234567")),
+            &ReplyBatch::default(),
+            &ReplyLimits::default(),
+        )
+        .unwrap();
         assert!(!db.is_opted_out("+358401234567").unwrap());
+    }
+
+    #[test]
+    fn automatic_replies_are_counted_per_number_and_per_hour_and_refusals_recorded() {
+        let (_d, db) = db();
+        let limits = ReplyLimits { per_number_per_hour: 2, per_hour: 3 };
+        let to = |n: &str| QueuedReply { to: number(n), body: "auto".into() };
+        let batch = ReplyBatch {
+            queued: vec![
+                to("+358401111111"),
+                to("+358401111111"),
+                to("+358401111111"),
+                to("+358402222222"),
+                to("+358403333333"),
+            ],
+            refused: vec![RefusedReply { to: "ExampleVet".into(), body: "auto".into(), reason: "alphanumeric".into() }],
+        };
+        let got = db.record_replies(&batch, &limits, None).unwrap();
+        assert_eq!(got.queued.len(), 3, "two to the first number, one to the second; then the hour is full");
+        let reasons: Vec<&str> = got.refused.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0], "alphanumeric");
+        assert!(reasons[1].contains("per_number_per_hour is 2"), "{reasons:?}");
+        assert!(reasons[2].contains("per_hour is 3"), "{reasons:?}");
+        let row = db.get_outbox(got.refused[1].0).unwrap().unwrap();
+        assert_eq!(row.summary.state, crate::store::OutboxState::Refused);
+        assert!(
+            db.claim_next("m", now_ms()).unwrap().is_some_and(|id| got.queued.contains(&id)),
+            "refused rows are never claimed"
+        );
     }
 }

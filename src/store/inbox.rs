@@ -39,6 +39,17 @@ pub struct InboxDetail {
     pub sent_at: Option<String>,
     pub part_rows: Vec<InboxPartRow>,
     pub deliveries: Vec<DeliveryRow>,
+    /// Automatic replies to this message (keyword, TwiML), refused ones with the reason.
+    pub replies: Vec<ReplyRow>,
+}
+
+/// An automatic reply to a received message.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyRow {
+    pub outbox_id: i64,
+    pub recipient: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
 }
 
 /// A forward delivery and where it stands.
@@ -76,6 +87,12 @@ impl Db {
         let mut stmt = self.conn.prepare(&format!("SELECT {SUMMARY} FROM inbox i ORDER BY i.id DESC LIMIT ?1"))?;
         let rows = stmt.query_map([limit as i64], summary)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many received messages have a body matching the SQL `LIKE` pattern (the soak bench).
+    pub fn count_inbox_bodies_like(&self, pattern: &str) -> Result<usize> {
+        let n: i64 = self.conn.query_row("SELECT count(*) FROM inbox WHERE body LIKE ?1", [pattern], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// One received message with its parts and deliveries.
@@ -119,7 +136,15 @@ impl Db {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries }))
+        let mut stmt = self.conn.prepare(
+            "SELECT id, recipient, state, coalesce(fail_reason, last_error) FROM outbox WHERE in_reply_to = ?1 ORDER BY id",
+        )?;
+        let replies = stmt
+            .query_map([id], |r| {
+                Ok(ReplyRow { outbox_id: r.get(0)?, recipient: r.get(1)?, state: r.get(2)?, reason: r.get(3)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Some(InboxDetail { summary, body, encoding, sent_at, part_rows, deliveries, replies }))
     }
 }
 
@@ -128,8 +153,14 @@ impl Db {
 #[derive(Debug, Clone, Default)]
 pub struct NewInboxPart {
     pub modem: String,
+    /// Where the modem keeps it (`<mem>:<index>`, e.g. `SM:3`) until it is deleted; `None` for a
+    /// directly delivered `+CMT` (every one of those is a new message).
+    pub slot: Option<String>,
     pub pdu: String,
     pub sender: Option<String>,
+    /// The sender's type of number (TON, TS 23.040 9.1.2.5): 1 international, 2 national,
+    /// 3 network specific, 5 alphanumeric, 6 abbreviated.
+    pub sender_ton: Option<u8>,
     pub concat: Option<(u16, u8, u8)>,
     pub text: Option<String>,
     pub encoding: Option<String>,
@@ -140,8 +171,9 @@ pub struct NewInboxPart {
 /// What storing a part did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PartStored {
-    /// The same PDU from the same modem is already stored (it was read again after a restart
-    /// before it could be deleted): nothing new.
+    /// The same PDU in the same slot of the same modem is stored and not yet deleted there (it
+    /// was read again after a restart before it could be deleted): nothing new. Two identical
+    /// texts in two slots, or one after the other in one slot, are two messages.
     Duplicate,
     /// Stored; its message is not complete yet.
     Waiting,
@@ -159,13 +191,24 @@ impl Db {
     /// from the modem as soon as this returns.
     pub fn store_inbound_part(&self, part: &NewInboxPart, forwarders: &[String]) -> Result<PartStored> {
         let tx = self.conn.unchecked_transaction()?;
-        let seen: i64 = tx.query_row(
-            "SELECT count(*) FROM inbox_parts WHERE modem = ?1 AND pdu = ?2",
-            params![part.modem, part.pdu],
-            |r| r.get(0),
-        )?;
-        if seen > 0 {
-            return Ok(PartStored::Duplicate);
+        if let Some(slot) = &part.slot {
+            // Indexed (`inbox_parts_in_slot`): only parts still in a slot are looked at.
+            let mut stmt = tx.prepare_cached(
+                "SELECT pdu FROM inbox_parts WHERE modem = ?1 AND slot = ?2 AND slot IS NOT NULL AND slot_freed = 0",
+            )?;
+            let in_slot: Vec<String> =
+                stmt.query_map(params![part.modem, slot], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            if in_slot.contains(&part.pdu) {
+                return Ok(PartStored::Duplicate);
+            }
+            if !in_slot.is_empty() {
+                // The slot holds another PDU now, so the earlier one was deleted (the delete's
+                // record was lost in a crash).
+                tx.execute(
+                    "UPDATE inbox_parts SET slot_freed = 1 WHERE modem = ?1 AND slot = ?2 AND slot_freed = 0",
+                    params![part.modem, slot],
+                )?;
+            }
         }
         let now = super::now_ms();
         let (cref, ctotal, cseq) = match part.concat {
@@ -173,9 +216,9 @@ impl Db {
             None => (None, None, None),
         };
         tx.execute(
-            "INSERT INTO inbox_parts (modem, pdu, sender, concat_ref, concat_total, concat_seq, text, encoding, sent_at, decode_error, received_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![part.modem, part.pdu, part.sender, cref, ctotal, cseq, part.text, part.encoding, part.sent_at, part.decode_error, now],
+            "INSERT INTO inbox_parts (modem, pdu, sender, concat_ref, concat_total, concat_seq, text, encoding, sent_at, decode_error, received_at, slot, sender_ton) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![part.modem, part.pdu, part.sender, cref, ctotal, cseq, part.text, part.encoding, part.sent_at, part.decode_error, now, part.slot, part.sender_ton],
         )?;
         let part_id = tx.last_insert_rowid();
         let result = match part.concat {
@@ -194,6 +237,15 @@ impl Db {
         };
         tx.commit()?;
         Ok(result)
+    }
+
+    /// The modem deleted what it kept in `slot`: a PDU read there from now on is new.
+    pub fn inbound_slot_freed(&self, modem: &str, slot: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE inbox_parts SET slot_freed = 1 WHERE modem = ?1 AND slot = ?2 AND slot IS NOT NULL AND slot_freed = 0",
+            params![modem, slot],
+        )?;
+        Ok(())
     }
 
     /// Parts of one concatenated message still waiting: (part id, seq) ordered by seq.
@@ -348,12 +400,61 @@ mod tests {
         assert_eq!(m.summary.deliveries_pending, 2);
     }
 
+    fn in_slot(slot: &str, p: NewInboxPart) -> NewInboxPart {
+        NewInboxPart { slot: Some(slot.into()), ..p }
+    }
+
     #[test]
-    fn the_same_pdu_read_twice_is_stored_once() {
+    fn the_same_pdu_read_twice_from_one_slot_is_stored_once() {
         let (_d, db) = db();
-        assert!(matches!(db.store_inbound_part(&part("aa", "+1", None, "hi"), &[]).unwrap(), PartStored::Message(_)));
-        assert_eq!(db.store_inbound_part(&part("aa", "+1", None, "hi"), &[]).unwrap(), PartStored::Duplicate);
+        let a = || in_slot("SM:1", part("aa", "+1", None, "hi"));
+        assert!(matches!(db.store_inbound_part(&a(), &[]).unwrap(), PartStored::Message(_)));
+        assert_eq!(db.store_inbound_part(&a(), &[]).unwrap(), PartStored::Duplicate);
         assert_eq!(db.list_inbox(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn identical_texts_in_two_slots_or_after_a_delete_are_two_messages() {
+        let (_d, db) = db();
+        let same = |slot: &str| in_slot(slot, part("aa", "+1", None, "hi"));
+        assert!(matches!(db.store_inbound_part(&same("SM:1"), &[]).unwrap(), PartStored::Message(_)));
+        assert!(matches!(db.store_inbound_part(&same("SM:2"), &[]).unwrap(), PartStored::Message(_)));
+        // Deleted from slot 1, then the same bytes arrive there again: a new message.
+        db.inbound_slot_freed("main", "SM:1").unwrap();
+        assert!(matches!(db.store_inbound_part(&same("SM:1"), &[]).unwrap(), PartStored::Message(_)));
+        // Directly delivered (+CMT, no slot): every copy is a message.
+        let direct = part("aa", "+1", None, "hi");
+        assert!(matches!(db.store_inbound_part(&direct, &[]).unwrap(), PartStored::Message(_)));
+        assert!(matches!(db.store_inbound_part(&direct, &[]).unwrap(), PartStored::Message(_)));
+        // Another modem's slot 1 is another slot.
+        let other = NewInboxPart { modem: "second".into(), ..same("SM:2") };
+        assert!(matches!(db.store_inbound_part(&other, &[]).unwrap(), PartStored::Message(_)));
+        assert_eq!(db.list_inbox(10).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn the_duplicate_lookup_uses_the_slot_index() {
+        let (_d, db) = db();
+        let plan: Vec<String> = db
+            .conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT pdu FROM inbox_parts WHERE modem = 'm' AND slot = 'SM:1' AND slot IS NOT NULL AND slot_freed = 0",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|l| l.contains("inbox_parts_in_slot")), "{plan:?}");
+        let plan: Vec<String> = db
+            .conn
+            .prepare("EXPLAIN QUERY PLAN SELECT count(*) FROM outbox WHERE recipient = '+1' AND created_at > 0")
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(plan.iter().any(|l| l.contains("outbox_by_recipient")), "{plan:?}");
     }
 
     #[test]

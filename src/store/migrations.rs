@@ -140,6 +140,71 @@ const V3: &str = r#"
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;   -- the modem whose sender works on it; NULL = free
 "#;
 
+/// Version 4: hostile data and failures.
+///
+/// - `outbox` is rebuilt (SQLite cannot alter a CHECK) to allow the state `refused`: an
+///   automatic reply the reply policy refused, recorded with its reason and never sent. It also
+///   gets `erased_at` (retention), `in_reply_to` (the inbox row an automatic reply answers, so
+///   `inbox show` lists its replies, refused ones with the reason) and an index on `recipient`. The runner has foreign keys off
+///   during migrations, so dropping the old table does not cascade to `outbox_parts`.
+/// - A trigger refuses `→ sent` unless the message has parts and every one is `acked`: a false
+///   success cannot be written, whatever the caller.
+/// - `inbox_parts.slot` (`<mem>:<index>` for a PDU read from modem storage, NULL for `+CMT`) and
+///   `slot_freed` (set once deleted there): a duplicate is only the same PDU in the same slot of
+///   the same modem, not yet deleted. Indexed.
+/// - `inbox_parts.sender_ton`: the sender's type of number, so no reply goes to a
+///   network-specific or abbreviated (short code) sender.
+/// - `outbox (source, created_at)`: the reply policy's hourly counts.
+/// - `inbox.erased_at`: retention erased its body and sender.
+const V4: &str = r#"
+CREATE TABLE outbox_v4 (
+    id              INTEGER PRIMARY KEY,
+    source          TEXT    NOT NULL,
+    instance        TEXT,
+    external_id     INTEGER,
+    recipient       TEXT,
+    body            TEXT,
+    state           TEXT    NOT NULL CHECK (state IN ('received','fetched','sending','sent','failed','reported','refused')),
+    outcome         TEXT             CHECK (outcome IN ('sent','failed')),
+    fail_reason     TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    next_attempt_at INTEGER,
+    concat_ref      INTEGER,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    claimed_by      TEXT,
+    erased_at       INTEGER,               -- unix ms: retention erased recipient and body
+    in_reply_to     INTEGER,               -- the inbox row an automatic reply answers
+    UNIQUE (source, instance, external_id)
+);
+INSERT INTO outbox_v4 (id, source, instance, external_id, recipient, body, state, outcome, fail_reason, attempts,
+                       last_error, next_attempt_at, concat_ref, created_at, updated_at, claimed_by)
+    SELECT id, source, instance, external_id, recipient, body, state, outcome, fail_reason, attempts,
+           last_error, next_attempt_at, concat_ref, created_at, updated_at, claimed_by FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v4 RENAME TO outbox;
+CREATE INDEX outbox_by_state ON outbox (state, next_attempt_at);
+CREATE INDEX outbox_by_recipient ON outbox (recipient, created_at);
+CREATE INDEX outbox_by_source ON outbox (source, created_at);   -- the reply policy's hourly count
+CREATE INDEX outbox_by_reply_to ON outbox (in_reply_to) WHERE in_reply_to IS NOT NULL;
+
+CREATE TRIGGER outbox_sent_needs_every_part_acked BEFORE UPDATE OF state ON outbox
+WHEN NEW.state = 'sent' AND OLD.state <> 'sent' AND (
+    NOT EXISTS (SELECT 1 FROM outbox_parts WHERE outbox_id = NEW.id)
+    OR EXISTS (SELECT 1 FROM outbox_parts WHERE outbox_id = NEW.id AND state <> 'acked'))
+BEGIN
+    SELECT RAISE(ABORT, 'a message becomes sent only when every part is acked');
+END;
+
+ALTER TABLE inbox_parts ADD COLUMN sender_ton INTEGER;           -- type of number (TS 23.040 9.1.2.5)
+ALTER TABLE inbox_parts ADD COLUMN slot TEXT;
+ALTER TABLE inbox_parts ADD COLUMN slot_freed INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX inbox_parts_in_slot ON inbox_parts (modem, slot) WHERE slot IS NOT NULL AND slot_freed = 0;
+
+ALTER TABLE inbox ADD COLUMN erased_at INTEGER;
+"#;
+
 /// Version 5: reminders-button requests already accepted, so a captured request cannot be
 /// replayed (kept until its timestamp would be refused as stale anyway).
 const V5: &str = r#"
@@ -189,6 +254,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: V1 },
     Migration { version: 2, sql: V2 },
     Migration { version: 3, sql: V3 },
+    Migration { version: 4, sql: V4 },
     Migration { version: 5, sql: V5 },
     Migration { version: 6, sql: V6 },
 ];

@@ -6,8 +6,10 @@
 //!   and the daemon can share the file.
 //! - Migrations run at open, each in its own transaction; a database from a newer smshub is
 //!   refused before anything is written to it.
-//! - [`Store`] is the async handle: one thread owns the connection and runs closures sent to
-//!   it, so async code never blocks the runtime on disk I/O and there is one writer.
+//! - [`Store`] is the async handle: one thread owns the read-write connection and runs closures
+//!   sent to it, so async code never blocks the runtime on disk I/O and there is one writer; a
+//!   second thread owns a read-only connection for HTTP-driven reads ([`Store::read`]).
+//! - `retention.rs`: `[store] keep_days`, erasing texts and numbers of old finished messages.
 
 mod accounts;
 mod button;
@@ -16,6 +18,7 @@ mod inbox;
 pub(crate) mod migrations;
 mod outbox;
 mod provet_queue;
+mod retention;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -25,11 +28,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
 pub use button::ButtonOutcome;
-pub use deliveries::{AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply};
+pub use deliveries::{
+    AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
+    RepliesRecorded, ReplyBatch, ReplyLimits,
+};
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};
+pub use retention::{BATCH as PURGE_BATCH, PurgeCounts};
 pub use state::{OutboxState, PartState};
 
 /// What can go wrong in the store. Messages name the database file and what to do.
@@ -49,11 +56,39 @@ pub enum StoreError {
     NotFound(i64),
     #[error("outbox message {id} is {from}; it cannot become {to}")]
     IllegalTransition { id: i64, from: OutboxState, to: OutboxState },
+    #[error("outbox message {id} cannot become sent: {left} of its parts are not acknowledged")]
+    PartsNotAcked { id: i64, left: i64 },
     #[error("the store thread has stopped")]
     Closed,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Free space (bytes, for an unprivileged process) on the filesystem holding `path`'s
+/// directory.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let st = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    // 32-bit targets have narrower block counts; widen there, a no-op on 64-bit.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (u64::from(st.blocks_available()), u64::from(st.fragment_size()));
+    Ok(blocks.saturating_mul(size))
+}
+
+/// Why the database's filesystem is too full, if it is: below `[store] min_free_mb`.
+pub fn disk_problem(db_path: &Path, min_free_mb: u64) -> Option<String> {
+    match free_bytes(db_path) {
+        Ok(free) if free / (1024 * 1024) < min_free_mb => Some(format!(
+            "{} MB free on the database's filesystem, below [store] min_free_mb = {min_free_mb}",
+            free / (1024 * 1024)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("cannot read the free space of the database's filesystem: {e}")),
+    }
+}
 
 /// Milliseconds since the Unix epoch: the store's clock for every timestamp.
 pub fn now_ms() -> i64 {
@@ -108,7 +143,9 @@ impl Db {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        // Foreign keys stay off while migrating: a step that rebuilds a table (v4) must not
+        // cascade the drop of the old one; they are checked, then switched on, afterwards.
+        conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
         for m in migrations::MIGRATIONS.iter().filter(|m| m.version > version) {
             let migrate = |conn: &mut Connection| -> rusqlite::Result<()> {
                 let tx = conn.transaction()?;
@@ -123,6 +160,12 @@ impl Db {
             })?;
             tracing::info!(path = %path.display(), version = m.version, "database schema migrated");
         }
+        let broken: Option<String> =
+            conn.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional().map_err(open_err)?;
+        if let Some(table) = broken {
+            tracing::warn!(path = %path.display(), table, "database has rows whose parent is missing");
+        }
+        conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
         Ok(Db { conn, path: path.to_path_buf() })
     }
 
@@ -179,6 +222,13 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The health probe: writes (and commits) a heartbeat row, so a database that can no longer
+    /// be written (full disk, read-only remount, a lock) shows as unhealthy, not only one that
+    /// cannot be read.
+    pub fn heartbeat(&self) -> Result<()> {
+        self.kv_set("health:heartbeat", &now_ms().to_string())
+    }
+
     /// Records an HTTP call in or out (the status page and `doctor` show recent ones).
     pub fn log_webhook_call(
         &self,
@@ -206,20 +256,36 @@ impl Db {
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
-/// The async handle to the database: cheap to clone; every call runs on the store thread.
+/// The async handle to the database: cheap to clone. Every write (and every pipeline read)
+/// runs on the store thread, which owns the read-write connection; reads for HTTP callers
+/// (`/status`, later the UI and API) run on a second thread with its own read-only connection,
+/// so any number of them never queue in front of the pipeline (WAL: readers do not block the
+/// writer).
 #[derive(Clone)]
 pub struct Store {
     jobs: std::sync::mpsc::Sender<Job>,
+    reads: std::sync::mpsc::Sender<Job>,
     path: PathBuf,
 }
 
 impl Store {
-    /// Opens the database (migrating it) and starts the store thread.
+    /// Opens the database (migrating it) and starts the store thread and the reader thread.
     pub fn open(path: &Path) -> Result<Store> {
-        let mut db = Db::open(path)?;
+        let db = Db::open(path)?;
+        let reader = Db::open_existing_read_only(path)?;
+        reader
+            .conn
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let jobs = Self::spawn_thread("smshub-store", db, path)?;
+        let reads = Self::spawn_thread("smshub-store-read", reader, path)?;
+        Ok(Store { jobs, reads, path: path.to_path_buf() })
+    }
+
+    fn spawn_thread(name: &str, mut db: Db, path: &Path) -> Result<std::sync::mpsc::Sender<Job>> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("smshub-store".into())
+            .name(name.into())
             .spawn(move || {
                 for job in rx {
                     job(&mut db);
@@ -229,7 +295,23 @@ impl Store {
                 path: path.to_path_buf(),
                 source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
             })?;
-        Ok(Store { jobs, path: path.to_path_buf() })
+        Ok(jobs)
+    }
+
+    /// Runs the read-only `f` on the reader thread (for HTTP callers): it never waits behind
+    /// the pipeline's writes, nor they behind it. A write there fails (read-only connection).
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Db) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.reads
+            .send(Box::new(move |db| {
+                let _ = tx.send(f(db));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     pub fn path(&self) -> &Path {
@@ -317,6 +399,35 @@ mod tests {
         // Version 6: the account tables exist.
         assert!(db.list_users().unwrap().is_empty());
         assert!(db.list_tokens().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_3_database_keeps_its_parts_when_the_outbox_is_rebuilt_for_version_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "foreign_keys", true).unwrap();
+            for m in &migrations::MIGRATIONS[..3] {
+                conn.execute_batch(m.sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            conn.execute_batch(
+                "INSERT INTO outbox (id, source, recipient, body, state, created_at, updated_at, claimed_by) \
+                 VALUES (7, 'cli', '+358401234567', 'hi', 'sending', 1, 1, 'main'); \
+                 INSERT INTO outbox_parts (outbox_id, seq, pdu, tpdu_len, state) VALUES (7, 1, '00', 1, 'acked'), (7, 2, '00', 1, 'pending');",
+            )
+            .unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let d = db.get_outbox(7).unwrap().unwrap();
+        assert_eq!(d.part_rows.len(), 2, "dropping the old outbox did not cascade to its parts");
+        assert_eq!(d.summary.state, OutboxState::Sending);
+        let fk: i64 = db.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        assert!(db.transition(7, OutboxState::Sent, None).is_err(), "part 2 is not acked");
+        assert_eq!(db.integrity_check().unwrap(), Ok(()));
     }
 
     #[test]

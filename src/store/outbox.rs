@@ -139,6 +139,17 @@ impl Db {
         if !from.can_become(to) {
             return Err(StoreError::IllegalTransition { id, from, to });
         }
+        if to == OutboxState::Sent {
+            // Never a false success (the schema's trigger says the same): every part acked.
+            let (parts, left): (i64, i64) = self.conn.query_row(
+                "SELECT count(*), count(*) FILTER (WHERE state <> 'acked') FROM outbox_parts WHERE outbox_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if parts == 0 || left > 0 {
+                return Err(StoreError::PartsNotAcked { id, left: left.max(1) });
+            }
+        }
         let outcome = match to {
             OutboxState::Sent => Some("sent"),
             OutboxState::Failed => Some("failed"),
@@ -244,6 +255,18 @@ impl Db {
         Ok(self.conn.execute(
             "UPDATE outbox_parts SET state = 'unknown', last_error = 'smshub stopped while the modem had this part; it may or may not have been sent' WHERE state = 'sending'",
             [],
+        )?)
+    }
+
+    /// At the start of a pass over message `id` (claimed, so no sender is working on it): a part
+    /// still `sending` was in a pass that ended without recording the modem's answer (a store
+    /// write failed); it may or may not have gone out, so it becomes `unknown`. Returns how many.
+    pub fn unfinished_parts_unknown(&self, id: OutboxId) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outbox_parts SET state = 'unknown', \
+             last_error = 'an earlier pass ended before the answer of the modem was recorded; it may or may not have been sent' \
+             WHERE outbox_id = ?1 AND state = 'sending'",
+            [id],
         )?)
     }
 
@@ -482,6 +505,31 @@ mod tests {
         let mut claimed: Vec<OutboxId> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
         claimed.sort();
         assert_eq!(claimed, ids, "every message claimed exactly once");
+    }
+
+    #[test]
+    fn a_message_becomes_sent_only_when_every_part_is_acked() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "two parts").unwrap();
+        db.begin_sending(id, &parts(2), Some(1)).unwrap();
+        db.part_begin(id, 1, "main").unwrap();
+        db.part_acked(id, 1, 1).unwrap();
+        db.part_begin(id, 2, "main").unwrap();
+        // Part 2 is `sending` (its acked write failed): not sent.
+        let err = db.transition(id, OutboxState::Sent, None).unwrap_err();
+        assert!(matches!(err, StoreError::PartsNotAcked { left: 1, .. }), "{err}");
+        // The schema refuses it too, whatever writes the row.
+        let raw = db.conn.execute("UPDATE outbox SET state = 'sent' WHERE id = ?1", [id]);
+        assert!(raw.unwrap_err().to_string().contains("every part is acked"));
+        // A new pass finds it and makes it unknown; acked parts stay acked.
+        assert_eq!(db.unfinished_parts_unknown(id).unwrap(), 1);
+        let states: Vec<PartState> = db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| p.state).collect();
+        assert_eq!(states, [PartState::Acked, PartState::Unknown]);
+        assert!(db.transition(id, OutboxState::Sent, None).is_err());
+        // A message with no parts at all is never sent either.
+        let empty = db.insert_local("cli", &number(), "x").unwrap();
+        db.begin_sending(empty, &[], None).unwrap();
+        assert!(matches!(db.transition(empty, OutboxState::Sent, None), Err(StoreError::PartsNotAcked { .. })));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use serde::Serialize;
 /// `received` (we know the Provet id) → `fetched` (text and number stored, parts encoded) →
 /// `sending` (parts going to the modem) → `sent` | `failed` → `reported` (Provet marked, or
 /// nothing to report for local messages). `failed` → `fetched` is the operator's retry.
+/// `refused` is where an automatic reply the reply policy refused is recorded, with the reason:
+/// it is inserted so and never changes (nothing is sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutboxState {
@@ -19,16 +21,18 @@ pub enum OutboxState {
     Sent,
     Failed,
     Reported,
+    Refused,
 }
 
 impl OutboxState {
-    pub const ALL: [OutboxState; 6] = [
+    pub const ALL: [OutboxState; 7] = [
         OutboxState::Received,
         OutboxState::Fetched,
         OutboxState::Sending,
         OutboxState::Sent,
         OutboxState::Failed,
         OutboxState::Reported,
+        OutboxState::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +43,7 @@ impl OutboxState {
             OutboxState::Sent => "sent",
             OutboxState::Failed => "failed",
             OutboxState::Reported => "reported",
+            OutboxState::Refused => "refused",
         }
     }
 
@@ -127,6 +132,7 @@ mod tests {
         assert!(!Sent.can_become(Sending), "a sent message is never sent again");
         assert!(!Sent.can_become(Failed));
         assert!(!Received.can_become(Sending), "nothing is sent before it is fetched");
+        assert!(OutboxState::ALL.iter().all(|s| !Refused.can_become(*s) && !s.can_become(Refused)), "refused is final");
     }
 
     #[test]

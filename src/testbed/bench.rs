@@ -40,6 +40,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::fake_provet::{FakeOptions, FakeProvet};
 use super::modem_sim::{self as sim, SimControl, SimOptions};
+use super::peers::{post_webhook_to, start_receiver};
 use crate::store::{Db, now_ms};
 
 const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";
@@ -83,6 +84,19 @@ pub enum BenchCommand {
         /// Connections of the header flood (spread over 30 local addresses).
         #[arg(long, default_value_t = 900)]
         flood: usize,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The daemon (a child process) under random modem and Provet faults and SIGKILLs while work
+    /// flows; checks the invariants at the end and prints the counts.
+    Soak {
+        /// How long to run before settling and checking.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Seed of the random faults (printed; give it again to repeat a run's choices).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Where the temporary database goes.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -220,18 +234,7 @@ impl Rig {
 
 /// POSTs a webhook and returns the status code.
 async fn post_webhook(addr: &str, id: i64) -> anyhow::Result<u16> {
-    let body = format!("{{\"external_sms_id\": {id}}}");
-    let req = format!(
-        "POST /provet/bench/webhook/{WEBHOOK_TOKEN} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp);
-    Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+    post_webhook_to(addr, "bench", WEBHOOK_TOKEN, id).await
 }
 
 /// (p50, p99, max) of `samples` (sorted here).
@@ -255,6 +258,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
         }
+        BenchCommand::Soak { minutes, seed, dir } => super::soak::soak(minutes, dir.as_deref(), seed).await,
     }
 }
 
@@ -397,56 +401,6 @@ async fn admin_status(addr: &str, token: &str) -> anyhow::Result<serde_json::Val
     let text = String::from_utf8_lossy(&resp);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok(serde_json::from_str(body)?)
-}
-
-/// A PBX-style receiver: records (body field, instant of the request's first byte), answers
-/// 200 and closes the connection.
-async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = arrivals.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let mut first = None;
-                loop {
-                    let Ok(n) = stream.read(&mut chunk).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    first.get_or_insert_with(Instant::now);
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if body.len() < len {
-                        continue;
-                    }
-                    let field = form_urlencoded::parse(body.as_bytes())
-                        .find(|(k, _)| k == "body")
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap_or_default();
-                    if let (Ok(mut l), Some(t)) = (log.lock(), first) {
-                        l.push((field, t));
-                    }
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;
-                    return;
-                }
-            });
-        }
-    });
-    Ok((format!("http://{addr}/in"), arrivals))
 }
 
 async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {

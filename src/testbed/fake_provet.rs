@@ -15,7 +15,7 @@
 //!   `mark_external_sending`, which catches a pipeline that skips it).
 //!
 //! Switches, settable at any time: fail the next N API (or token) calls with 401, 429 (with
-//! `Retry-After`), a 5xx or a stall; add latency; stall every call; reject a JSON `mark_failed`
+//! `Retry-After`, any text), a 5xx or a stall; answer `expires_in` with any JSON value; add latency; stall every call; reject a JSON `mark_failed`
 //! body with 400; expire all tokens; change the page size; point `next` at another host.
 //! Every call is recorded (method, path, body, status, time), and every mark, so a test can
 //! assert that each message was marked exactly once.
@@ -116,6 +116,7 @@ struct State {
     tokens: HashMap<String, Instant>,
     tokens_issued: u64,
     expires_in: u64,
+    expires_in_json: Option<Value>,
     page_size: usize,
     api_failures: VecDeque<Failure>,
     token_failures: VecDeque<Failure>,
@@ -259,6 +260,13 @@ impl FakeProvet {
     /// `expires_in` for tokens issued from now on.
     pub fn set_token_expires_in(&self, secs: u64) {
         self.shared.lock().expires_in = secs;
+    }
+
+    /// Answers `expires_in` with exactly this JSON value (e.g. `1e300`, `18446744073709551615`,
+    /// `"soon"`) from now on; the tokens themselves stay valid for [`FakeOptions::token_expires_in`].
+    /// `None` goes back to the number.
+    pub fn set_token_expires_in_json(&self, value: Option<Value>) {
+        self.shared.lock().expires_in_json = value;
     }
 
     /// Invalidates every token issued so far: the next API call gets a 401.
@@ -542,10 +550,11 @@ fn token(shared: &Shared, st: &mut State, headers: &hyper::HeaderMap, body: &[u8
     }
     st.tokens_issued += 1;
     let token = format!("fake-token-{}-{}", st.tokens_issued, fastrand::u64(..));
-    st.tokens.insert(token.clone(), Instant::now() + Duration::from_secs(st.expires_in));
+    st.tokens.insert(token.clone(), crate::deadline::std_in(Duration::from_secs(st.expires_in)));
+    let expires_in = st.expires_in_json.clone().unwrap_or_else(|| json!(st.expires_in));
     reply(
         StatusCode::OK,
-        json!({"access_token": token, "token_type": "Bearer", "expires_in": st.expires_in,
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in,
                "scope": form.get("scope").cloned().unwrap_or_else(|| "restapi".into())}),
     )
 }

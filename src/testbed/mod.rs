@@ -6,13 +6,17 @@
 //! - [`fake_provet`]: a small Provet Cloud on 127.0.0.1 with failure switches and a call log.
 //! - [`clinic_app`]: a stand-in for the clinic's software that answers Twilio webhooks with TwiML.
 //! - [`demo`]: `smshub demo`, the whole job in one process.
-//! - [`bench`]: `smshub bench`, figures from the daemon against the instruments.
+//! - [`peers`]: a webhook caller and a PBX-style receiver the bench and the soak share.
+//! - [`bench`]: `smshub bench`, figures from the daemon against the instruments; [`soak`]:
+//!   `smshub bench soak`, the daemon under random faults and SIGKILLs, with invariant checks.
 
 pub mod bench;
 pub mod clinic_app;
 pub mod demo;
 pub mod fake_provet;
 pub mod modem_sim;
+pub mod peers;
+pub mod soak;
 
 #[cfg(test)]
 mod provet_client_tests;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
 use crate::config::{ProvetConfig, Secret};
-use crate::provet::{ClientConfigError, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
+use crate::provet::{ClientConfigError, ListBounds, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
 
 /// Upper bound for anything that should finish quickly; only there so a bug hangs no test.
 const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -526,4 +526,44 @@ async fn stopping_the_fake_ends_stalled_calls() {
     fake.stop().await;
     let result = tokio::time::timeout(HANG_GUARD, call).await.unwrap().unwrap();
     assert!(matches!(result, Err(ProvetError::Transient(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_listing_stops_at_its_page_and_byte_bounds_and_keeps_what_it_read() {
+    let (fake, client) = setup_default().await;
+    fake.set_page_size(1);
+    for i in 0..12 {
+        fake.add_sms("+358401234567", &format!("m{i}"));
+    }
+    let small = |pages, bytes| ListBounds { max_pages: pages, max_bytes: bytes, deadline: Duration::from_secs(30) };
+    let client = client.with_list_bounds(small(5, usize::MAX));
+    let got = tokio::time::timeout(HANG_GUARD, client.list_external_sms()).await.unwrap().unwrap();
+    assert_eq!(got.len(), 5, "five pages of one");
+    let client = client.with_list_bounds(small(100, 1));
+    let got = client.list_external_sms().await.unwrap();
+    assert_eq!(got.len(), 1, "the first page is already over one byte");
+    let client = client.with_list_bounds(small(100, usize::MAX));
+    assert_eq!(client.list_external_sms().await.unwrap().len(), 12, "unbounded enough: everything");
+}
+
+#[tokio::test]
+async fn a_listing_that_drips_stops_at_its_overall_deadline() {
+    let (fake, client) = setup_default().await;
+    fake.set_page_size(1);
+    for i in 0..50 {
+        fake.add_sms("+358401234567", &format!("m{i}"));
+    }
+    fake.set_latency(Duration::from_millis(300));
+    let client = client.with_list_bounds(ListBounds {
+        max_pages: 1000,
+        max_bytes: usize::MAX,
+        deadline: Duration::from_secs(2),
+    });
+    let started = std::time::Instant::now();
+    let got = tokio::time::timeout(HANG_GUARD, client.list_external_sms()).await.unwrap().unwrap();
+    assert!(!got.is_empty() && got.len() < 50, "cut short with what was read: {}", got.len());
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the deadline, not by 50 pages × latency");
+    fake.set_stall(true);
+    let err = client.list_external_sms().await.unwrap_err();
+    assert!(matches!(err, ProvetError::Transient(_)), "no first page in time: {err}");
 }

@@ -1,7 +1,9 @@
 //! What the HTTP handlers share with the running daemon.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::auth::Auth;
 use super::outsiders::OutsiderLog;
@@ -24,12 +26,56 @@ pub struct AppState {
     pub auth: Auth,
     pub public_stats: Arc<ListenerStats>,
     pub admin_stats: Arc<ListenerStats>,
+    pub counts: CountsCache,
+}
+
+/// The outbox counts `/status` shows, read at most once per [`CountsCache::MAX_AGE`] (on the
+/// reader connection), however many callers ask: the others get the last counts.
+#[derive(Default)]
+pub struct CountsCache {
+    last: Mutex<Option<(Instant, BTreeMap<String, i64>)>>,
+    refreshing: AtomicBool,
+}
+
+impl CountsCache {
+    pub const MAX_AGE: Duration = Duration::from_secs(1);
+
+    pub async fn get(&self, store: &Store) -> BTreeMap<String, i64> {
+        let cached = self.last.lock().ok().and_then(|l| l.clone());
+        if let Some((at, counts)) = &cached
+            && at.elapsed() < Self::MAX_AGE
+        {
+            return counts.clone();
+        }
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            // Another caller is reading them right now.
+            return cached.map(|(_, c)| c).unwrap_or_default();
+        }
+        // Cleared on drop, also when the caller goes away mid-read.
+        struct Refreshing<'a>(&'a AtomicBool);
+        impl Drop for Refreshing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _refreshing = Refreshing(&self.refreshing);
+        let fresh = store.read(|db| db.outbox_counts()).await;
+        match fresh {
+            Ok(counts) => {
+                if let Ok(mut l) = self.last.lock() {
+                    *l = Some((Instant::now(), counts.clone()));
+                }
+                counts
+            }
+            Err(_) => cached.map(|(_, c)| c).unwrap_or_default(),
+        }
+    }
 }
 
 impl AppState {
     /// The `/status` document.
     pub async fn status_json(&self) -> serde_json::Value {
-        let outbox = self.store.call(|db| db.outbox_counts()).await.unwrap_or_default();
+        let outbox = self.counts.get(&self.store).await;
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "clinic_code": self.config.clinic_code,
@@ -41,5 +87,34 @@ impl AppState {
                 "admin": self.admin_stats.json(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn status_counts_are_read_at_most_once_per_second_on_the_reader_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let cache = CountsCache::default();
+        assert!(cache.get(&store).await.values().all(|n| *n == 0));
+        let to = crate::phone::PhoneNumber::parse("+358401234567", None).unwrap();
+        store.call(move |db| db.insert_local("cli", &to, "x")).await.unwrap();
+        let many = ask_many(&cache, &store, 50).await;
+        assert!(many.iter().all(|c| c.get("fetched").copied().unwrap_or(0) == 0), "served from the cache: {many:?}");
+        tokio::time::sleep(CountsCache::MAX_AGE + Duration::from_millis(100)).await;
+        assert_eq!(cache.get(&store).await.get("fetched"), Some(&1));
+        // The reader connection cannot write.
+        assert!(store.read(|db| db.heartbeat()).await.is_err());
+    }
+
+    async fn ask_many(cache: &CountsCache, store: &Store, n: usize) -> Vec<BTreeMap<String, i64>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(cache.get(store).await);
+        }
+        out
     }
 }

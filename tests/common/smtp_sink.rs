@@ -22,6 +22,9 @@ pub enum SinkBehaviour {
     FailFirst(usize),
     /// Accept connections and never say anything.
     Silent,
+    /// Greet with continuation lines, one every 200 ms, for a minute: each read is quick, the
+    /// greeting never ends.
+    Drip,
     /// Accept, but offer only AUTH LOGIN.
     LoginOnly,
 }
@@ -208,6 +211,14 @@ fn serve(
 ) -> std::io::Result<()> {
     if behaviour == SinkBehaviour::Silent {
         std::thread::sleep(Duration::from_secs(60));
+        return Ok(());
+    }
+    if behaviour == SinkBehaviour::Drip {
+        let mut c = Conn::Plain(conn);
+        for _ in 0..300 {
+            c.send("220-sink.test still greeting")?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
         return Ok(());
     }
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;

@@ -42,7 +42,7 @@ impl Driver {
         });
 
         self.set_state(ModemState::WaitingForRegistration);
-        let deadline = Instant::now() + self.cfg.registration_timeout;
+        let deadline = crate::deadline::tokio_in(self.cfg.registration_timeout);
         while !self.poll_registration(c).await?.registered() {
             if Instant::now() >= deadline {
                 tracing::warn!(modem = %self.cfg.name, "not registered yet; going on (sends wait for registration)");
