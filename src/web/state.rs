@@ -73,6 +73,10 @@ impl AppState {
             "uptime_s": self.started.elapsed().as_secs(),
             "health": self.health.report(),
             "outbox": outbox,
+            "disk": {
+                "free_mb": crate::store::free_bytes(&self.config.store.path).ok().map(|b| b / (1024 * 1024)),
+                "min_free_mb": self.config.store.min_free_mb,
+            },
         })
     }
 }
