@@ -829,7 +829,7 @@ fn optout(config: &Config, db: &Db, cmd: &OptoutCommand) -> Result<(), Failure> 
 
 /// "12s ago", "3m ago", "in 5m" from a unix-ms timestamp.
 fn age(ms: i64) -> String {
-    let delta = (crate::store::now_ms() - ms) / 1000;
+    let delta = crate::store::now_ms().saturating_sub(ms) / 1000;
     let (n, future) = if delta < 0 { (-delta, true) } else { (delta, false) };
     let span = match n {
         0..=59 => format!("{n}s"),

@@ -125,7 +125,10 @@ fn healthz_doctor_and_status_report_too_little_free_space() {
     let d = Daemon::start(&cfg);
     wait_health(&d, false);
     let status = admin_status(&dir, &cfg, &d);
-    assert!(status.contains("disk: ") && status.contains("below [store] min_free_mb = 1000000000"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["disk"]["min_free_mb"], 1_000_000_000u64, "{v}");
+    assert!(v["disk"]["free_mb"].is_u64(), "{v}");
+    assert!(v["health"]["problems"].to_string().contains("below [store] min_free_mb"), "{v}");
     let out = dir.smshub(&cfg, &["doctor", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let check = v["checks"].as_array().or(v.as_array()).unwrap().iter().find(|c| c["name"] == "free space").cloned();

@@ -129,7 +129,7 @@ impl Forwarders {
             let n = name.clone();
             let next = self.store.call(move |db| db.next_delivery_due(&n)).await.ok().flatten();
             let wait = next
-                .map(|at| Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0).max(10)))
+                .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0).max(10)))
                 .unwrap_or(IDLE_RECHECK)
                 .min(IDLE_RECHECK);
             tokio::select! {
@@ -203,11 +203,13 @@ impl Forwarders {
     async fn record(&self, d: &DueDelivery, record: AttemptRecord, replies: ReplyBatch) {
         let id = d.id;
         let limits = self.config.replies.limits();
+        // Those refused before counting were logged with the answer's note already.
+        let refused_before = replies.refused.len();
         let res = self.store.call(move |db| db.record_delivery_attempt(id, &record, &replies, &limits)).await;
         match res {
             Ok(recorded) => {
-                if let Some((_, reason)) = recorded.refused.first() {
-                    tracing::warn!(forwarder = %d.forwarder, inbox_id = d.inbox_id, refused = recorded.refused.len(), first_reason = %crate::phone::mask_numbers_in(reason), "TwiML replies refused by the reply policy (recorded as refused)");
+                if let Some((_, reason)) = recorded.refused.get(refused_before) {
+                    tracing::warn!(forwarder = %d.forwarder, inbox_id = d.inbox_id, refused = recorded.refused.len() - refused_before, first_reason = %crate::phone::mask_numbers_in(reason), "TwiML replies over the reply limits (recorded as refused)");
                 }
                 if !recorded.queued.is_empty() {
                     tracing::info!(forwarder = %d.forwarder, inbox_id = d.inbox_id, replies = recorded.queued.len(), "TwiML replies queued");

@@ -99,7 +99,7 @@ impl ModemSender {
             let Some(id) = claimed else {
                 let due = self.store.call(|db| db.next_send_due()).await.ok().flatten();
                 let wait = due
-                    .map(|at| Duration::from_millis((at - now_ms()).clamp(10, 1_000) as u64))
+                    .map(|at| Duration::from_millis(at.saturating_sub(now_ms()).clamp(10, 1_000).unsigned_abs()))
                     // Messages queued by another process (`smshub send`) are seen within a second.
                     .unwrap_or(Duration::from_secs(1));
                 tokio::select! {

@@ -86,6 +86,10 @@ impl AppState {
                 "public": self.public_stats.json(),
                 "admin": self.admin_stats.json(),
             },
+            "disk": {
+                "free_mb": crate::store::free_bytes(&self.config.store.path).ok().map(|b| b / (1024 * 1024)),
+                "min_free_mb": self.config.store.min_free_mb,
+            },
         })
     }
 }
