@@ -63,6 +63,8 @@ pub struct Listener {
 /// What a listener counted since start (for `/status` and, later, `/metrics`).
 #[derive(Debug, Default)]
 pub struct ListenerStats {
+    /// Connections open now.
+    pub open: AtomicU64,
     pub accepted: AtomicU64,
     pub refused_total_cap: AtomicU64,
     pub refused_address_cap: AtomicU64,
@@ -75,6 +77,7 @@ impl ListenerStats {
     pub fn json(&self) -> serde_json::Value {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         serde_json::json!({
+            "open": get(&self.open),
             "accepted": get(&self.accepted),
             "refused_total_cap": get(&self.refused_total_cap),
             "refused_address_cap": get(&self.refused_address_cap),
@@ -137,9 +140,12 @@ pub async fn serve(
         };
         let ctx = ctx.clone();
         let watcher = graceful.watcher();
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let stats = stats.clone();
         tokio::spawn(async move {
             ctx.connection(stream, peer, watcher).await;
             drop(slot);
+            stats.open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(tcp);
