@@ -13,13 +13,15 @@
 //! - [`provet`]: the Provet Cloud REST client and the custom-integration check.
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the SMTP fallback.
-//! - [`web`]: the HTTP server: an axum router (`/healthz`, `/status`, Provet webhooks) in our
-//!   own accept loop; `web::auth` signs people in (sessions) and lets programs in (tokens).
+//! - [`web`]: two HTTP listeners (public: Provet webhook, reminders button, `/healthz`; admin:
+//!   sign-in, `/status`), each an axum router in our own hardened accept loop.
 //! - [`health`]: the health table behind `/healthz`, `STATUS=` and the watchdog.
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.
 //! - [`http_client`]: the one outbound HTTP client (deadline, bounded body) on the one
 //!   [`tls`] client config.
+//! - [`tls`]: the one rustls client config, and listeners' certificates reloaded on SIGHUP.
+//! - [`retry`]: the one backoff every pipeline uses.
 //! - [`deadline`]: "now + wait" that cannot overflow; every deadline and outside duration goes through it.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
 //! - [`doctor`]: read-only checks with remedies.

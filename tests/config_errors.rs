@@ -118,7 +118,7 @@ fn bad_values_are_explained() {
         ),
         ("[admin]\nlisten = \"127.0.0.1:8080\"\n", "admin.listen: 127.0.0.1:8080 overlaps [http] listen 0.0.0.0:8080"),
         ("[admin]\npublic_url = \"https://x\"\n", "admin.public_url: belongs in [http]"),
-        ("[http]\nmax_header_bytes = 100\n", "http.max_header_bytes: 100 is out of range: give 8192"),
+        ("[http]\nmax_header_bytes = 100\n", "http.max_header_bytes: 100 is out of range: allowed 8192 to 1048576"),
         ("[http]\nmax_connections = 0\n", "http.max_connections: 0 is out of range"),
         ("[http]\ntrusted_proxies = [\"proxy.local\"]\n", "http.trusted_proxies: \"proxy.local\" is not an IP address"),
         ("[http]\ntls_cert_file = \"/nonexistent/cert.pem\"\n", "http.tls_key_file: missing"),

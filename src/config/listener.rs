@@ -111,51 +111,31 @@ impl ListenerConfig {
             }
         };
         let d = ConnLimits::default();
-        let in_range = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| match value {
-            None => Ok(default),
-            Some(v) if (min..=max).contains(&v) => Ok(v),
-            Some(v) => Err(cx.error(&s, key, format!("{v} is out of range: give {min} to {max}"))),
+        let count = |key: &str, value: Option<usize>, default: usize, range: std::ops::RangeInclusive<u64>| {
+            cx.ranged(&s, 0, key, as_u64(value), default as u64, range, "").map(|n| n as usize)
+        };
+        let seconds = |key: &str, value: Option<u64>, default: Duration| {
+            cx.ranged(&s, 0, key, value, default.as_secs(), 1..=3600, " s").map(Duration::from_secs)
         };
         let limits = ConnLimits {
-            max_connections: in_range(
-                "max_connections",
-                as_u64(raw.max_connections),
-                d.max_connections as u64,
-                1,
-                65_536,
-            )? as usize,
-            max_per_address: in_range(
+            max_connections: count("max_connections", raw.max_connections, d.max_connections, 1..=65_536)?,
+            max_per_address: count(
                 "max_connections_per_address",
-                as_u64(raw.max_connections_per_address),
-                d.max_per_address as u64,
-                1,
-                65_536,
-            )? as usize,
-            max_header_bytes: in_range(
+                raw.max_connections_per_address,
+                d.max_per_address,
+                1..=65_536,
+            )?,
+            max_header_bytes: count(
                 "max_header_bytes",
-                as_u64(raw.max_header_bytes),
-                d.max_header_bytes as u64,
-                MIN_HEADER_BYTES as u64,
-                1024 * 1024,
-            )? as usize,
-            max_headers: in_range("max_headers", as_u64(raw.max_headers), d.max_headers as u64, 8, 1024)? as usize,
-            request_timeout: Duration::from_secs(in_range(
-                "request_timeout_s",
-                raw.request_timeout_s,
-                d.request_timeout.as_secs(),
-                1,
-                3600,
-            )?),
-            idle_timeout: Duration::from_secs(in_range(
-                "idle_timeout_s",
-                raw.idle_timeout_s,
-                d.idle_timeout.as_secs(),
-                1,
-                3600,
-            )?),
+                raw.max_header_bytes,
+                d.max_header_bytes,
+                MIN_HEADER_BYTES as u64..=1024 * 1024,
+            )?,
+            max_headers: count("max_headers", raw.max_headers, d.max_headers, 8..=1024)?,
+            request_timeout: seconds("request_timeout_s", raw.request_timeout_s, d.request_timeout)?,
+            idle_timeout: seconds("idle_timeout_s", raw.idle_timeout_s, d.idle_timeout)?,
         };
-        let max_body_bytes =
-            in_range("max_body_bytes", as_u64(raw.max_body_bytes), 64 * 1024, 1024, 16 * 1024 * 1024)? as usize;
+        let max_body_bytes = count("max_body_bytes", raw.max_body_bytes, 64 * 1024, 1024..=16 * 1024 * 1024)?;
         let mut trusted_proxies = Vec::new();
         for p in raw.trusted_proxies.iter().flatten() {
             let ip = p.trim().parse::<IpAddr>().map_err(|_| {

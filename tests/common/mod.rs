@@ -59,31 +59,29 @@ impl TestDir {
         self.write("smshub.toml", &text, 0o600)
     }
 
-    pub fn smshub(&self, config: &Path, args: &[&str]) -> Output {
-        smshub_command()
-            .arg("--config")
+    /// `smshub --config CONFIG ARGS…` with the environment of a clean shell.
+    pub fn command(&self, config: &Path, args: &[&str]) -> Command {
+        let mut cmd = smshub_command();
+        cmd.arg("--config")
             .arg(config)
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .output()
-            .unwrap()
+            .env_remove("JOURNAL_STREAM");
+        cmd
+    }
+
+    pub fn smshub(&self, config: &Path, args: &[&str]) -> Output {
+        self.command(config, args).output().unwrap()
     }
 }
 
 impl TestDir {
     /// Runs smshub with `input` on its stdin (e.g. `user add NAME --password-stdin`).
     pub fn smshub_with_stdin(&self, config: &Path, args: &[&str], input: &[u8]) -> Output {
-        let mut child = smshub_command()
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
+        let mut child = self
+            .command(config, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
