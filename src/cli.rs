@@ -470,10 +470,11 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             println!("  {} outbox messages {verb} erased (text and number)", counts.outbox_erased);
             println!("  {} received messages {verb} erased (text and sender)", counts.inbox_erased);
             println!(
-                "  {} forward attempts, {} webhook log rows, {} events and {} reply stamps {verb} deleted",
+                "  {} forward attempts, {} event webhook calls, {} events, {} audit rows and {} reply stamps {verb} deleted",
                 counts.attempts_deleted,
                 counts.webhook_calls_deleted,
                 counts.events_deleted,
+                counts.audit_deleted,
                 counts.reply_stamps_deleted
             );
             Ok(())

@@ -356,6 +356,7 @@ async fn retention(store: crate::store::Store, keep_days: u64, mut shutdown: cra
                 inbox = total.inbox_erased,
                 attempts = total.attempts_deleted,
                 events = total.events_deleted + total.webhook_calls_deleted,
+                audit = total.audit_deleted,
                 "retention: erased old texts and numbers"
             );
         }

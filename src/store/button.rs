@@ -45,12 +45,6 @@ impl Db {
                 new.push(*id);
             }
         }
-        self.log_webhook_call(
-            "in",
-            &format!("provet/{instance}/reminders"),
-            Some(200),
-            Some(&format!("{} ids", ids.len())),
-        )?;
         tx.commit()?;
         Ok(ButtonOutcome::Queued { new })
     }

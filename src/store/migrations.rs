@@ -250,6 +250,72 @@ CREATE TABLE api_tokens (
 CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
 "#;
 
+/// Version 7: the clinic's window (event webhooks, the local API, the UI's audit list).
+///
+/// - `events` and `webhook_calls` of v2 were written by nothing that read them; they are replaced.
+///   `events` is a transactional outbox: a row is inserted in the same transaction as the state
+///   change it describes (a sent message, a received one, an opt-out), with one
+///   `event_deliveries` row per `[[event_webhook]]` that wants its type. `uid` is the envelope's
+///   `id` (a UUID v4), the same on every attempt; `data` is the v2 `data` object as JSON.
+/// - `webhook_calls` is the call log: one row per attempt with what was sent and what came back
+///   (the first 4 KiB of the answer), kept by the retention rule like `delivery_attempts`.
+/// - `outbox.idempotency_key`: a local API send's key; one message per key (source `api`).
+/// - `audit`: who did what in the web UI or the API (kept like the call log).
+const V7: &str = r#"
+DROP TABLE events;
+DROP TABLE webhook_calls;
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    uid        TEXT    NOT NULL UNIQUE,     -- UUID v4: the envelope id, the same on every attempt
+    type       TEXT    NOT NULL,            -- sms.sent, optout.added, ...
+    created_at INTEGER NOT NULL,            -- unix ms
+    data       TEXT    NOT NULL             -- the v2 `data` object, JSON
+);
+CREATE INDEX events_by_time ON events (created_at);
+
+CREATE TABLE event_deliveries (
+    event_id        INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    webhook         TEXT    NOT NULL,       -- [[event_webhook]] name
+    state           TEXT    NOT NULL CHECK (state IN ('pending','delivered','gave_up')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,                -- unix ms; NULL = as soon as possible
+    last_error      TEXT,
+    settled_at      INTEGER,
+    PRIMARY KEY (event_id, webhook)
+) WITHOUT ROWID;
+CREATE INDEX event_deliveries_due ON event_deliveries (webhook, next_attempt_at) WHERE state = 'pending';
+
+CREATE TABLE webhook_calls (
+    id               INTEGER PRIMARY KEY,
+    event_id         INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    webhook          TEXT    NOT NULL,
+    at               INTEGER NOT NULL,      -- unix ms, when the request started
+    url              TEXT    NOT NULL,      -- without user info or query secrets
+    request_headers  TEXT    NOT NULL,      -- "Name: value" lines
+    request_body     TEXT    NOT NULL,
+    status           INTEGER,               -- HTTP status; NULL when no answer came
+    response_headers TEXT,
+    response_body    TEXT,                  -- the first 4 KiB, lossy UTF-8
+    duration_ms      INTEGER NOT NULL,
+    error            TEXT
+);
+CREATE INDEX webhook_calls_by_event ON webhook_calls (event_id);
+CREATE INDEX webhook_calls_by_time ON webhook_calls (at);
+
+ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
+CREATE UNIQUE INDEX outbox_by_idempotency_key ON outbox (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE audit (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,               -- unix ms
+    actor   TEXT    NOT NULL,               -- "user:<name>", "token:<name>", "cli", "panel:<instance>"
+    action  TEXT    NOT NULL,               -- e.g. "send", "retry", "optout.add"
+    subject TEXT                            -- the message id or number acted on
+);
+CREATE INDEX audit_by_time ON audit (at);
+"#;
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: V1 },
     Migration { version: 2, sql: V2 },
@@ -257,7 +323,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, sql: V4 },
     Migration { version: 5, sql: V5 },
     Migration { version: 6, sql: V6 },
+    Migration { version: 7, sql: V7 },
 ];
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 6;
+pub const LATEST: u32 = 7;

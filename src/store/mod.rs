@@ -228,30 +228,6 @@ impl Db {
     pub fn heartbeat(&self) -> Result<()> {
         self.kv_set("health:heartbeat", &now_ms().to_string())
     }
-
-    /// Records an HTTP call in or out (the status page and `doctor` show recent ones).
-    pub fn log_webhook_call(
-        &self,
-        direction: &str,
-        endpoint: &str,
-        status: Option<u16>,
-        detail: Option<&str>,
-    ) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO webhook_calls (at, direction, endpoint, status, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms(), direction, endpoint, status, detail],
-        )?;
-        Ok(())
-    }
-
-    /// Appends to the event log (what the status page and `doctor` show as recent history).
-    pub fn log_event(&self, kind: &str, subject: Option<&str>, detail: Option<&str>) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO events (at, kind, subject, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![now_ms(), kind, subject, detail],
-        )?;
-        Ok(())
-    }
 }
 
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
@@ -391,8 +367,6 @@ mod tests {
         let outbox = db.list_outbox(&OutboxFilter::default()).unwrap();
         assert_eq!(outbox.len(), 1);
         assert_eq!(outbox[0].state, OutboxState::Fetched);
-        // The version-2 tables exist and work.
-        db.log_event("test", None, None).unwrap();
         assert!(db.list_inbox(10).unwrap().is_empty());
         // Version 3: the old row is unclaimed and can be claimed.
         assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));

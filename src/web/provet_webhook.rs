@@ -104,11 +104,7 @@ pub async fn handle(
     let inst = instance.to_string();
     let stored = state
         .store
-        .call(move |db| {
-            let r = db.insert_received("provet", &inst, id)?;
-            db.log_webhook_call("in", &format!("provet/{inst}"), Some(200), Some(&format!("external_sms_id={id}")))?;
-            Ok(r)
-        })
+        .call(move |db| db.insert_received("provet", &inst, id))
         .await;
     match stored {
         Ok((outbox_id, new)) => {
