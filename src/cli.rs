@@ -818,7 +818,7 @@ fn optout(config: &Config, db: &Db, cmd: &OptoutCommand) -> Result<(), Failure> 
         OptoutCommand::Remove { number } => {
             // A STOP from a sender that is not a phone number is kept as received.
             let key = config.parse_number(number).map(|n| n.as_str().to_string()).unwrap_or_else(|_| number.clone());
-            if db.remove_optout(&key)? {
+            if db.remove_optout(&key, "cli")? {
                 println!("{key} opted in again");
                 Ok(())
             } else {

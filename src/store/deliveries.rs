@@ -305,7 +305,9 @@ impl Db {
              VALUES (?1, ?2, ?3, 'refused', ?4, ?5, ?5)",
             params![source, to, body, reason, now],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        let id = self.conn.last_insert_rowid();
+        self.emit_outbox_outcome(id, super::EventType::SmsFailed)?;
+        Ok(id)
     }
 
     /// Inbox rows not yet looked at for keywords, in arrival order.
@@ -363,7 +365,7 @@ impl Db {
                 self.add_optout(number, "sms")?;
             }
             Some((false, number)) => {
-                self.remove_optout(number)?;
+                self.remove_optout(number, "sms")?;
             }
             None => {}
         }

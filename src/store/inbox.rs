@@ -308,6 +308,7 @@ impl Db {
                 params![id, f],
             )?;
         }
+        self.emit_received(id)?;
         Ok(id)
     }
 
@@ -354,10 +355,13 @@ impl Db {
             )
             .optional()?;
         let Some((outbox_id, seq)) = found else { return Ok(None) };
-        self.conn.execute(
-            "UPDATE outbox_parts SET delivery_status = ?3, delivered_at = ?4 WHERE outbox_id = ?1 AND seq = ?2",
-            params![outbox_id, seq, i64::from(status), super::now_ms()],
-        )?;
+        self.atomically(|| {
+            self.conn.execute(
+                "UPDATE outbox_parts SET delivery_status = ?3, delivered_at = ?4 WHERE outbox_id = ?1 AND seq = ?2",
+                params![outbox_id, seq, i64::from(status), super::now_ms()],
+            )?;
+            self.emit_status_report(outbox_id, status)
+        })?;
         Ok(Some(outbox_id))
     }
 }

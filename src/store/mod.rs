@@ -14,6 +14,7 @@
 mod accounts;
 mod button;
 mod deliveries;
+mod events;
 mod inbox;
 pub(crate) mod migrations;
 mod outbox;
@@ -31,6 +32,10 @@ pub use button::ButtonOutcome;
 pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
     RepliesRecorded, ReplyBatch, ReplyLimits,
+};
+pub use events::{
+    DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter, EventRoutes, EventSummary, EventType,
+    WebhookCall,
 };
 pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
@@ -100,6 +105,8 @@ pub fn now_ms() -> i64 {
 pub struct Db {
     conn: Connection,
     path: PathBuf,
+    /// Which event webhooks want which events (none: no event rows are written).
+    events: EventRoutes,
 }
 
 impl Db {
@@ -123,7 +130,7 @@ impl Db {
     pub fn open_existing_read_only(path: &Path) -> Result<Db> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        Ok(Db { conn, path: path.to_path_buf() })
+        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default() })
     }
 
     fn setup(mut conn: Connection, path: &Path) -> Result<Db> {
@@ -166,7 +173,7 @@ impl Db {
             tracing::warn!(path = %path.display(), table, "database has rows whose parent is missing");
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
-        Ok(Db { conn, path: path.to_path_buf() })
+        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -203,16 +210,30 @@ impl Db {
     }
 
     /// Adds `number` to the opt-out list; returns false if it was already there.
+    /// Writes `optout.added` with the change.
     pub fn add_optout(&self, number: &str, source: &str) -> Result<bool> {
-        Ok(self.conn.execute(
-            "INSERT OR IGNORE INTO optouts (number, source, created_at) VALUES (?1, ?2, ?3)",
-            params![number, source, now_ms()],
-        )? == 1)
+        self.atomically(|| {
+            let added = self.conn.execute(
+                "INSERT OR IGNORE INTO optouts (number, source, created_at) VALUES (?1, ?2, ?3)",
+                params![number, source, now_ms()],
+            )? == 1;
+            if added {
+                self.emit(EventType::OptoutAdded, serde_json::json!({"number": number, "source": source}))?;
+            }
+            Ok(added)
+        })
     }
 
-    /// Removes `number` from the opt-out list; returns false if it was not there.
-    pub fn remove_optout(&self, number: &str) -> Result<bool> {
-        Ok(self.conn.execute("DELETE FROM optouts WHERE number = ?1", [number])? == 1)
+    /// Removes `number` from the opt-out list; returns false if it was not there. Writes
+    /// `optout.removed` with the change (`source`: who removed it, as for [`Db::add_optout`]).
+    pub fn remove_optout(&self, number: &str, source: &str) -> Result<bool> {
+        self.atomically(|| {
+            let removed = self.conn.execute("DELETE FROM optouts WHERE number = ?1", [number])? == 1;
+            if removed {
+                self.emit(EventType::OptoutRemoved, serde_json::json!({"number": number, "source": source}))?;
+            }
+            Ok(removed)
+        })
     }
 
     /// The opt-out list: (number, source, created_at), newest first.

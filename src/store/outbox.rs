@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Db, OutboxState, PartState, Result, StoreError, now_ms};
+use super::{Db, EventType, OutboxState, PartState, Result, StoreError, now_ms};
 use crate::phone::PhoneNumber;
 
 /// The row id of an outbox message.
@@ -134,7 +134,12 @@ impl Db {
 
     /// Moves message `id` to `to` if the state machine allows it from its current state;
     /// `reason` is recorded for `failed`. Resets the per-stage attempt counter.
+    /// Reaching `sent` or `failed` writes `sms.sent` / `sms.failed` in the same transaction.
     pub fn transition(&self, id: OutboxId, to: OutboxState, reason: Option<&str>) -> Result<()> {
+        self.atomically(|| self.transition_now(id, to, reason))
+    }
+
+    fn transition_now(&self, id: OutboxId, to: OutboxState, reason: Option<&str>) -> Result<()> {
         let from = self.state_of(id)?;
         if !from.can_become(to) {
             return Err(StoreError::IllegalTransition { id, from, to });
@@ -170,7 +175,11 @@ impl Db {
                 )?;
             }
         }
-        Ok(())
+        match to {
+            OutboxState::Sent => self.emit_outbox_outcome(id, EventType::SmsSent),
+            OutboxState::Failed => self.emit_outbox_outcome(id, EventType::SmsFailed),
+            _ => Ok(()),
+        }
     }
 
     /// Stores the text and number of a received message: `received → fetched`.
