@@ -73,6 +73,9 @@ pub enum Command {
     /// The opt-out list: numbers that sent STOP (or were added here) get no SMS.
     #[command(subcommand)]
     Optout(OptoutCommand),
+    /// Event webhooks: what was sent to [[event_webhook]] receivers, each attempt, and replays.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Accounts for people: who may sign in on the admin listener (web UI).
     #[command(subcommand)]
     User(UserCommand),
@@ -171,6 +174,40 @@ pub enum OutboxCommand {
         /// Why (recorded, and reported to Provet as the failure reason).
         #[arg(long, default_value = "cancelled by operator")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// List events, newest first, with each webhook's delivery state.
+    List {
+        /// Only this type (sms.received, sms.sent, sms.failed, sms.delivered, sms.undelivered,
+        /// optout.added, optout.removed, modem.online, modem.offline).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// Only events with a delivery in this state (pending, delivered, gave_up).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Show one event: its data, its deliveries and every attempt (request and answer).
+    Show {
+        /// Event id (from `events list`) or its envelope id (UUID).
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Queue a new attempt of an event (same envelope id); the running daemon sends it within a minute.
+    Replay {
+        /// Event id or envelope id.
+        id: String,
+        /// Only to this webhook (default: every webhook the event went to).
+        #[arg(long)]
+        webhook: Option<String>,
     },
 }
 
@@ -431,7 +468,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             if text.is_empty() {
                 return Err(Failure::input("--text: the message is empty"));
             }
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             let id = db.insert_local("cli", &number, text)?;
             if *json {
                 print_json(&serde_json::json!({"id": id, "to": number, "state": "fetched"}));
@@ -442,22 +479,27 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Outbox(cmd) => {
             let config = Config::load(&cli.config)?;
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             outbox(&db, cmd)
         }
         Command::Inbox(cmd) => {
             let config = Config::load(&cli.config)?;
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             inbox(&db, cmd)
+        }
+        Command::Events(cmd) => {
+            let config = Config::load(&cli.config)?;
+            let db = open_db(&config)?;
+            events(&db, cmd)
         }
         Command::Optout(cmd) => {
             let config = Config::load(&cli.config)?;
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             optout(&config, &db, cmd)
         }
         Command::Store(StoreCommand::Purge { dry_run, out }) => {
             let config = Config::load(&cli.config)?;
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             let counts = db.purge(config.store.keep_days, *dry_run, || {})?;
             if out.json {
                 print_json(
@@ -489,12 +531,12 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                 _ => None,
             };
             let config = Config::load(&cli.config)?;
-            let mut db = Db::open(&config.store.path)?;
+            let mut db = open_db(&config)?;
             user(&mut db, cmd, password)
         }
         Command::Token(cmd) => {
             let config = Config::load(&cli.config)?;
-            let db = Db::open(&config.store.path)?;
+            let db = open_db(&config)?;
             token(&db, cmd)
         }
     }
@@ -873,5 +915,115 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     line(header.to_vec());
     for row in rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// The database with the config's event routes, so a change made here (an opt-out, a cancel)
+/// writes its event like the daemon would.
+fn open_db(config: &Config) -> Result<Db, Failure> {
+    let mut db = Db::open(&config.store.path)?;
+    db.route_events(config.event_routes());
+    Ok(db)
+}
+
+fn find_event(db: &Db, key: &str) -> Result<i64, Failure> {
+    db.find_event(key)?.ok_or_else(|| Failure::input(format!("event {key:?} not found (give its id or envelope id)")))
+}
+
+fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
+    match cmd {
+        EventsCommand::List { event_type, state, limit, out } => {
+            if let Some(t) = event_type
+                && crate::store::EventType::parse(t).is_none()
+            {
+                return Err(Failure::input(format!("--type {t:?} is not an event type (e.g. sms.sent, optout.added)")));
+            }
+            if let Some(s) = state
+                && !matches!(s.as_str(), "pending" | "delivered" | "gave_up")
+            {
+                return Err(Failure::input(format!("--state {s:?}: use pending, delivered or gave_up")));
+            }
+            let filter = crate::store::EventFilter {
+                event_type: event_type.clone(),
+                state: state.clone(),
+                limit: (*limit).clamp(1, 10_000),
+            };
+            let rows = db.list_events(&filter)?;
+            if out.json {
+                print_json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|e| {
+                    let deliveries: Vec<String> =
+                        e.deliveries.iter().map(|d| format!("{}: {} ({})", d.webhook, d.state, d.attempts)).collect();
+                    vec![e.id.to_string(), e.event_type.clone(), age(e.created_at), deliveries.join(", "), e.uid.clone()]
+                })
+                .collect();
+            print_table(&["ID", "TYPE", "CREATED", "DELIVERIES (ATTEMPTS)", "ENVELOPE ID"], &table);
+            Ok(())
+        }
+        EventsCommand::Show { id, out } => {
+            let id = find_event(db, id)?;
+            let detail = db.event_detail(id)?.ok_or_else(|| Failure::input(format!("event {id} not found")))?;
+            if out.json {
+                print_json(&detail);
+                return Ok(());
+            }
+            let s = &detail.summary;
+            println!("event {} {} ({})", s.id, s.event_type, s.uid);
+            println!("  created: {}", age(s.created_at));
+            println!("  data:    {}", shown(&detail.data.to_string()));
+            let deliveries: Vec<Vec<String>> = s
+                .deliveries
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.webhook.clone(),
+                        d.state.clone(),
+                        d.attempts.to_string(),
+                        d.next_attempt_at.map(age).unwrap_or_default(),
+                        d.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            println!();
+            print_table(&["WEBHOOK", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
+            for c in &detail.calls {
+                println!();
+                let status = c.status.map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));
+                println!("attempt {} to {} — {}, {} ms, {}", c.id, c.webhook, status, c.duration_ms, age(c.at));
+                println!("  POST {}", shown(&c.url));
+                for h in c.request_headers.lines() {
+                    println!("  > {}", shown(h));
+                }
+                println!("  > {}", shown(&c.request_body));
+                if let Some(e) = &c.error {
+                    println!("  error: {}", shown(e));
+                }
+                for h in c.response_headers.as_deref().unwrap_or("").lines() {
+                    println!("  < {}", shown(h));
+                }
+                if let Some(b) = &c.response_body
+                    && !b.is_empty()
+                {
+                    println!("  < {}", shown(b));
+                }
+            }
+            Ok(())
+        }
+        EventsCommand::Replay { id, webhook } => {
+            let id = find_event(db, id)?;
+            let queued = db.replay_event(id, webhook.as_deref())?;
+            if queued == 0 {
+                return Err(Failure::input(match webhook {
+                    Some(w) => format!("event {id} was never meant for webhook {w:?}"),
+                    None => format!("event {id} has no webhook to send to"),
+                }));
+            }
+            println!("event {id}: {queued} delivery(ies) queued again; the daemon sends them within a minute");
+            Ok(())
+        }
     }
 }

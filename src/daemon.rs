@@ -159,6 +159,16 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let config = Arc::new(config);
     tokio::pin!(stop);
     let store = Store::open(&config.store.path)?;
+    // Events are written by the store thread in the transaction of each change; it wakes the
+    // event webhooks' task after each.
+    let wake_events = Arc::new(tokio::sync::Notify::new());
+    let routes = config.event_routes().waking(wake_events.clone());
+    store
+        .call(move |db| {
+            db.route_events(routes);
+            Ok(())
+        })
+        .await?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
     store.call(|db| db.release_all_claims()).await?;
     store.call(|db| db.prune_sessions(crate::store::now_ms())).await?;
@@ -217,6 +227,10 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let forwarding =
         crate::inbound::deliver::Forwarders::new(store.clone(), config.clone(), wake_forward.clone(), wake.clone());
     tasks.spawn(forwarding.run(signal.clone()));
+    if !config.event_webhooks.is_empty() {
+        let hooks = crate::events::deliver::EventWebhooks::new(store.clone(), config.clone(), wake_events);
+        tasks.spawn(hooks.run(signal.clone()));
+    }
     let mut modems = Vec::new();
     let mut modem_stall_after = Duration::from_secs(300);
     for m in &config.modems {
@@ -246,6 +260,10 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             wake_forward: wake_forward.clone(),
         };
         tasks.spawn(receiver.run(events, signal.clone()));
+        if !config.event_webhooks.is_empty() {
+            let watch = crate::events::modem::watch_modem(m.name.clone(), handle.status(), store.clone(), signal.clone());
+            tasks.spawn(watch);
+        }
         modems.push((m.name.clone(), handle));
     }
 

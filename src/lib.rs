@@ -24,6 +24,7 @@
 //! - [`retry`]: the one backoff every pipeline uses.
 //! - [`deadline`]: "now + wait" that cannot overflow; every deadline and outside duration goes through it.
 //! - [`logging`]: tracing to journald (with fields) or to stderr.
+//! - [`events`]: event webhooks (seed 003's envelope, signed), delivered with retries, every attempt logged.
 //! - [`doctor`]: read-only checks with remedies.
 //! - [`testbed`]: instruments, not product: the modem simulator, a fake Provet, a demo clinic
 //!   app, `smshub demo` and `smshub bench`. No product module imports it.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod daemon;
 pub mod deadline;
 pub mod doctor;
+pub mod events;
 pub mod forward;
 pub mod health;
 pub mod http_client;

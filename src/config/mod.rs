@@ -12,6 +12,7 @@
 //! other users), or as a systemd credential (`client_secret_credential = "provet-secret"`,
 //! read from `$CREDENTIALS_DIRECTORY`). Exactly one way per secret.
 
+mod event_webhook;
 mod listener;
 mod raw;
 mod source;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::phone::PhoneNumber;
+pub use event_webhook::{EnvelopeVersion, EventWebhookConfig};
 pub use listener::{ConnLimits, ListenerConfig, TlsFiles};
 use raw::*;
 use source::Context;
@@ -112,6 +114,7 @@ pub struct Config {
     pub keywords: KeywordsConfig,
     pub replies: RepliesConfig,
     pub custom_integration: Option<CustomIntegrationConfig>,
+    pub event_webhooks: Vec<EventWebhookConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -742,6 +745,8 @@ impl Config {
             };
         }
 
+        let event_webhooks = event_webhook::event_webhooks(cx, raw.event_webhook, raw.clinic_code.as_deref())?;
+
         Ok(Config {
             source: cx.file.to_path_buf(),
             clinic_code: raw.clinic_code,
@@ -771,12 +776,18 @@ impl Config {
             keywords,
             replies,
             custom_integration,
+            event_webhooks,
         })
     }
 
     /// The effective config as TOML-like JSON with every secret shown as `****`.
     pub fn masked_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Which event webhook wants which event types (what the store writes events for).
+    pub fn event_routes(&self) -> crate::store::EventRoutes {
+        crate::store::EventRoutes::new(self.event_webhooks.iter().map(|w| (w.name.clone(), w.types.clone())).collect())
     }
 
     /// Parses a phone number with this config's default country.

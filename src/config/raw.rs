@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::event_webhook::RawEventWebhook;
 use super::listener::RawListener;
 use super::{LogFormat, ModemProfile, SmtpTls, UnknownOutcome};
 
@@ -41,6 +42,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) replies: RawReplies,
     pub(super) custom_integration: Option<RawCustomIntegration>,
+    #[serde(default)]
+    pub(super) event_webhook: Vec<RawEventWebhook>,
 }
 
 #[derive(Debug, Default, Deserialize)]

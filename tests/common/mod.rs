@@ -2,6 +2,7 @@
 //! tiny HTTP/1.1 client over std (so the tests do not depend on the code they test).
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod smtp_sink;
 
 use std::io::{BufRead, BufReader, Read, Write};
