@@ -958,7 +958,13 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
                 .map(|e| {
                     let deliveries: Vec<String> =
                         e.deliveries.iter().map(|d| format!("{}: {} ({})", d.webhook, d.state, d.attempts)).collect();
-                    vec![e.id.to_string(), e.event_type.clone(), age(e.created_at), deliveries.join(", "), e.uid.clone()]
+                    vec![
+                        e.id.to_string(),
+                        e.event_type.clone(),
+                        age(e.created_at),
+                        deliveries.join(", "),
+                        e.uid.clone(),
+                    ]
                 })
                 .collect();
             print_table(&["ID", "TYPE", "CREATED", "DELIVERIES (ATTEMPTS)", "ENVELOPE ID"], &table);

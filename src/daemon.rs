@@ -261,7 +261,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         };
         tasks.spawn(receiver.run(events, signal.clone()));
         if !config.event_webhooks.is_empty() {
-            let watch = crate::events::modem::watch_modem(m.name.clone(), handle.status(), store.clone(), signal.clone());
+            let watch =
+                crate::events::modem::watch_modem(m.name.clone(), handle.status(), store.clone(), signal.clone());
             tasks.spawn(watch);
         }
         modems.push((m.name.clone(), handle));
