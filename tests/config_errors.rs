@@ -202,7 +202,14 @@ fn config_check_masks_every_secret() {
 fn the_shipped_example_config_is_valid() {
     let dir = TestDir::new();
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/smshub.example.toml")).unwrap();
-    for name in ["provet-secret", "provet-webhook-token", "twilio-token", "smtp-password", "provet-ci-salt", "event-webhook-secret"] {
+    for name in [
+        "provet-secret",
+        "provet-webhook-token",
+        "twilio-token",
+        "smtp-password",
+        "provet-ci-salt",
+        "event-webhook-secret",
+    ] {
         dir.write(name, "0123456789abcdef0123\n", 0o600);
     }
     let text = example.replace("/etc/smshub/", &format!("{}/", dir.path().display()));
@@ -222,20 +229,37 @@ fn the_shipped_example_config_is_valid() {
 fn event_webhook_mistakes_are_named_with_line_and_key() {
     let dir = TestDir::new();
     let hook = |extra: &str| {
-        format!("clinic_code = \"vet-1\"\n[[event_webhook]]\nname = \"app\"\nurl = \"https://app.example/ev\"\nsecret = \"0123456789abcdef\"\n{extra}")
+        format!(
+            "clinic_code = \"vet-1\"\n[[event_webhook]]\nname = \"app\"\nurl = \"https://app.example/ev\"\nsecret = \"0123456789abcdef\"\n{extra}"
+        )
     };
     let cases: Vec<(String, &str)> = vec![
         (hook("").replace("clinic_code = \"vet-1\"\n", ""), "clinic_code: missing: every event carries it"),
-        (hook("types = [\"sms.sent\", \"sms.teleported\"]\n"), "bad.toml:6: event_webhook[0].types: \"sms.teleported\" is not an event type; known: sms.received"),
+        (
+            hook("types = [\"sms.sent\", \"sms.teleported\"]\n"),
+            "bad.toml:6: event_webhook[0].types: \"sms.teleported\" is not an event type; known: sms.received",
+        ),
         (hook("types = []\n"), "event_webhook[0].types: empty"),
         (hook("version = \"3\"\n"), "bad.toml:6: event_webhook[0].version: \"3\": use \"2.0\""),
         (hook("").replace("0123456789abcdef", "short"), "event_webhook[0].secret: shorter than 16 characters"),
         (hook("").replace("secret = \"0123456789abcdef\"\n", ""), "event_webhook[0].secret: missing"),
-        (hook("").replace("https://app.example/ev", "ftp://app.example/ev"), "event_webhook[0].url: \"ftp://app.example/ev\" is not an http(s) URL"),
+        (
+            hook("").replace("https://app.example/ev", "ftp://app.example/ev"),
+            "event_webhook[0].url: \"ftp://app.example/ev\" is not an http(s) URL",
+        ),
         (hook("give_up_after_s = 18446744073709551615\n"), "bad.toml:6: event_webhook[0].give_up_after_s"),
-        (hook("retry_initial_s = 100\nretry_max_s = 10\n"), "event_webhook[0].retry_max_s: smaller than retry_initial_s"),
+        (
+            hook("retry_initial_s = 100\nretry_max_s = 10\n"),
+            "event_webhook[0].retry_max_s: smaller than retry_initial_s",
+        ),
         (hook("sekret = \"x\"\n"), "sekret"),
-        (format!("{}\n[[event_webhook]]\nname = \"app\"\nurl = \"https://b.example/\"\nsecret = \"0123456789abcdef\"\n", hook("")), "event webhook name \"app\" is used twice"),
+        (
+            format!(
+                "{}\n[[event_webhook]]\nname = \"app\"\nurl = \"https://b.example/\"\nsecret = \"0123456789abcdef\"\n",
+                hook("")
+            ),
+            "event webhook name \"app\" is used twice",
+        ),
     ];
     for (text, expected) in &cases {
         let (code, err) = check(&dir, text);

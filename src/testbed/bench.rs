@@ -25,6 +25,10 @@
 //!   resident memory (the daemon and the bench client together) before, at its peak and after a
 //!   header flood of `--flood` connections from 30 local addresses, each sending up to 400 KB of
 //!   headers that never end.
+//! - `bench events`: *event written → first byte of its POST*: one inbound SMS at a time; the
+//!   event's `created_at` (unix ms, set inside the transaction that stores the message) to the
+//!   instant the receiver read the first byte of the `sms.received` POST, both on this process's
+//!   clock.
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -69,6 +73,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 500)]
         messages: usize,
         /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// A state change (an SMS stored in the inbox) → first byte of its event webhook POST.
+    Events {
+        /// Events measured, one at a time.
+        #[arg(long, default_value_t = 300)]
+        messages: usize,
+        /// Where the temporary database goes (use the real disk: fsync matters).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
@@ -145,7 +158,7 @@ async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::R
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let db_path = tmp.join("bench.db");
     let text = format!(
-        "[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
+        "clinic_code = \"bench\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
          [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
          webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 0\nretry_initial_s = 1\nretry_max_s = 2\nallow_insecure_http = true\n\
          [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n{extra}",
@@ -255,6 +268,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
+        BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
         }
@@ -409,7 +423,9 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
         "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
     );
     let rig = rig_with(dir, 0, &extra).await?;
-    let arrived = |body: &str| arrivals.lock().ok().and_then(|l| l.iter().find(|(b, _)| b == body).map(|(_, t)| *t));
+    let arrived = |body: &str| {
+        arrivals.lock().ok().and_then(|l| l.iter().find(|a| a.field("body").as_deref() == Some(body)).map(|a| a.at))
+    };
     let mut lat = Vec::with_capacity(messages);
     let mut progress = Progress::new("inbound", messages);
     for i in 0..=messages {
@@ -434,6 +450,63 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
     let (p50, p99, max) = percentiles(&mut lat);
     println!(
         "+CMTI -> first byte of the forward POST ({} messages, one at a time): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
+        lat.len()
+    );
+    Ok(())
+}
+
+async fn events(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let (url, arrivals) = start_receiver().await?;
+    let extra = format!(
+        "[[event_webhook]]\nname = \"bench\"\nurl = \"{url}\"\nsecret = \"bench-event-secret-0123456789\"\ntypes = [\"sms.received\"]\n"
+    );
+    let rig = rig_with(dir, 0, &extra).await?;
+    // Instants of the receiver, turned into unix ms (the events' created_at) through one pair.
+    let (ref_instant, ref_ms) = (Instant::now(), now_ms());
+    let unix_ms = |at: Instant| -> f64 {
+        ref_ms as f64 + at.checked_duration_since(ref_instant).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    let arrived = |body: &str| {
+        arrivals.lock().ok().and_then(|l| {
+            l.iter().find_map(|a| {
+                let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+                (v["data"]["body"] == body).then(|| (a.header("X-Smshub-Delivery"), a.at))
+            })
+        })
+    };
+    let mut samples = Vec::with_capacity(messages);
+    let mut progress = Progress::new("events", messages);
+    for i in 0..=messages {
+        // Message 0 warms up (first connection) and is not counted.
+        let body = format!("bench event {i}");
+        rig.sim.inject("+358409876543", &body).await?;
+        let start = Instant::now();
+        let (uid, at) = loop {
+            if let Some(found) = arrived(&body) {
+                break found;
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "event {i} did not arrive within 30 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        if i > 0 {
+            samples.push((uid.unwrap_or_default(), unix_ms(at)));
+        }
+        progress.set(i);
+    }
+    progress.finish();
+    let db = Db::open_existing_read_only(&rig.db_path)?;
+    let mut lat = Vec::with_capacity(samples.len());
+    for (uid, at) in samples {
+        if let Some(id) = db.find_event(&uid)?
+            && let Some(e) = db.event_detail(id)?
+        {
+            lat.push(at - e.summary.created_at as f64);
+        }
+    }
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!(
+        "event written (in the inbox commit) -> first byte of its webhook POST ({} events, one at a time): \
+         p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         lat.len()
     );
     Ok(())

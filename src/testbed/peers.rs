@@ -22,12 +22,41 @@ pub async fn post_webhook_to(addr: &str, instance: &str, token: &str, id: i64) -
     Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
 }
 
-/// A PBX-style receiver: records (body field, instant of the request's first byte), answers
-/// 200 and closes the connection.
-pub async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Vec<(String, Instant)>>>)> {
+/// One request a [`start_receiver`] receiver read.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The request line and headers.
+    pub head: String,
+    pub body: Vec<u8>,
+    /// When its first byte was read.
+    pub at: Instant,
+}
+
+impl Arrival {
+    /// A form field of the body (PBX-style forwards).
+    pub fn field(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    }
+
+    /// A header's value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Shared list of what a receiver got.
+pub type Arrivals = Arc<std::sync::Mutex<Vec<Arrival>>>;
+
+/// A receiver playing the clinic's software (a PBX-style forward target, an event webhook):
+/// records each request with the instant of its first byte, answers 200 and closes the
+/// connection (so every POST opens a new one and its first read is the request's first byte).
+pub async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let arrivals: Arrivals = Arc::default();
     let log = arrivals.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -43,8 +72,8 @@ pub async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Ve
                     }
                     first.get_or_insert_with(Instant::now);
                     buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf);
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     let len = head
                         .lines()
                         .find_map(|l| {
@@ -52,15 +81,12 @@ pub async fn start_receiver() -> anyhow::Result<(String, Arc<std::sync::Mutex<Ve
                         })
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0);
+                    let body = &buf[end + 4..];
                     if body.len() < len {
                         continue;
                     }
-                    let field = form_urlencoded::parse(body.as_bytes())
-                        .find(|(k, _)| k == "body")
-                        .map(|(_, v)| v.into_owned())
-                        .unwrap_or_default();
-                    if let (Ok(mut l), Some(t)) = (log.lock(), first) {
-                        l.push((field, t));
+                    if let (Ok(mut l), Some(at)) = (log.lock(), first) {
+                        l.push(Arrival { head, body: body.to_vec(), at });
                     }
                     let _ =
                         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK").await;

@@ -236,7 +236,7 @@ pub async fn soak(minutes: u64, dir: Option<&Path>, seed: Option<u64>) -> anyhow
     let settle = Instant::now();
     let forwarded = |bodies: &BTreeSet<String>| -> usize {
         let got: BTreeSet<String> =
-            arrivals.lock().map(|l| l.iter().map(|(b, _)| b.clone()).collect()).unwrap_or_default();
+            arrivals.lock().map(|l| l.iter().filter_map(|a| a.field("body")).collect()).unwrap_or_default();
         bodies.iter().filter(|b| got.contains(*b)).count()
     };
     while settle.elapsed() < Duration::from_secs(240) {
