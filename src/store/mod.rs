@@ -95,6 +95,20 @@ pub fn disk_problem(db_path: &Path, min_free_mb: u64) -> Option<String> {
     }
 }
 
+/// Durable syncs this process asked of the disk through the store (see [`syncs`]).
+static SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many durable syncs (fsync/fdatasync) this process's store connections have caused: one per
+/// commit at `synchronous=FULL` (SQLite syncs the WAL at each), one per explicit WAL sync, two per
+/// checkpoint (the WAL, then the database file). `smshub bench storage` reports it per message.
+pub fn syncs() -> u64 {
+    SYNCS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_syncs(n: u64) {
+    SYNCS.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Milliseconds since the Unix epoch: the store's clock for every timestamp.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -173,6 +187,12 @@ impl Db {
             tracing::warn!(path = %path.display(), table, "database has rows whose parent is missing");
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
+        // At synchronous=FULL SQLite syncs the WAL at every commit that wrote something.
+        conn.commit_hook(Some(|| {
+            count_syncs(1);
+            false
+        }))
+        .map_err(open_err)?;
         Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default() })
     }
 
@@ -241,6 +261,25 @@ impl Db {
         let mut stmt = self.conn.prepare("SELECT number, source, created_at FROM optouts ORDER BY created_at DESC")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One number from `sql` (benchmarks and diagnostics; never with outside input).
+    pub fn query_i64(&self, sql: &str) -> Result<i64> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+
+    /// Copies the WAL into the database file and empties it (`wal_checkpoint(TRUNCATE)`).
+    /// Returns how many WAL frames were copied.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let (busy, frames, copied): (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if copied > 0 {
+            count_syncs(2);
+        }
+        if busy != 0 {
+            tracing::debug!(frames, copied, "checkpoint could not finish: a reader holds the WAL");
+        }
+        Ok(u64::try_from(copied).unwrap_or(0))
     }
 
     /// The health probe: writes (and commits) a heartbeat row, so a database that can no longer

@@ -76,6 +76,18 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Storage wear: bytes written and durable syncs per sent and per received SMS.
+    Storage {
+        /// Single-part messages queued as `smshub send` does, then sent through the simulator.
+        #[arg(long, default_value_t = 100)]
+        send: usize,
+        /// Single-part messages received from the simulator and forwarded (one PBX-style forwarder).
+        #[arg(long, default_value_t = 100)]
+        receive: usize,
+        /// Where the temporary database goes: the disk being measured (not tmpfs).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// A state change (an SMS stored in the inbox) → first byte of its event webhook POST.
     Events {
         /// Events measured, one at a time.
@@ -269,6 +281,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
+        BenchCommand::Storage { send, receive, dir } => storage(send, receive, dir.as_deref()).await,
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
         }
@@ -452,6 +465,110 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
         "+CMTI -> first byte of the forward POST ({} messages, one at a time): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms",
         lat.len()
     );
+    Ok(())
+}
+
+/// Bytes this process caused to be written to storage (`/proc/self/io` write_bytes: page-cache
+/// pages dirtied, so 4 KiB granularity, whatever the write sizes).
+fn write_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// (bytes written, durable syncs) so far.
+fn wear() -> (u64, u64) {
+    (write_bytes(), crate::store::syncs())
+}
+
+fn print_wear(label: &str, before: (u64, u64), after: (u64, u64), n: usize, secs: f64) {
+    let (bytes, syncs) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
+    let n = n.max(1) as f64;
+    println!(
+        "{label}: {:.1} KB and {:.2} syncs per message ({bytes} bytes, {syncs} syncs for {n} messages in {secs:.1} s)",
+        bytes as f64 / n / 1000.0,
+        syncs as f64 / n
+    );
+}
+
+async fn storage(send: usize, receive: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let (url, arrivals) = start_receiver().await?;
+    let extra = format!(
+        "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
+    );
+    let rig = rig_with(dir, 0, &extra).await?;
+    println!(
+        "bench storage: database {} (write_bytes from /proc/self/io; this process runs the daemon, the simulator and the queueing)",
+        rig.db_path.display()
+    );
+    let reader = Db::open_existing_read_only(&rig.db_path)?;
+    let count = |sql: &str| -> anyhow::Result<i64> { Ok(reader.query_i64(sql)?) };
+    // The daemon at rest, as a reference for the figures below.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_before = wear();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let idle = wear();
+    println!(
+        "idle: {} bytes and {} syncs in 30 s",
+        idle.0.saturating_sub(idle_before.0),
+        idle.1.saturating_sub(idle_before.1)
+    );
+
+    // Sent: queued as `smshub send` does (its own connection, one commit each), sent through the
+    // simulator (which answers each status report request with "delivered"), then a checkpoint
+    // so the copy of the WAL into the database file is counted too.
+    let before = wear();
+    let started = Instant::now();
+    {
+        let db = Db::open(&rig.db_path)?;
+        let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
+        for i in 0..send {
+            db.insert_local("cli", &to, &format!("storage bench {i}"))?;
+        }
+    }
+    let mut progress = Progress::new("storage: sent", send);
+    loop {
+        let done = count(
+            "SELECT count(*) FROM outbox o JOIN outbox_parts p ON p.outbox_id = o.id \
+                          WHERE o.state = 'sent' AND p.delivery_status IS NOT NULL",
+        )?;
+        progress.set(usize::try_from(done).unwrap_or(0));
+        if done >= send as i64 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {done} of {send} messages were sent and reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    Db::open(&rig.db_path)?.checkpoint()?;
+    print_wear("sent (queue, send, status report)", before, wear(), send, secs);
+
+    // Received: injected one after another, stored, deleted from the SIM and forwarded.
+    let before = wear();
+    let started = Instant::now();
+    let mut progress = Progress::new("storage: received", receive);
+    for i in 0..receive {
+        rig.sim.inject("+358409876543", &format!("storage bench in {i}")).await?;
+        while arrivals.lock().map(|l| l.len()).unwrap_or(0) <= i {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "message {i} was not forwarded");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        progress.set(i + 1);
+    }
+    // The delivery's record is committed just after the receiver's answer.
+    while count("SELECT count(*) FROM deliveries WHERE state = 'delivered'")? < receive as i64 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "deliveries were not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    Db::open(&rig.db_path)?.checkpoint()?;
+    print_wear("received (store, delete on the SIM, forward)", before, wear(), receive, secs);
     Ok(())
 }
 
