@@ -190,6 +190,9 @@ pub struct ProvetConfig {
     pub client_secret: Secret,
     pub webhook_token: Option<Secret>,
     pub poll_interval: Duration,
+    /// How often to look for due `send_method: 4` reminders (`reminder_poll_s`); zero = never
+    /// (only the reminders-page button sends them).
+    pub reminder_poll: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub request_timeout: Duration,
@@ -215,6 +218,10 @@ pub struct OutboundConfig {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub request_status_report: bool,
+    /// Provet work older than this many days (external SMS by `created_date`) is not sent but
+    /// marked failed as too old: after a long outage, "your appointment is tomorrow" may be
+    /// wrong by now (`max_age_days`, default 2).
+    pub max_age_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -522,6 +529,7 @@ impl Config {
                 client_secret,
                 webhook_token,
                 poll_interval: cx.seconds_in(&section, i, "poll_interval_s", p.poll_interval_s, 60, 0..=DAY)?,
+                reminder_poll: cx.seconds_in(&section, i, "reminder_poll_s", p.reminder_poll_s, 0, 0..=DAY)?,
                 retry_initial,
                 retry_max: cx.seconds_in(&section, i, "retry_max_s", p.retry_max_s, 600, 1..=DAY)?.max(retry_initial),
                 request_timeout: cx.seconds_in(&section, i, "request_timeout_s", p.request_timeout_s, 30, 1..=600)?,
@@ -543,6 +551,16 @@ impl Config {
             )?,
             retry_max: cx.seconds_in(&["outbound"], 0, "retry_max_s", raw.outbound.retry_max_s, 300, 0..=DAY)?,
             request_status_report: raw.outbound.request_status_report.unwrap_or(true),
+            max_age_days: u32::try_from(cx.ranged(
+                &["outbound"],
+                0,
+                "max_age_days",
+                raw.outbound.max_age_days,
+                2,
+                1..=365,
+                " days",
+            )?)
+            .unwrap_or(2),
         };
         let inbound = InboundConfig {
             concat_timeout: cx.seconds_in(

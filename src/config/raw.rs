@@ -86,6 +86,7 @@ pub(super) struct RawProvet {
     pub(super) webhook_token_file: Option<PathBuf>,
     pub(super) webhook_token_credential: Option<String>,
     pub(super) poll_interval_s: Option<u64>,
+    pub(super) reminder_poll_s: Option<u64>,
     pub(super) retry_initial_s: Option<u64>,
     pub(super) retry_max_s: Option<u64>,
     pub(super) request_timeout_s: Option<u64>,
@@ -102,6 +103,7 @@ pub(super) struct RawOutbound {
     pub(super) retry_initial_s: Option<u64>,
     pub(super) retry_max_s: Option<u64>,
     pub(super) request_status_report: Option<bool>,
+    pub(super) max_age_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

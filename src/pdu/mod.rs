@@ -18,6 +18,7 @@ mod json;
 mod status_report;
 mod submit;
 mod timestamp;
+pub(crate) use timestamp::{civil_from_days, days_from_civil};
 pub mod ucs2;
 mod user_data;
 

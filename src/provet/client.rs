@@ -440,6 +440,7 @@ mod tests {
             client_secret: crate::config::Secret::new("s"),
             webhook_token: None,
             poll_interval: Duration::from_secs(60),
+            reminder_poll: Duration::ZERO,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
