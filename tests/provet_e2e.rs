@@ -30,13 +30,7 @@ fn rig(sim_args: &[&str], webhook: bool, poll_s: u64, setup: impl FnOnce(&FakePr
 }
 
 /// [`rig`] with `provet_extra` (TOML keys) added to the `[[provet]]` section.
-fn rig_with(
-    sim_args: &[&str],
-    webhook: bool,
-    poll_s: u64,
-    provet_extra: &str,
-    setup: impl FnOnce(&FakeProvet),
-) -> Rig {
+fn rig_with(sim_args: &[&str], webhook: bool, poll_s: u64, provet_extra: &str, setup: impl FnOnce(&FakeProvet)) -> Rig {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let fake = rt.block_on(FakeProvet::start(FakeOptions::default())).unwrap();
     setup(&fake);
@@ -393,7 +387,9 @@ fn a_button_press_with_three_patient_reminders_sends_the_two_that_have_a_text() 
     let rex = r.fake.add_patient("Rex");
     let tpl = r.fake.add_template("Hi [[client_name]], [[patient_name]] is due for a vaccination. [[clinic_name]]");
     // 1: the public fixture's case: empty sms_text, no template. Nothing to send.
-    let empty = r.fake.add_reminder_with(serde_json::json!({"client": helmut, "patient": rex, "phone_number": "+358401111111"}));
+    let empty = r
+        .fake
+        .add_reminder_with(serde_json::json!({"client": helmut, "patient": rex, "phone_number": "+358401111111"}));
     // 2: text from the template, number on the reminder.
     let templated = r.fake.add_reminder_with(serde_json::json!({"reminder_template": tpl, "text_manually": false,
         "client": helmut, "patient": rex, "department": clinic, "phone_number": "+358401111111"}));

@@ -252,9 +252,8 @@ impl ProvetWorker {
     /// optional in the documented example's sense; refusing it would stop every SMS).
     fn too_old(&self, created_date: Option<&str>) -> Option<String> {
         let day = parse_day(created_date?)?;
-        (day < today() - i64::from(self.max_age_days)).then(|| {
-            format!("too old to send (queued {}, smshub was offline)", format_day(day))
-        })
+        (day < today() - i64::from(self.max_age_days))
+            .then(|| format!("too old to send (queued {}, smshub was offline)", format_day(day)))
     }
 
     /// Lists due `send_method: 4` reminders and queues those planned within the last

@@ -191,9 +191,9 @@ impl Reminder {
     pub fn expiry_day(&self) -> Result<Option<i64>, String> {
         match self.expiry_date.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(s) => parse_day(s).map(Some).ok_or_else(|| {
-                format!("{} {}: `expiry_date` is not a date (YYYY-MM-DD)", self.kind.as_str(), self.id)
-            }),
+            Some(s) => parse_day(s)
+                .map(Some)
+                .ok_or_else(|| format!("{} {}: `expiry_date` is not a date (YYYY-MM-DD)", self.kind.as_str(), self.id)),
         }
     }
 }
@@ -429,10 +429,8 @@ impl ProvetClient {
     /// page, keeping only items that say `send_method: 4` (in case a filter is ignored). Each
     /// item is parsed on its own: `Err((id if readable, reason))` for one that does not parse.
     pub async fn list_due_reminders(&self, today: i64) -> Result<Vec<Result<Reminder, ListedError>>, ProvetError> {
-        let path = format!(
-            "reminder/?send_method__is={SEND_METHOD_EXTERNAL}&planned_sending_date__lte={}",
-            format_day(today)
-        );
+        let path =
+            format!("reminder/?send_method__is={SEND_METHOD_EXTERNAL}&planned_sending_date__lte={}", format_day(today));
         let items = self.list_all(&path, "reminder list").await?;
         let mut out = Vec::new();
         for (i, v) in items.iter().enumerate() {
@@ -658,7 +656,9 @@ mod tests {
         assert_eq!(parse_day("1970-01-02"), Some(1));
         assert_eq!(parse_day("2020-02-20T04:53:25-05:00"), parse_day("2020-02-20"));
         assert_eq!(format_day(parse_day("2024-02-29").unwrap()), "2024-02-29");
-        for bad in ["2023-02-29", "2023-13-01", "2023-1-01", "20230101", "", "yesterday", "2023-02-3x", "２０２３-01-01"] {
+        for bad in
+            ["2023-02-29", "2023-13-01", "2023-1-01", "20230101", "", "yesterday", "2023-02-3x", "２０２３-01-01"]
+        {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
         let mut v = fixture();
@@ -679,7 +679,8 @@ mod tests {
         let t = "Hi [[client_name]], [[patient_name]] expires [[expiry_date]]. [[clinic_name]] [x] [[ not ]]";
         assert_eq!(render(t, &values).unwrap(), "Hi Helmut Eldridge, Rex expires 2020-02-24. Clinic 1 [x] [[ not ]]");
         // The public template fixture asks for [[clinic_telephone]] and [[onlinebooking_url]].
-        let fixture = "Your [[patient_name]] needs an update. Please contact [[clinic_telephone]] or [[onlinebooking_url]].";
+        let fixture =
+            "Your [[patient_name]] needs an update. Please contact [[clinic_telephone]] or [[onlinebooking_url]].";
         let err = render(fixture, &values).unwrap_err();
         assert!(err.contains("[[clinic_telephone]], [[onlinebooking_url]]"), "{err}");
         // A known placeholder without a value is as unrenderable as an unknown one.
@@ -691,7 +692,8 @@ mod tests {
 
     #[test]
     fn clients_and_numbers_parse_and_preferred_numbers_come_first() {
-        let c = json!({"id": 1, "firstname": "Helmut", "lastname": "Eldridge\u{7}", "no_sms": false, "phone_numbers": []});
+        let c =
+            json!({"id": 1, "firstname": "Helmut", "lastname": "Eldridge\u{7}", "no_sms": false, "phone_numbers": []});
         let c = Client::from_json(&c, "client 1").unwrap();
         assert_eq!((c.name.as_str(), c.no_sms), ("Helmut Eldridge", false));
         let org = Client::from_json(&json!({"id": 2, "organization_name": "Farm Ltd", "no_sms": true}), "c").unwrap();

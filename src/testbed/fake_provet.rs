@@ -311,8 +311,10 @@ impl FakeProvet {
         let mut list = Vec::new();
         for (number, preferred) in numbers {
             let nid = take_id(&mut st);
-            list.push(json!({"id": nid, "url": format!("{base}phonenumber/{nid}/"), "client": format!("{base}client/{id}/"),
-                "type_code": 1, "phone_number": number, "description": "", "preferred_reminders": preferred}));
+            list.push(
+                json!({"id": nid, "url": format!("{base}phonenumber/{nid}/"), "client": format!("{base}client/{id}/"),
+                "type_code": 1, "phone_number": number, "description": "", "preferred_reminders": preferred}),
+            );
         }
         st.clients.insert(
             id,
@@ -326,7 +328,8 @@ impl FakeProvet {
     pub fn add_patient(&self, name: &str) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);
-        st.patients.insert(id, json!({"id": id, "url": format!("{}patient/{id}/", self.shared.base_url), "name": name}));
+        st.patients
+            .insert(id, json!({"id": id, "url": format!("{}patient/{id}/", self.shared.base_url), "name": name}));
         id
     }
 
@@ -637,7 +640,8 @@ fn respond(
                 .values()
                 .filter(|c| {
                     c["phone_numbers"].as_array().is_some_and(|ns| {
-                        ns.iter().any(|n| n["phone_number"].as_str().is_some_and(|p| p.to_lowercase().contains(&needle)))
+                        ns.iter()
+                            .any(|n| n["phone_number"].as_str().is_some_and(|p| p.to_lowercase().contains(&needle)))
                     })
                 })
                 .cloned()

@@ -397,8 +397,7 @@ async fn only_due_external_reminders_are_listed_with_the_documented_filter_synta
     let ext3 = fake.add_reminder("+358401234569", "Check-up due", 4);
     let later = fake.add_reminder_with(serde_json::json!({"sms_text": "x", "planned_sending_date": "2999-01-01"}));
     let today = crate::provet::reminders::today();
-    let listed: Vec<i64> =
-        client.list_due_reminders(today).await.unwrap().into_iter().map(|r| r.unwrap().id).collect();
+    let listed: Vec<i64> = client.list_due_reminders(today).await.unwrap().into_iter().map(|r| r.unwrap().id).collect();
     assert_eq!(listed, vec![ext1, ext2, ext3], "not {own} (Provet's own) nor {later} (not yet due)");
     let calls = fake.calls();
     assert!(calls.iter().any(|c| c.path.contains("send_method__is=4") && c.path.contains("page=2")), "{calls:?}");
