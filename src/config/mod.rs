@@ -227,7 +227,16 @@ pub struct OutboundConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct InboundConfig {
     pub concat_timeout: Duration,
+    /// The body forwarded for an MMS notification or another WAP push (`mms_placeholder`).
+    pub mms_placeholder: String,
+    /// The body forwarded for another port-addressed binary SMS (`binary_placeholder`).
+    pub binary_placeholder: String,
 }
+
+/// Default `[inbound] mms_placeholder`.
+pub const DEFAULT_MMS_PLACEHOLDER: &str = "[MMS received; this gateway cannot fetch MMS content]";
+/// Default `[inbound] binary_placeholder`.
+pub const DEFAULT_BINARY_PLACEHOLDER: &str = "[binary SMS received; this gateway cannot show it]";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -571,6 +580,13 @@ impl Config {
                 600,
                 1..=WEEK,
             )?,
+            mms_placeholder: placeholder(cx, "mms_placeholder", raw.inbound.mms_placeholder, DEFAULT_MMS_PLACEHOLDER)?,
+            binary_placeholder: placeholder(
+                cx,
+                "binary_placeholder",
+                raw.inbound.binary_placeholder,
+                DEFAULT_BINARY_PLACEHOLDER,
+            )?,
         };
 
         let mut forwarders = Vec::new();
@@ -805,6 +821,22 @@ impl Config {
 
 /// The shortest salt accepted: the salt is the only secret of the button's MD5 check.
 pub const MIN_SALT_CHARS: usize = 16;
+
+/// An `[inbound]` placeholder text: 1 to 500 characters, no control characters but newlines.
+fn placeholder(cx: &Context, key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let Some(v) = value else { return Ok(default.to_string()) };
+    let bad = |why: &str| Err(cx.error_at(&["inbound"], 0, key, why.to_string()));
+    if v.trim().is_empty() {
+        return bad("must not be empty: it is the text the receiver gets instead of the message");
+    }
+    if v.chars().count() > 500 {
+        return bad("at most 500 characters");
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return bad("must not contain control characters");
+    }
+    Ok(v)
+}
 
 /// One `[custom_integration]` section (top-level or `[provet.custom_integration]`).
 fn button_config(

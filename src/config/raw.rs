@@ -110,6 +110,8 @@ pub(super) struct RawOutbound {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInbound {
     pub(super) concat_timeout_s: Option<u64>,
+    pub(super) mms_placeholder: Option<String>,
+    pub(super) binary_placeholder: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -157,7 +157,7 @@ impl Forwarders {
                 return;
             }
         };
-        let Some(sms) = inbound_sms(&msg) else {
+        let Some(sms) = inbound_sms(&msg, &self.config.inbound) else {
             let note = format!(
                 "not forwarded: no part could be decoded ({}); the raw PDU is kept in the inbox",
                 msg.decode_error.as_deref().unwrap_or("no sender")
@@ -408,14 +408,22 @@ fn give_up(d: &DueDelivery, channel: AttemptChannel, status: Option<u16>, note: 
     }
 }
 
-/// The forwarders' view of an inbox message; `None` when nothing of it could be decoded.
-pub fn inbound_sms(msg: &InboundMessage) -> Option<InboundSms> {
+/// The forwarders' view of an inbox message; `None` when nothing of it could be decoded. A
+/// message that is not text (an MMS notification, a binary SMS) is forwarded as the configured
+/// placeholder: receivers get a readable note instead of garbage, and Twilio's `NumMedia` stays
+/// 0 because smshub has no media to offer.
+pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig) -> Option<InboundSms> {
     let from = msg.sender.clone()?;
+    let body = match msg.encoding.as_deref() {
+        Some(crate::store::CONTENT_MMS | crate::store::CONTENT_WAP_PUSH) => cfg.mms_placeholder.clone(),
+        Some(crate::store::CONTENT_BINARY) => cfg.binary_placeholder.clone(),
+        _ => msg.body.clone(),
+    };
     Some(InboundSms {
         uid: msg.uid.clone(),
         from,
         to: None,
-        body: msg.body.clone(),
+        body,
         segments: msg.parts,
         received_at_unix: msg.received_at.div_euclid(1000),
     })
@@ -512,10 +520,20 @@ mod tests {
             parts: 1,
             decode_error: Some("bad".into()),
             received_at: 1_700_000_000_123,
+            encoding: None,
         };
-        assert!(inbound_sms(&msg).is_none());
+        let cfg = crate::config::InboundConfig {
+            concat_timeout: Duration::from_secs(600),
+            mms_placeholder: "[MMS]".into(),
+            binary_placeholder: "[binary]".into(),
+        };
+        assert!(inbound_sms(&msg, &cfg).is_none());
         let ok = InboundMessage { sender: Some("+358401234567".into()), body: "hi".into(), ..msg };
-        let sms = inbound_sms(&ok).unwrap();
+        let sms = inbound_sms(&ok, &cfg).unwrap();
         assert_eq!((sms.received_at_unix, sms.segments, sms.body.as_str()), (1_700_000_000, 1, "hi"));
+        for (encoding, body) in [("mms", "[MMS]"), ("wap_push", "[MMS]"), ("binary", "[binary]"), ("8bit", "hi")] {
+            let m = InboundMessage { encoding: Some(encoding.into()), ..ok.clone() };
+            assert_eq!(inbound_sms(&m, &cfg).unwrap().body, body, "{encoding}");
+        }
     }
 }

@@ -33,6 +33,7 @@ pub use json::{decode_json, encode_json, to_json};
 pub use status_report::{StatusReport, encode_status_report};
 pub use submit::{Submit, SubmitOptions, SubmitPart, encode_submit};
 pub use timestamp::Timestamp;
+pub use user_data::AppPorts;
 
 /// Character set of the user data, from the TP-DCS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

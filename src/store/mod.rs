@@ -32,7 +32,10 @@ pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
     RepliesRecorded, ReplyBatch, ReplyLimits,
 };
-pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
+pub use inbox::{
+    CONTENT_BINARY, CONTENT_MMS, CONTENT_WAP_PUSH, DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart,
+    PartStored,
+};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};
