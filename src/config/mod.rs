@@ -308,7 +308,21 @@ pub struct KeywordsConfig {
     pub cancel_reply: Option<String>,
     pub reschedule_reply: Option<String>,
     pub unknown_sender_reply: Option<String>,
+    /// Who counts as unknown for `unknown_sender_reply` (`unknown_sender`).
+    pub unknown_sender: UnknownSender,
     pub reply_min_interval: Duration,
+}
+
+/// `[keywords] unknown_sender`: who gets the `unknown_sender_reply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownSender {
+    /// A number smshub never texted (the default; needs nothing but the store).
+    #[default]
+    NeverTexted,
+    /// A number smshub never texted and Provet has no client for (`client/?phonenumbers__icontains=`,
+    /// cached; when Provet cannot answer in time, as `never_texted`).
+    NotInProvet,
 }
 
 /// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
@@ -715,6 +729,13 @@ impl Config {
         }
 
         let k = raw.keywords;
+        if k.unknown_sender == Some(UnknownSender::NotInProvet) && provet.is_empty() {
+            return Err(cx.error(
+                &["keywords"],
+                "unknown_sender",
+                "\"not_in_provet\" needs a [[provet]] section to look the sender up in".into(),
+            ));
+        }
         let keywords = KeywordsConfig {
             help_reply: k.help_reply,
             stop_reply: k.stop_reply,
@@ -723,6 +744,7 @@ impl Config {
             cancel_reply: k.cancel_reply,
             reschedule_reply: k.reschedule_reply,
             unknown_sender_reply: k.unknown_sender_reply,
+            unknown_sender: k.unknown_sender.unwrap_or_default(),
             reply_min_interval: cx.seconds_in(
                 &["keywords"],
                 0,

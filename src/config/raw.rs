@@ -164,6 +164,7 @@ pub(super) struct RawKeywords {
     pub(super) cancel_reply: Option<String>,
     pub(super) reschedule_reply: Option<String>,
     pub(super) unknown_sender_reply: Option<String>,
+    pub(super) unknown_sender: Option<super::UnknownSender>,
     pub(super) reply_min_interval_s: Option<u64>,
 }
 

@@ -54,11 +54,29 @@ pub struct Forwarders {
     pub wake_forward: Arc<Notify>,
     /// `wake.send` is notified when replies are queued.
     pub wake: Wake,
+    /// Set with `[keywords] unknown_sender = "not_in_provet"` and an `unknown_sender_reply`.
+    pub lookup: Option<super::provet_lookup::ClientLookup>,
 }
 
 impl Forwarders {
     pub fn new(store: Store, config: Arc<Config>, wake_forward: Arc<Notify>, wake: Wake) -> Forwarders {
-        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake }
+        let wanted = config.keywords.unknown_sender == crate::config::UnknownSender::NotInProvet
+            && config.keywords.unknown_sender_reply.is_some();
+        let lookup = wanted.then(|| {
+            let clients = config
+                .provet
+                .iter()
+                .filter_map(|p| match crate::provet::ProvetClient::new(p) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(provet = %p.name, error = %e, "no client lookup on this Provet instance");
+                        None
+                    }
+                })
+                .collect();
+            super::provet_lookup::ClientLookup::new(clients)
+        });
+        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake, lookup }
     }
 
     /// Runs until shutdown.
@@ -91,14 +109,45 @@ impl Forwarders {
         let cfg = self.config.keywords.clone();
         let replies = self.config.replies.clone();
         let country = self.config.default_country.clone();
+        let clients = self.provet_clients(started_at).await;
         let res = self
             .store
-            .call(move |db| super::keyword_actions::apply_keywords(db, &cfg, &replies, country.as_deref(), started_at))
+            .call(move |db| {
+                super::keyword_actions::apply_keywords(db, &cfg, &replies, country.as_deref(), started_at, &clients)
+            })
             .await;
         match res {
             Ok(0) => {}
             Ok(_) => self.wake.send.notify_one(),
             Err(e) => tracing::error!(error = %e, "keyword step failed; it is retried with the next message"),
+        }
+    }
+
+    /// The senders of the messages the keyword step is about to judge that Provet has a client
+    /// for (empty without `not_in_provet`; at most [`super::provet_lookup::BATCH_DEADLINE`]).
+    async fn provet_clients(&self, started_at: i64) -> std::collections::HashSet<String> {
+        let Some(lookup) = &self.lookup else { return Default::default() };
+        let country = self.config.default_country.clone();
+        let senders = self
+            .store
+            .call(move |db| {
+                Ok(db
+                    .inbox_for_keywords(started_at, 50)?
+                    .into_iter()
+                    .filter(|c| c.body.is_some())
+                    .filter_map(|c| c.sender)
+                    .map(|s| super::keyword_actions::optout_key(&s, country.as_deref()))
+                    .filter(|k| k.starts_with('+'))
+                    .collect::<Vec<String>>())
+            })
+            .await;
+        match senders {
+            Ok(senders) if !senders.is_empty() => lookup.clients_among(&senders).await,
+            Ok(_) => Default::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the senders to look up in Provet");
+                Default::default()
+            }
         }
     }
 

@@ -453,6 +453,16 @@ impl ProvetClient {
         Client::from_json(&value, &what).map_err(ProvetError::BadResponse)
     }
 
+    /// Whether Provet has a client with this number: `GET client/?phonenumbers__icontains=<n>`
+    /// (first page; any result counts).
+    pub async fn has_client_with_number(&self, number: &str) -> Result<bool, ProvetError> {
+        let q: String = form_urlencoded::byte_serialize(number.as_bytes()).collect();
+        let what = "client search by number";
+        let value = self.get_json(&format!("client/?phonenumbers__icontains={q}")).await?;
+        let page = super::model::Page::from_json(&value, what).map_err(ProvetError::BadResponse)?;
+        Ok(page.count.is_some_and(|c| c > 0) || !page.results.is_empty())
+    }
+
     /// The client's phone numbers: `GET phonenumber/?client__is=<id>` (first page, at most
     /// [`MAX_CLIENT_NUMBERS`]); items that do not parse are skipped with a warning.
     pub async fn client_numbers(&self, client: i64) -> Result<Vec<ClientNumber>, ProvetError> {
