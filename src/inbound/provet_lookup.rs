@@ -51,11 +51,10 @@ impl ClientLookup {
             let cache = self.lock();
             for n in numbers {
                 match cache.get(n) {
-                    Some((is_client, at)) if at.elapsed() < TTL => {
-                        if *is_client {
-                            known.insert(n.clone());
-                        }
+                    Some((true, at)) if at.elapsed() < TTL => {
+                        known.insert(n.clone());
                     }
+                    Some((false, at)) if at.elapsed() < TTL => {}
                     _ if !ask.contains(n) && ask.len() < MAX_PER_BATCH => ask.push(n.clone()),
                     _ => {}
                 }

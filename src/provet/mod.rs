@@ -11,7 +11,7 @@
 //!   templates rendered, numbers picked, refusals with reasons.
 //! - [`custom_integration`]: verifies the reminders-page button POST (MD5 verification hash).
 //!
-//! Protocol facts and their sources: shared/PROTOCOLS.md §1.
+//! Protocol facts and their sources: docs/provet.md (and shared/PROTOCOLS.md §1).
 
 pub mod auth;
 pub mod client;
