@@ -274,16 +274,18 @@ impl ProvetWorker {
         let oldest = today - i64::from(self.max_age_days);
         let (mut queued, mut old) = (0usize, 0usize);
         for item in items {
-            let (id, failed) = match item {
+            // A listed item that does not parse but names its id is queued all the same: the
+            // fetch stage reads it again and fails it with the reason, like any malformed object.
+            let id = match item {
                 Ok(r) => {
                     if r.planned_sending_date.as_deref().and_then(parse_day).is_none_or(|d| d < oldest) {
                         old += 1;
                         continue;
                     }
-                    (r.id, None)
+                    r.id
                 }
                 Err(e) => match e.id {
-                    Some(id) => (id, Some(format!("Provet sent a malformed reminder: {}", e.reason))),
+                    Some(id) => id,
                     None => {
                         tracing::warn!(provet = %self.name(), reason = %crate::phone::mask_numbers_in(&e.reason), "Provet listed a reminder without a usable id; skipped");
                         continue;
@@ -292,19 +294,7 @@ impl ProvetWorker {
             };
             let inst = self.config.name.clone();
             let source = ReminderKind::Reminder.as_str();
-            let res = self
-                .store
-                .call(move |db| match failed {
-                    None => db.insert_received(source, &inst, id).map(|(_, new)| new),
-                    Some(reason) => {
-                        let (row, new) = db.insert_received(source, &inst, id)?;
-                        if new {
-                            db.provet_fetch_failed(row, &reason)?;
-                        }
-                        Ok(new)
-                    }
-                })
-                .await;
+            let res = self.store.call(move |db| db.insert_received(source, &inst, id).map(|(_, new)| new)).await;
             match res {
                 Ok(true) => queued += 1,
                 Ok(false) => {}
@@ -352,10 +342,7 @@ impl ProvetWorker {
                     self.fail_fetch(id, reason).await?;
                 }
             },
-            Err(ReminderError::Refused(reason)) => {
-                tracing::info!(provet = %self.name(), outbox_id = id, source = %w.source, external_id = w.external_id, "not sent: refused");
-                self.fail_fetch(id, reason).await?;
-            }
+            Err(ReminderError::Refused(reason)) => self.fail_fetch(id, reason).await?,
             Err(ReminderError::Provet(e)) => match self.classify(&e, w.attempts, false) {
                 Next::RetryIn(delay) => self.retry(id, &e, delay, "fetch").await?,
                 Next::Fail(reason) => self.fail_fetch(id, reason).await?,
@@ -566,5 +553,21 @@ mod tests {
             matches!(w.classify(&ProvetError::NotFound, 0, true), Next::Settled(r) if r.contains("already marked"))
         );
         assert!(matches!(w.classify(&ProvetError::NotFound, 0, false), Next::Settled(_)));
+    }
+
+    #[tokio::test]
+    async fn work_older_than_max_age_days_is_too_old_and_unreadable_dates_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(&dir);
+        let day = |ago: i64| format_day(today() - ago);
+        assert_eq!(w.too_old(Some(&day(0))), None);
+        assert_eq!(w.too_old(Some(&day(2))), None, "max_age_days = 2: two days old is still sent");
+        let reason = w.too_old(Some(&day(3))).unwrap();
+        assert_eq!(reason, format!("too old to send (queued {}, smshub was offline)", day(3)));
+        let with_time = format!("{}T08:00:00+02:00", day(3));
+        assert!(w.too_old(Some(&with_time)).is_some(), "a date-time is read by its date");
+        for unreadable in [None, Some(""), Some("yesterday"), Some("2025-02-30"), Some("99999-01-01")] {
+            assert_eq!(w.too_old(unreadable), None, "{unreadable:?}");
+        }
     }
 }
