@@ -217,8 +217,8 @@ fn object_ref(obj: &Fields<'_>, field: &str) -> Result<Option<i64>, String> {
         Some(Value::String(s)) => id_from_url(s)
             .map(Some)
             .ok_or_else(|| format!("{}: `{field}` is not a URL ending in a numeric id", obj.what())),
-        Some(Value::Number(n)) => {
-            n.as_i64().filter(|&i| i > 0).map(Some).ok_or_else(|| obj.wrong(field, "a positive id", &Value::Null))
+        Some(v @ Value::Number(n)) => {
+            n.as_i64().filter(|&i| i > 0).map(Some).ok_or_else(|| obj.wrong(field, "a positive id", v))
         }
         Some(v) => Err(obj.wrong(field, "a URL", v)),
     }
@@ -507,14 +507,25 @@ impl ProvetClient {
     pub async fn reminder_text(&self, r: &Reminder) -> Result<ReminderText, ReminderError> {
         let what = format!("{} {}", r.kind.as_str(), r.id);
         let refuse = |why: String| Err(ReminderError::Refused(format!("{what}: {why}")));
+        let what = what.as_str();
         if r.kind == ReminderKind::Reminder && !r.is_external() {
             return refuse(format!(
                 "send_method is {}, not {SEND_METHOD_EXTERNAL} (External); Provet sends it itself, so smshub does not",
                 r.send_method.map_or("missing".to_string(), |m| m.to_string())
             ));
         }
+        // A 404 on a linked object is this reminder's problem, not "already settled" (which is
+        // what a 404 on the reminder itself means): refuse it, naming the object.
+        let gone = |object: String| {
+            move |e: ProvetError| match e {
+                ProvetError::NotFound => {
+                    ReminderError::Refused(format!("{what}: its {object} does not exist in Provet (404)"))
+                }
+                other => ReminderError::Provet(other),
+            }
+        };
         let client = match r.client {
-            Some(id) => Some(self.get_client(id).await?),
+            Some(id) => Some(self.get_client(id).await.map_err(gone(format!("client {id}")))?),
             None => None,
         };
         if client.as_ref().is_some_and(|c| c.no_sms) {
@@ -525,7 +536,7 @@ impl ProvetClient {
         } else if let Some(t) = r.template {
             let text = self.template_text(t).await.map_err(|e| match e {
                 ReminderError::Refused(why) => ReminderError::Refused(format!("{what}: {why}")),
-                other => other,
+                ReminderError::Provet(e) => gone(format!("reminder template {t}"))(e),
             })?;
             if text.trim().is_empty() {
                 return refuse(format!("its sms_text is empty and so is the SMS text of reminder template {t}"));
@@ -544,12 +555,12 @@ impl ProvetClient {
         if wanted.contains(&"patient_name")
             && let Some(p) = r.patient
         {
-            values.patient_name = self.name_of("patient", p).await?;
+            values.patient_name = self.name_of("patient", p).await.map_err(gone(format!("patient {p}")))?;
         }
         if wanted.contains(&"clinic_name")
             && let Some(d) = r.department
         {
-            values.clinic_name = self.name_of("department", d).await?;
+            values.clinic_name = self.name_of("department", d).await.map_err(gone(format!("department {d}")))?;
         }
         let text = match render(&text, &values) {
             Ok(t) => t.trim().to_string(),
@@ -567,7 +578,7 @@ impl ProvetClient {
             let Some(c) = r.client else {
                 return refuse("its phone_number is empty and it has no client to take a number from".into());
             };
-            let numbers = self.client_numbers(c).await?;
+            let numbers = self.client_numbers(c).await.map_err(gone(format!("client {c}'s phone numbers")))?;
             match pick_number(&numbers) {
                 Some(n) => n.to_string(),
                 None => return refuse(format!("its phone_number is empty and client {c} has no phone number")),
@@ -648,6 +659,7 @@ mod tests {
             ("sms_text", json!(5), "field `sms_text` should be a string"),
             ("client", json!({"x": 1}), "field `client` should be a URL"),
             ("client", json!("https://h/client/x/"), "`client` is not a URL ending in a numeric id"),
+            ("patient", json!(-3), "field `patient` should be a positive id, got a number"),
             ("send_method", json!("4"), "`send_method` should be"),
             ("url", json!(7), "field `url` should be a string"),
             ("send_externally", json!("yes"), "`send_externally` should be a boolean"),

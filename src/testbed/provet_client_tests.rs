@@ -429,6 +429,8 @@ async fn reminder_texts_come_from_templates_and_numbers_from_the_client() {
     let empty = reminder(serde_json::json!({"client": helmut}));
     let refused_by_client = reminder(serde_json::json!({"sms_text": "hi", "client": nosms}));
     let no_number = reminder(serde_json::json!({"sms_text": "hi", "client": nonumber}));
+    let deleted_client = reminder(serde_json::json!({"sms_text": "hi", "client": 99_999}));
+    let deleted_template = reminder(serde_json::json!({"reminder_template": 99_998, "client": helmut}));
     let resolve = |id| {
         let client = &client;
         async move {
@@ -447,6 +449,9 @@ async fn reminder_texts_come_from_templates_and_numbers_from_the_client() {
     assert!(refused(resolve(empty).await).contains("sms_text is empty and it has no reminder template"));
     assert!(refused(resolve(refused_by_client).await).contains("no_sms"));
     assert!(refused(resolve(no_number).await).contains("has no phone number"));
+    // A 404 on a linked object refuses the reminder (it does not settle it as "already marked").
+    assert!(refused(resolve(deleted_client).await).contains("its client 99999 does not exist in Provet"));
+    assert!(refused(resolve(deleted_template).await).contains("its reminder template 99998 does not exist"));
     assert!(fake.calls().iter().any(|c| c.path.ends_with(&format!("phonenumber/?client__is={helmut}"))));
 }
 

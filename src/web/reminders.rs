@@ -14,7 +14,7 @@
 //! # Which kind of reminder
 //! The button does not say whether its ids are patient reminders or appointment reminders, so
 //! the parameter `kind` does: `reminder` (the default: the reminders page lists patient
-//! reminders, docs/provet.md §4) or `appointment_reminder`, which must be written in the
+//! reminders, docs/provet.md §2.5) or `appointment_reminder`, which must be written in the
 //! button's URL, e.g. `https://sms.example/provet/helsinki/reminders?kind=appointment_reminder`.
 //! Wave 1 defaulted to appointment reminders: a reminders-page click could then mark and send an
 //! unrelated appointment reminder that happened to share the numeric id. `kind` is not covered by
