@@ -784,7 +784,18 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
             if let Some(e) = &s.decode_error {
                 println!("  decode error: {} (raw PDU kept below)", shown(e));
             }
-            println!("  text:     {}", shown(detail.body.as_deref().unwrap_or("")));
+            match detail.encoding.as_deref() {
+                Some(crate::store::CONTENT_MMS) => println!(
+                    "  content:  MMS notification (WAP push); the MMS itself is not fetched, receivers get [inbound] mms_placeholder"
+                ),
+                Some(crate::store::CONTENT_WAP_PUSH) => {
+                    println!("  content:  WAP push (not text); receivers get [inbound] mms_placeholder")
+                }
+                Some(crate::store::CONTENT_BINARY) => println!(
+                    "  content:  binary SMS for an application port (not text); receivers get [inbound] binary_placeholder"
+                ),
+                _ => println!("  text:     {}", shown(detail.body.as_deref().unwrap_or(""))),
+            }
             let deliveries: Vec<Vec<String>> = detail
                 .deliveries
                 .iter()

@@ -76,6 +76,7 @@ fn spawn_provet_workers(
             store: store.clone(),
             wake: wake.clone(),
             default_country: config.default_country.clone(),
+            max_age_days: config.outbound.max_age_days,
         };
         tasks.spawn(worker.run(signal.clone()));
     }

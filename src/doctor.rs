@@ -65,7 +65,7 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
         ));
     }
     for p in &config.provet {
-        checks.push(check_provet(p).await);
+        checks.extend(check_provet(p).await);
     }
     for f in &config.forwarders {
         let url = match f {
@@ -201,20 +201,51 @@ pub fn diagnosis_checks(prefix: &str, d: &crate::modem::profile::Diagnosis) -> V
     out
 }
 
-async fn check_provet(p: &crate::config::ProvetConfig) -> Check {
+/// The endpoints smshub reads and the Provet permission each needs (seed 000, docs/provet.md).
+pub const PROVET_PERMISSIONS: &[(&str, &str, &str)] = &[
+    ("external_sms/", "External message API: Read/Write", "fetching and marking external SMS"),
+    ("appointment_reminder/", "Appointments: Read/Write", "appointment reminders"),
+    ("client/", "Patients and clients: Read/Write", "reminder numbers, no_sms and names"),
+];
+
+async fn check_provet(p: &crate::config::ProvetConfig) -> Vec<Check> {
     let name = format!("provet {}", p.name);
     let client = match crate::provet::ProvetClient::new(p) {
         Ok(c) => c,
-        Err(e) => return Check::fail(name, e.to_string(), "fix base_url / token_url in the [[provet]] section"),
+        Err(e) => return vec![Check::fail(name, e.to_string(), "fix base_url / token_url in the [[provet]] section")],
     };
-    match client.token_ok().await {
-        Ok(()) => Check::pass(name, format!("{} reachable, credentials obtain a token", p.token_url)),
-        Err(e) => Check::fail(
+    if let Err(e) = client.token_ok().await {
+        return vec![Check::fail(
             name,
             e.to_string(),
             "check the network, token_url, client_id and the client secret (Provet support issues them)",
-        ),
+        )];
     }
+    let mut out = vec![Check::pass(&name, format!("{} reachable, credentials obtain a token", p.token_url))];
+    for (path, permission, used_for) in PROVET_PERMISSIONS {
+        let check = format!("{name}: permission {permission}");
+        out.push(match client.probe(path).await {
+            Ok(()) => Check::pass(check, format!("present (GET {path} answered; needed for {used_for})")),
+            Err(crate::provet::ProvetError::Permanent { status: 403, .. }) => Check::fail(
+                check,
+                format!("missing: GET {path} answered 403 Forbidden; {used_for} will fail"),
+                format!(
+                    "in Provet, add \"{permission}\" to the permission group of the API application's virtual user"
+                ),
+            ),
+            Err(crate::provet::ProvetError::NotFound) if *path == "external_sms/" => Check::fail(
+                check,
+                format!("GET {path} answered 404: external SMS sending is not enabled for this Provet instance"),
+                "ask Provet support to enable external SMS sending (docs/provet.md, step 1)",
+            ),
+            Err(e) => Check::fail(
+                check,
+                format!("could not check: {e}"),
+                "check the network and base_url, then run doctor again",
+            ),
+        });
+    }
+    out
 }
 
 async fn check_resolves(name: &str, url: &str) -> Check {

@@ -24,4 +24,5 @@ fn the_demo_shows_messages_flowing_and_exits_cleanly() {
     assert!(text.contains("(part 3/3, ucs2)"), "{text}");
     assert!(text.contains("(signature valid)"), "{text}");
     assert!(text.contains("Thank you! We will call you to book a time."), "{text}");
+    assert!(text.contains("\"Hi Anna Virtanen, Mirri is due for a check-up. Welcome! Demo Vet\""), "{text}");
 }

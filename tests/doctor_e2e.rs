@@ -83,3 +83,38 @@ fn a_missing_device_names_the_path() {
     let text = stdout(&out);
     assert!(text.contains("✗ modem m: device: /dev/does-not-exist-smshub does not exist"), "{text}");
 }
+
+#[test]
+fn a_provet_token_missing_a_permission_is_named_with_the_remedy() {
+    use smshub::testbed::fake_provet::{FakeOptions, FakeProvet};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = rt.block_on(FakeProvet::start(FakeOptions::default())).unwrap();
+    fake.deny("client");
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let cfg = dir.config(&format!(
+        "[[modem]]\nname = \"sim\"\ndevice = \"{}\"\n\n[[provet]]\nname = \"clinic\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\n\
+         client_id = \"{}\"\nclient_secret = \"{}\"\nallow_insecure_http = true\n",
+        sim.link.display(),
+        fake.base_url(),
+        fake.token_url(),
+        fake.options().client_id,
+        fake.options().client_secret,
+    ));
+    let out = dir.smshub(&cfg, &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(check(&json, "provet clinic")["ok"], true);
+    assert_eq!(check(&json, "provet clinic: permission External message API: Read/Write")["ok"], true);
+    assert_eq!(check(&json, "provet clinic: permission Appointments: Read/Write")["ok"], true);
+    let c = check(&json, "provet clinic: permission Patients and clients: Read/Write");
+    assert_eq!(c["ok"], false, "{c}");
+    assert!(c["detail"].as_str().unwrap().starts_with("missing: GET client/ answered 403"), "{c}");
+    assert!(
+        c["remedy"].as_str().unwrap().contains("add \"Patients and clients: Read/Write\" to the permission group"),
+        "{c}"
+    );
+    let text = stdout(&dir.smshub(&cfg, &["doctor"]));
+    assert!(text.contains("Patients and clients"), "{text}");
+    drop(fake);
+}

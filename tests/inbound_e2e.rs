@@ -537,3 +537,105 @@ fn inbox_show_escapes_terminal_control_sequences_in_a_received_sms() {
         }
     }
 }
+
+#[test]
+fn an_mms_notification_is_stored_as_mms_and_forwarded_as_the_placeholder_without_keyword_handling() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, "<Response/>".to_string()));
+    let pbx = Receiver::start(|_, _| (200, "text/plain", "OK".into()));
+    // An unknown-sender reply would answer any text from this never-texted number: it must not
+    // answer an MMS notification.
+    let extra = format!(
+        "{}{}[keywords]\nunknown_sender_reply = \"This number only sends messages.\"\n",
+        twilio_forward(&tw),
+        pbx_forward(&pbx, None)
+    );
+    let cfg = modem_config(&dir, &sim, &extra);
+    let daemon = Daemon::start(&cfg);
+    let pdu = smshub::testbed::pdus::mms_notification_pdu();
+    let r = sim.request(serde_json::json!({"cmd": "inject_pdu", "pdu": pdu}));
+    assert_eq!(r["ok"], true, "{r}");
+    let m = wait_for(LONG, || inbox(&dir, &cfg).into_iter().next())
+        .unwrap_or_else(|| panic!("the MMS notification was not stored; log:\n{}", daemon.log()));
+    let id = m["id"].as_i64().unwrap();
+    wait_delivery(&dir, &cfg, id, "tw", "delivered");
+    wait_delivery(&dir, &cfg, id, "pbx", "delivered");
+    let shown = inbox_show(&dir, &cfg, id);
+    assert_eq!(shown["encoding"], "mms", "{shown}");
+    assert_eq!(shown["body"], "", "no garbage text is stored: {shown}");
+    assert!(shown["decode_error"].is_null(), "{shown}");
+    let text = stdout(&dir.smshub(&cfg, &["inbox", "show", &id.to_string()]));
+    assert!(text.contains("MMS notification (WAP push)"), "{text}");
+    let twilio = &tw.requests()[0];
+    assert_eq!(twilio.field("Body"), Some("[MMS received; this gateway cannot fetch MMS content]"));
+    assert_eq!(twilio.field("NumMedia"), Some("0"));
+    assert_eq!(twilio.field("From"), Some("+358401234567"));
+    assert_eq!(pbx.requests()[0].field("body"), Some("[MMS received; this gateway cannot fetch MMS content]"));
+    // No keyword step ran: nothing was queued to the sender.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = json(&dir, &cfg, &["outbox", "list", "--json"]);
+    assert_eq!(out.as_array().map(Vec::len), Some(0), "{out}");
+    assert!(sim.sent().is_empty());
+}
+
+#[test]
+fn the_mms_placeholder_is_configurable() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, "<Response/>".to_string()));
+    let extra = format!(
+        "{}[inbound]\nmms_placeholder = \"(picture message: ask the client to e-mail it)\"\n",
+        twilio_forward(&tw)
+    );
+    let cfg = modem_config(&dir, &sim, &extra);
+    let _daemon = Daemon::start(&cfg);
+    let r = sim.request(serde_json::json!({"cmd": "inject_pdu", "pdu": smshub::testbed::pdus::mms_notification_pdu()}));
+    assert_eq!(r["ok"], true, "{r}");
+    let reqs = tw.wait_requests(1, LONG);
+    assert_eq!(reqs[0].field("Body"), Some("(picture message: ask the client to e-mail it)"));
+}
+
+/// `[keywords] unknown_sender = "not_in_provet"` against the fake Provet: a client's number gets
+/// no unknown-sender reply, a stranger does, and with Provet stalled forwarding goes on and the
+/// sender is judged as `never_texted`.
+#[test]
+fn unknown_sender_not_in_provet_asks_provet_and_fails_open() {
+    use smshub::testbed::fake_provet::{FakeOptions, FakeProvet};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let fake = rt.block_on(FakeProvet::start(FakeOptions::default())).unwrap();
+    fake.add_client("Helmut", "Eldridge", false, &[("+358401111112", true)]);
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let tw = twilio_receiver(|_| (200, "<Response/>".to_string()));
+    let extra = format!(
+        "{}[keywords]\nunknown_sender_reply = \"This number only sends messages.\"\nunknown_sender = \"not_in_provet\"\n\n\
+         [[provet]]\nname = \"clinic\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+         poll_interval_s = 0\nrequest_timeout_s = 30\nallow_insecure_http = true\n",
+        twilio_forward(&tw),
+        fake.base_url(),
+        fake.token_url(),
+        fake.options().client_id,
+        fake.options().client_secret,
+    );
+    let cfg = modem_config(&dir, &sim, &extra);
+    let daemon = Daemon::start(&cfg);
+    inject(&sim, "+358401111112", "Is Rex ready?", None);
+    inject(&sim, "+358409999998", "Hello?", None);
+    tw.wait_requests(2, LONG);
+    let sent = sim.wait_sent(LONG, |s| !s.is_empty());
+    std::thread::sleep(Duration::from_secs(2));
+    let sent_to: Vec<&str> = sent.iter().filter_map(|p| p["to"].as_str()).collect();
+    assert_eq!(sent_to, ["+358409999998"], "only the stranger got the reply: {sent:?}\n{}", daemon.log());
+    assert!(fake.calls().iter().any(|c| c.path.contains("client/?phonenumbers__icontains=%2B358401111112")));
+
+    // Provet stops answering: a new message is still forwarded, within the lookup's bound.
+    fake.set_stall(true);
+    inject(&sim, "+358401111113", "Anyone there?", None);
+    let reqs = tw.wait_requests(3, LONG);
+    assert!(reqs.iter().any(|r| r.field("From") == Some("+358401111113")), "forwarded despite the outage");
+    let sent = sim.wait_sent(LONG, |s| s.len() >= 2);
+    assert_eq!(sent[1]["to"], "+358401111113", "judged as never_texted when Provet cannot say: {sent:?}");
+    drop(daemon);
+    drop(fake);
+}

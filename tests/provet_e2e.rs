@@ -26,6 +26,11 @@ struct Rig {
 
 /// `webhook`: whether the instance has a webhook token; `poll_s`: poll_interval_s.
 fn rig(sim_args: &[&str], webhook: bool, poll_s: u64, setup: impl FnOnce(&FakeProvet)) -> Rig {
+    rig_with(sim_args, webhook, poll_s, "", setup)
+}
+
+/// [`rig`] with `provet_extra` (TOML keys) added to the `[[provet]]` section.
+fn rig_with(sim_args: &[&str], webhook: bool, poll_s: u64, provet_extra: &str, setup: impl FnOnce(&FakeProvet)) -> Rig {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let fake = rt.block_on(FakeProvet::start(FakeOptions::default())).unwrap();
     setup(&fake);
@@ -34,7 +39,7 @@ fn rig(sim_args: &[&str], webhook: bool, poll_s: u64, setup: impl FnOnce(&FakePr
     let token = if webhook { format!("webhook_token = \"{TOKEN}\"\n") } else { String::new() };
     let cfg = dir.config(&format!(
         "[[provet]]\nname = \"clinic\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n{token}\
-         poll_interval_s = {poll_s}\nretry_initial_s = 1\nretry_max_s = 2\nrequest_timeout_s = 3\nallow_insecure_http = true\n\n\
+         poll_interval_s = {poll_s}\n{provet_extra}retry_initial_s = 1\nretry_max_s = 2\nrequest_timeout_s = 3\nallow_insecure_http = true\n\n\
          [[modem]]\nname = \"sim\"\ndevice = \"{}\"\nsend_timeout_s = 20\n\n\
          [outbound]\nretry_initial_s = 1\nretry_max_s = 2\n\n\
          [custom_integration]\nsalt = \"{SALT}\"\n",
@@ -333,18 +338,20 @@ fn reminders_from_the_button_are_sent_once_and_appointment_reminders_marked_sent
     assert!(r.outbox().is_empty(), "refused requests leave nothing in the store");
 
     let clicked = signed_form(now_s() - 1, SALT, &[appt]);
-    let (status, body) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, clicked.as_bytes());
+    let appt_path = "/provet/clinic/reminders?kind=appointment_reminder";
+    let (status, body) = http(&r.daemon.addr, "POST", appt_path, form, clicked.as_bytes());
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["kind"], "appointment_reminder");
     assert_eq!(v["queued"], serde_json::json!([appt]));
-    let path = "/provet/clinic/reminders?kind=reminder";
+    // Without `kind`, the ids are patient reminders (what the reminders page lists).
+    let path = "/provet/clinic/reminders";
     // Provet buttons can also be set to GET: the same parameters in the query.
-    let query = format!("{path}&{}", signed_form(now_s(), SALT, &[ext]));
+    let query = format!("{path}?{}", signed_form(now_s(), SALT, &[ext]));
     let (status, body) = http(&r.daemon.addr, "GET", &query, None, b"");
     assert_eq!(status, 200, "{body}");
     // The same request again (captured and replayed) is refused and queues nothing.
-    let (status, body) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, clicked.as_bytes());
+    let (status, body) = http(&r.daemon.addr, "POST", appt_path, form, clicked.as_bytes());
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("already accepted"), "{body}");
 
@@ -363,4 +370,90 @@ fn reminders_from_the_button_are_sent_once_and_appointment_reminders_marked_sent
     assert_eq!(r.sim.sent().len(), 2);
     let rows = r.outbox();
     assert!(rows.iter().all(|m| m["state"] == "reported"), "{rows:?}");
+}
+
+/// Waits until the outbox row of `external_id` is `reported` and returns it.
+fn wait_reported(r: &Rig, external_id: i64) -> serde_json::Value {
+    wait_for(LONG, || r.outbox().into_iter().find(|m| m["external_id"] == external_id && m["state"] == "reported"))
+        .unwrap_or_else(|| panic!("row {external_id} not reported: {:?}\n{}", r.outbox(), r.daemon.log()))
+}
+
+#[test]
+fn a_button_press_with_three_patient_reminders_sends_the_two_that_have_a_text() {
+    let r = rig(&[], true, 0, |_| {});
+    let clinic = r.fake.add_department("Kamu Vet");
+    let helmut = r.fake.add_client("Helmut", "Eldridge", false, &[("+358401111111", false)]);
+    let anna = r.fake.add_client("Anna", "Virtanen", false, &[("+358402222221", false), ("+358402222222", true)]);
+    let rex = r.fake.add_patient("Rex");
+    let tpl = r.fake.add_template("Hi [[client_name]], [[patient_name]] is due for a vaccination. [[clinic_name]]");
+    // 1: the public fixture's case: empty sms_text, no template. Nothing to send.
+    let empty = r
+        .fake
+        .add_reminder_with(serde_json::json!({"client": helmut, "patient": rex, "phone_number": "+358401111111"}));
+    // 2: text from the template, number on the reminder.
+    let templated = r.fake.add_reminder_with(serde_json::json!({"reminder_template": tpl, "text_manually": false,
+        "client": helmut, "patient": rex, "department": clinic, "phone_number": "+358401111111"}));
+    // 3: own text, `phone_number: ""`: the client's preferred number.
+    let preferred = r.fake.add_reminder_with(serde_json::json!({"sms_text": "Bella is due for deworming.",
+        "client": anna, "phone_number": ""}));
+    let form = Some("application/x-www-form-urlencoded");
+    let body = signed_form(now_s(), SALT, &[empty, templated, preferred]);
+    let (status, answer) = http(&r.daemon.addr, "POST", "/provet/clinic/reminders", form, body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"kind\":\"reminder\""), "{answer}");
+    for id in [empty, templated, preferred] {
+        wait_reported(&r, id);
+    }
+    assert_eq!(r.texts_to("+358401111111"), ["Hi Helmut Eldridge, Rex is due for a vaccination. Kamu Vet"]);
+    assert_eq!(r.texts_to("+358402222222"), ["Bella is due for deworming."]);
+    assert_eq!(r.sim.sent().len(), 2, "the empty reminder reached no modem: {:?}", r.sim.sent());
+    let row = r.outbox().into_iter().find(|m| m["external_id"] == empty).unwrap();
+    assert_eq!(row["outcome"], "failed", "{row}");
+    let shown = stdout(&r.dir.smshub(&r.cfg, &["outbox", "show", &row["id"].to_string()]));
+    assert!(shown.contains("sms_text is empty and it has no reminder template"), "{shown}");
+    assert!(r.fake.calls().iter().all(|c| !c.path.contains("appointment_reminder")), "no appointment reminder touched");
+}
+
+#[test]
+fn a_due_reminder_found_by_the_poll_is_sent_once_across_a_restart() {
+    let mut r = rig_with(&[], false, 0, "reminder_poll_s = 1\n", |fake| {
+        fake.add_reminder("+358404444444", "Rex is due for his vaccination", 4);
+        fake.add_reminder_with(serde_json::json!({"sms_text": "long ago", "phone_number": "+358405555555",
+            "planned_sending_date": "2001-01-01"}));
+        fake.add_reminder("+358406666666", "Provet sends this one itself", 1);
+    });
+    r.sim.wait_sent(LONG, |s| !s.is_empty());
+    let lists = || r.fake.calls().iter().filter(|c| c.path.contains("reminder/?send_method__is=4")).count();
+    r.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(r.daemon.wait_exit(LONG).is_some(), "{}", r.daemon.log());
+    let before = lists();
+    r.daemon = Daemon::start(&r.cfg);
+    assert!(wait_for(LONG, || (lists() >= before + 3).then_some(())).is_some(), "{}", r.daemon.log());
+    assert_eq!(r.texts_to("+358404444444"), ["Rex is due for his vaccination"]);
+    assert_eq!(r.sim.sent().len(), 1, "{:?}", r.sim.sent());
+    let calls = r.fake.calls();
+    let list = calls.iter().find(|c| c.path.contains("reminder/?")).unwrap();
+    assert!(list.path.contains("planned_sending_date__lte="), "{}", list.path);
+    assert!(calls.iter().all(|c| c.status != 400), "every filter was accepted: {calls:?}");
+}
+
+#[test]
+fn an_old_external_sms_after_an_outage_is_marked_failed_too_old_and_never_sent() {
+    let r = rig(&[], true, 1, |fake| {
+        fake.add_sms_created("+358401234567", "Your appointment is tomorrow", "2020-01-01");
+    });
+    let fresh = r.fake.add_sms("+358401234568", "Fresh news");
+    let marks = r.wait_marked(&[1, fresh]);
+    match marks_of(&marks, 1).as_slice() {
+        [Mark::Failed { reason: Some(reason), .. }] => {
+            assert_eq!(reason, "too old to send (queued 2020-01-01, smshub was offline)")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(marks_of(&marks, fresh), [Mark::Successful]);
+    let sent = r.sim.sent();
+    assert!(sent.iter().all(|p| p["to"] != "+358401234567"), "the old SMS never reached the modem: {sent:?}");
+    let row = r.outbox().into_iter().find(|m| m["external_id"] == 1).unwrap();
+    let shown = stdout(&r.dir.smshub(&r.cfg, &["outbox", "show", &row["id"].to_string()]));
+    assert!(shown.contains("too old to send (queued 2020-01-01"), "{shown}");
 }

@@ -193,6 +193,9 @@ pub struct ProvetConfig {
     pub client_secret: Secret,
     pub webhook_token: Option<Secret>,
     pub poll_interval: Duration,
+    /// How often to look for due `send_method: 4` reminders (`reminder_poll_s`); zero = never
+    /// (only the reminders-page button sends them).
+    pub reminder_poll: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub request_timeout: Duration,
@@ -218,12 +221,25 @@ pub struct OutboundConfig {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub request_status_report: bool,
+    /// Provet work older than this many days (external SMS by `created_date`) is not sent but
+    /// marked failed as too old: after a long outage, "your appointment is tomorrow" may be
+    /// wrong by now (`max_age_days`, default 2).
+    pub max_age_days: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InboundConfig {
     pub concat_timeout: Duration,
+    /// The body forwarded for an MMS notification or another WAP push (`mms_placeholder`).
+    pub mms_placeholder: String,
+    /// The body forwarded for another port-addressed binary SMS (`binary_placeholder`).
+    pub binary_placeholder: String,
 }
+
+/// Default `[inbound] mms_placeholder`.
+pub const DEFAULT_MMS_PLACEHOLDER: &str = "[MMS received; this gateway cannot fetch MMS content]";
+/// Default `[inbound] binary_placeholder`.
+pub const DEFAULT_BINARY_PLACEHOLDER: &str = "[binary SMS received; this gateway cannot show it]";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -295,7 +311,21 @@ pub struct KeywordsConfig {
     pub cancel_reply: Option<String>,
     pub reschedule_reply: Option<String>,
     pub unknown_sender_reply: Option<String>,
+    /// Who counts as unknown for `unknown_sender_reply` (`unknown_sender`).
+    pub unknown_sender: UnknownSender,
     pub reply_min_interval: Duration,
+}
+
+/// `[keywords] unknown_sender`: who gets the `unknown_sender_reply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownSender {
+    /// A number smshub never texted (the default; needs nothing but the store).
+    #[default]
+    NeverTexted,
+    /// A number smshub never texted and Provet has no client for (`client/?phonenumbers__icontains=`,
+    /// cached; when Provet cannot answer in time, as `never_texted`).
+    NotInProvet,
 }
 
 /// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
@@ -525,6 +555,7 @@ impl Config {
                 client_secret,
                 webhook_token,
                 poll_interval: cx.seconds_in(&section, i, "poll_interval_s", p.poll_interval_s, 60, 0..=DAY)?,
+                reminder_poll: cx.seconds_in(&section, i, "reminder_poll_s", p.reminder_poll_s, 0, 0..=DAY)?,
                 retry_initial,
                 retry_max: cx.seconds_in(&section, i, "retry_max_s", p.retry_max_s, 600, 1..=DAY)?.max(retry_initial),
                 request_timeout: cx.seconds_in(&section, i, "request_timeout_s", p.request_timeout_s, 30, 1..=600)?,
@@ -546,6 +577,16 @@ impl Config {
             )?,
             retry_max: cx.seconds_in(&["outbound"], 0, "retry_max_s", raw.outbound.retry_max_s, 300, 0..=DAY)?,
             request_status_report: raw.outbound.request_status_report.unwrap_or(true),
+            max_age_days: u32::try_from(cx.ranged(
+                &["outbound"],
+                0,
+                "max_age_days",
+                raw.outbound.max_age_days,
+                2,
+                1..=365,
+                " days",
+            )?)
+            .unwrap_or(2),
         };
         let inbound = InboundConfig {
             concat_timeout: cx.seconds_in(
@@ -555,6 +596,13 @@ impl Config {
                 raw.inbound.concat_timeout_s,
                 600,
                 1..=WEEK,
+            )?,
+            mms_placeholder: placeholder(cx, "mms_placeholder", raw.inbound.mms_placeholder, DEFAULT_MMS_PLACEHOLDER)?,
+            binary_placeholder: placeholder(
+                cx,
+                "binary_placeholder",
+                raw.inbound.binary_placeholder,
+                DEFAULT_BINARY_PLACEHOLDER,
             )?,
         };
 
@@ -684,6 +732,13 @@ impl Config {
         }
 
         let k = raw.keywords;
+        if k.unknown_sender == Some(UnknownSender::NotInProvet) && provet.is_empty() {
+            return Err(cx.error(
+                &["keywords"],
+                "unknown_sender",
+                "\"not_in_provet\" needs a [[provet]] section to look the sender up in".into(),
+            ));
+        }
         let keywords = KeywordsConfig {
             help_reply: k.help_reply,
             stop_reply: k.stop_reply,
@@ -692,6 +747,7 @@ impl Config {
             cancel_reply: k.cancel_reply,
             reschedule_reply: k.reschedule_reply,
             unknown_sender_reply: k.unknown_sender_reply,
+            unknown_sender: k.unknown_sender.unwrap_or_default(),
             reply_min_interval: cx.seconds_in(
                 &["keywords"],
                 0,
@@ -798,6 +854,22 @@ impl Config {
 
 /// The shortest salt accepted: the salt is the only secret of the button's MD5 check.
 pub const MIN_SALT_CHARS: usize = 16;
+
+/// An `[inbound]` placeholder text: 1 to 500 characters, no control characters but newlines.
+fn placeholder(cx: &Context, key: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let Some(v) = value else { return Ok(default.to_string()) };
+    let bad = |why: &str| Err(cx.error_at(&["inbound"], 0, key, why.to_string()));
+    if v.trim().is_empty() {
+        return bad("must not be empty: it is the text the receiver gets instead of the message");
+    }
+    if v.chars().count() > 500 {
+        return bad("at most 500 characters");
+    }
+    if v.chars().any(|c| c.is_control() && c != '\n') {
+        return bad("must not contain control characters");
+    }
+    Ok(v)
+}
 
 /// One `[custom_integration]` section (top-level or `[provet.custom_integration]`).
 fn button_config(

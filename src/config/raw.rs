@@ -89,6 +89,7 @@ pub(super) struct RawProvet {
     pub(super) webhook_token_file: Option<PathBuf>,
     pub(super) webhook_token_credential: Option<String>,
     pub(super) poll_interval_s: Option<u64>,
+    pub(super) reminder_poll_s: Option<u64>,
     pub(super) retry_initial_s: Option<u64>,
     pub(super) retry_max_s: Option<u64>,
     pub(super) request_timeout_s: Option<u64>,
@@ -105,12 +106,15 @@ pub(super) struct RawOutbound {
     pub(super) retry_initial_s: Option<u64>,
     pub(super) retry_max_s: Option<u64>,
     pub(super) request_status_report: Option<bool>,
+    pub(super) max_age_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInbound {
     pub(super) concat_timeout_s: Option<u64>,
+    pub(super) mms_placeholder: Option<String>,
+    pub(super) binary_placeholder: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +167,7 @@ pub(super) struct RawKeywords {
     pub(super) cancel_reply: Option<String>,
     pub(super) reschedule_reply: Option<String>,
     pub(super) unknown_sender_reply: Option<String>,
+    pub(super) unknown_sender: Option<super::UnknownSender>,
     pub(super) reply_min_interval_s: Option<u64>,
 }
 

@@ -54,11 +54,29 @@ pub struct Forwarders {
     pub wake_forward: Arc<Notify>,
     /// `wake.send` is notified when replies are queued.
     pub wake: Wake,
+    /// Set with `[keywords] unknown_sender = "not_in_provet"` and an `unknown_sender_reply`.
+    pub lookup: Option<super::provet_lookup::ClientLookup>,
 }
 
 impl Forwarders {
     pub fn new(store: Store, config: Arc<Config>, wake_forward: Arc<Notify>, wake: Wake) -> Forwarders {
-        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake }
+        let wanted = config.keywords.unknown_sender == crate::config::UnknownSender::NotInProvet
+            && config.keywords.unknown_sender_reply.is_some();
+        let lookup = wanted.then(|| {
+            let clients = config
+                .provet
+                .iter()
+                .filter_map(|p| match crate::provet::ProvetClient::new(p) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(provet = %p.name, error = %e, "no client lookup on this Provet instance");
+                        None
+                    }
+                })
+                .collect();
+            super::provet_lookup::ClientLookup::new(clients)
+        });
+        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake, lookup }
     }
 
     /// Runs until shutdown.
@@ -91,14 +109,45 @@ impl Forwarders {
         let cfg = self.config.keywords.clone();
         let replies = self.config.replies.clone();
         let country = self.config.default_country.clone();
+        let clients = self.provet_clients(started_at).await;
         let res = self
             .store
-            .call(move |db| super::keyword_actions::apply_keywords(db, &cfg, &replies, country.as_deref(), started_at))
+            .call(move |db| {
+                super::keyword_actions::apply_keywords(db, &cfg, &replies, country.as_deref(), started_at, &clients)
+            })
             .await;
         match res {
             Ok(0) => {}
             Ok(_) => self.wake.send.notify_one(),
             Err(e) => tracing::error!(error = %e, "keyword step failed; it is retried with the next message"),
+        }
+    }
+
+    /// The senders of the messages the keyword step is about to judge that Provet has a client
+    /// for (empty without `not_in_provet`; at most [`super::provet_lookup::BATCH_DEADLINE`]).
+    async fn provet_clients(&self, started_at: i64) -> std::collections::HashSet<String> {
+        let Some(lookup) = &self.lookup else { return Default::default() };
+        let country = self.config.default_country.clone();
+        let senders = self
+            .store
+            .call(move |db| {
+                Ok(db
+                    .inbox_for_keywords(started_at, 50)?
+                    .into_iter()
+                    .filter(|c| c.body.is_some())
+                    .filter_map(|c| c.sender)
+                    .map(|s| super::keyword_actions::optout_key(&s, country.as_deref()))
+                    .filter(|k| k.starts_with('+'))
+                    .collect::<Vec<String>>())
+            })
+            .await;
+        match senders {
+            Ok(senders) if !senders.is_empty() => lookup.clients_among(&senders).await,
+            Ok(_) => Default::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the senders to look up in Provet");
+                Default::default()
+            }
         }
     }
 
@@ -157,7 +206,7 @@ impl Forwarders {
                 return;
             }
         };
-        let Some(sms) = inbound_sms(&msg) else {
+        let Some(sms) = inbound_sms(&msg, &self.config.inbound) else {
             let note = format!(
                 "not forwarded: no part could be decoded ({}); the raw PDU is kept in the inbox",
                 msg.decode_error.as_deref().unwrap_or("no sender")
@@ -408,14 +457,22 @@ fn give_up(d: &DueDelivery, channel: AttemptChannel, status: Option<u16>, note: 
     }
 }
 
-/// The forwarders' view of an inbox message; `None` when nothing of it could be decoded.
-pub fn inbound_sms(msg: &InboundMessage) -> Option<InboundSms> {
+/// The forwarders' view of an inbox message; `None` when nothing of it could be decoded. A
+/// message that is not text (an MMS notification, a binary SMS) is forwarded as the configured
+/// placeholder: receivers get a readable note instead of garbage, and Twilio's `NumMedia` stays
+/// 0 because smshub has no media to offer.
+pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig) -> Option<InboundSms> {
     let from = msg.sender.clone()?;
+    let body = match msg.encoding.as_deref() {
+        Some(crate::store::CONTENT_MMS | crate::store::CONTENT_WAP_PUSH) => cfg.mms_placeholder.clone(),
+        Some(crate::store::CONTENT_BINARY) => cfg.binary_placeholder.clone(),
+        _ => msg.body.clone(),
+    };
     Some(InboundSms {
         uid: msg.uid.clone(),
         from,
         to: None,
-        body: msg.body.clone(),
+        body,
         segments: msg.parts,
         received_at_unix: msg.received_at.div_euclid(1000),
     })
@@ -512,10 +569,20 @@ mod tests {
             parts: 1,
             decode_error: Some("bad".into()),
             received_at: 1_700_000_000_123,
+            encoding: None,
         };
-        assert!(inbound_sms(&msg).is_none());
+        let cfg = crate::config::InboundConfig {
+            concat_timeout: Duration::from_secs(600),
+            mms_placeholder: "[MMS]".into(),
+            binary_placeholder: "[binary]".into(),
+        };
+        assert!(inbound_sms(&msg, &cfg).is_none());
         let ok = InboundMessage { sender: Some("+358401234567".into()), body: "hi".into(), ..msg };
-        let sms = inbound_sms(&ok).unwrap();
+        let sms = inbound_sms(&ok, &cfg).unwrap();
         assert_eq!((sms.received_at_unix, sms.segments, sms.body.as_str()), (1_700_000_000, 1, "hi"));
+        for (encoding, body) in [("mms", "[MMS]"), ("wap_push", "[MMS]"), ("binary", "[binary]"), ("8bit", "hi")] {
+            let m = InboundMessage { encoding: Some(encoding.into()), ..ok.clone() };
+            assert_eq!(inbound_sms(&m, &cfg).unwrap().body, body, "{encoding}");
+        }
     }
 }

@@ -18,7 +18,9 @@
 //! `unknown_sender_reply` goes to a sender the clinic has never texted through this box (no
 //! outbox row to that number, auto-replies not counted): smshub has no client list, and the
 //! clinic's own SMS all go out through it, so "never texted" is the honest meaning of
-//! "unknown". It follows the same rules (configured, numeric senders only, rate-limited, never
+//! "unknown". With `[keywords] unknown_sender = "not_in_provet"` a number Provet has a client
+//! for counts as known too ([`super::provet_lookup`], looked up before the step, failing open).
+//! It follows the same rules (configured, numeric senders only, rate-limited, never
 //! to an opted-out number) and is only sent when no keyword reply was.
 
 use crate::config::KeywordsConfig;
@@ -126,6 +128,7 @@ pub fn apply_keywords(
     replies: &crate::config::RepliesConfig,
     default_country: Option<&str>,
     started_at: i64,
+    provet_clients: &std::collections::HashSet<String>,
 ) -> Result<usize> {
     let mut queued = 0;
     loop {
@@ -146,7 +149,7 @@ pub fn apply_keywords(
                         .flatten();
                     let mut action = decide(sender, body, opted_out, last, now_ms(), cfg, default_country);
                     if action.keyword.is_none() && action.reply.is_none() && cfg.unknown_sender_reply.is_some() {
-                        let known = db.has_sent_to(&key)?;
+                        let known = provet_clients.contains(&key) || db.has_sent_to(&key)?;
                         action.reply =
                             unknown_sender_reply(sender, opted_out, known, last, now_ms(), cfg, default_country);
                     }
@@ -291,13 +294,13 @@ mod tests {
         store("b", "+358401234567", "help");
         store("c", "+358409999999", "STOP");
         assert_eq!(
-            apply_keywords(&db, &cfg(), &Default::default(), None, started).unwrap(),
+            apply_keywords(&db, &cfg(), &Default::default(), None, started, &Default::default()).unwrap(),
             2,
             "one HELP reply (the second is rate-limited) and the STOP confirmation"
         );
         assert!(db.is_opted_out("+358409999999").unwrap());
         assert_eq!(
-            apply_keywords(&db, &cfg(), &Default::default(), None, started).unwrap(),
+            apply_keywords(&db, &cfg(), &Default::default(), None, started, &Default::default()).unwrap(),
             0,
             "nothing is looked at twice"
         );

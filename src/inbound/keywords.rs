@@ -147,6 +147,7 @@ mod tests {
             cancel_reply: Some("Cancelled".into()),
             reschedule_reply: Some("We will call you".into()),
             unknown_sender_reply: None,
+            unknown_sender: Default::default(),
             reply_min_interval: Duration::from_secs(3600),
         };
         let cases: &[(Keyword, Option<&str>)] = &[

@@ -26,6 +26,51 @@ pub struct ModemReceiver {
     pub wake_forward: Arc<Notify>,
 }
 
+/// WAP push ports (WAP-230 / WDP port registry): 2948 connectionless push, 2949 secure push.
+pub const WAP_PUSH_PORTS: [u16; 2] = [2948, 2949];
+
+/// The WSP well-known content type `application/vnd.wap.mms-message` (0x3E) as a short
+/// integer (high bit set), WAP-230 Appendix A, table 40.
+const WSP_CONTENT_TYPE_MMS: u8 = 0xBE;
+const MMS_CONTENT_TYPE: &[u8] = b"application/vnd.wap.mms-message";
+
+/// What a port-addressed 8-bit message is, as the `encoding` of its inbox row: `mms` (a WAP
+/// push MMS notification), `wap_push` (another WAP push, or a later part of a concatenated
+/// one), `binary` (any other application port). `None`: text for a person.
+///
+/// Decision: these kinds live in the `encoding` column rather than a new one, because for such
+/// a message there is no alphabet to record and the column is what every reader already
+/// consults to know how to read the body; the body itself stays empty (the raw PDU is kept).
+pub fn binary_kind(encoding: pdu::Encoding, ports: Option<pdu::AppPorts>, data: &[u8]) -> Option<&'static str> {
+    let ports = ports?;
+    if encoding != pdu::Encoding::EightBit {
+        return None;
+    }
+    if !WAP_PUSH_PORTS.contains(&ports.destination) {
+        return Some(crate::store::CONTENT_BINARY);
+    }
+    Some(if is_mms_push(data) { crate::store::CONTENT_MMS } else { crate::store::CONTENT_WAP_PUSH })
+}
+
+/// Whether `data` is a connectionless WSP Push PDU (WAP-230 8.2.4.1: TID, PDU type 0x06,
+/// HeadersLen as uintvar, then the content type) whose content type is the MMS one, as a
+/// well-known short integer, a text string, or either behind a value length (8.4.2.24).
+fn is_mms_push(data: &[u8]) -> bool {
+    let (Some(&_tid), Some(&0x06)) = (data.first(), data.get(1)) else { return false };
+    // HeadersLen: a uintvar of at most 5 octets (8.1.2); its value is not needed here.
+    let Some(len_octets) = data.get(2..).and_then(|rest| rest.iter().take(5).position(|b| b & 0x80 == 0)) else {
+        return false;
+    };
+    let mut ct = data.get(3 + len_octets..).unwrap_or(&[]);
+    // Content-general-form: Value-length (a short length 0..=30) then the media type.
+    if let Some((&first, rest)) = ct.split_first()
+        && first <= 30
+    {
+        ct = rest;
+    }
+    ct.first() == Some(&WSP_CONTENT_TYPE_MMS) || ct.starts_with(MMS_CONTENT_TYPE)
+}
+
 /// Decodes a stored PDU into what the inbox keeps. Pure.
 pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
     let mut part = NewInboxPart { modem: modem.to_string(), pdu: pdu_hex.to_string(), ..Default::default() };
@@ -40,8 +85,16 @@ pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
                     pdu::AddressKind::Other(toa) => (toa >> 4) & 0x07,
                 });
                 part.concat = d.concat.map(|c| (c.reference, c.total, c.seq));
-                part.text = Some(d.text);
-                part.encoding = Some(d.encoding.as_str().to_string());
+                match binary_kind(d.encoding, d.ports, &d.data) {
+                    Some(kind) => {
+                        part.text = Some(String::new());
+                        part.encoding = Some(kind.to_string());
+                    }
+                    None => {
+                        part.text = Some(d.text);
+                        part.encoding = Some(d.encoding.as_str().to_string());
+                    }
+                }
                 part.sent_at = Some(d.timestamp.to_rfc3339());
             }
             Message::Submit(_) => part.decode_error = Some("an SMS-SUBMIT found in the received messages".into()),
@@ -207,6 +260,42 @@ mod tests {
         assert_eq!(p.sender.as_deref(), Some("27838890001"));
         assert_eq!(p.encoding.as_deref(), Some("gsm7"));
         assert!(p.decode_error.is_none());
+    }
+
+    #[test]
+    fn an_mms_notification_is_stored_as_mms_without_text() {
+        let p = decode_part("main", &crate::testbed::pdus::mms_notification_pdu());
+        assert_eq!(p.decode_error, None);
+        assert_eq!(p.encoding.as_deref(), Some("mms"));
+        assert_eq!(p.text.as_deref(), Some(""));
+        assert_eq!(p.sender.as_deref(), Some("+358401234567"));
+    }
+
+    #[test]
+    fn port_addressed_8bit_data_is_classified_and_text_is_left_alone() {
+        use pdu::{AppPorts, Encoding};
+        let wap = Some(AppPorts { destination: 2948, origin: 9200 });
+        let push = |ct: &[u8]| [&[0x01, 0x06, 0x81, 0x00][..], ct].concat(); // a 2-octet uintvar HeadersLen
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &push(&[0xBE])), Some("mms"));
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &push(b"application/vnd.wap.mms-message\0")), Some("mms"));
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &push(&[0x02, 0xBE, 0x81])), Some("mms"), "general form");
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &push(&[0xAE])), Some("wap_push"), "SI, not MMS");
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &[0x01]), Some("wap_push"), "too short: not MMS");
+        assert_eq!(binary_kind(Encoding::EightBit, wap, &[0x01, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), Some("wap_push"));
+        let other = Some(AppPorts { destination: 5505, origin: 0 });
+        assert_eq!(binary_kind(Encoding::EightBit, other, &[1, 2, 3]), Some("binary"));
+        assert_eq!(binary_kind(Encoding::EightBit, None, b"latin-1 text"), None);
+        assert_eq!(binary_kind(Encoding::Gsm7, wap, &[]), None, "port-addressed text stays text");
+    }
+
+    #[test]
+    fn a_malformed_port_ie_is_a_decode_error() {
+        // The MMS PDU with the port IE length changed from 4 to 3: the IE is malformed.
+        let good = crate::testbed::pdus::mms_notification_pdu();
+        let bad = good.replacen("0605040B84", "0605030B84", 1);
+        assert_ne!(good, bad);
+        let p = decode_part("main", &bad);
+        assert!(p.decode_error.as_deref().is_some_and(|e| e.contains("application port")), "{p:?}");
     }
 
     #[test]

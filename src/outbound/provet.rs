@@ -14,6 +14,19 @@
 //!   store write): settled. Reminders with `send_method` 4 have no documented mark; the outbox
 //!   row (unique per instance and id) is their memory, so each is sent once.
 //!
+//! - **Discover reminders** (opt-in, `reminder_poll_s`): `GET reminder/?send_method__is=4&
+//!   planned_sending_date__lte=<today>`; each one planned within the last `max_age_days` is
+//!   queued `received` (the outbox key (source, instance, id) keeps it once, across restarts and
+//!   repeated polls) and goes through the fetch stage like a button press. Older ones are left
+//!   alone: without this baseline the first poll would send every reminder Provet ever planned.
+//! - **Stale work**: an external SMS whose `created_date` is more than `[outbound] max_age_days`
+//!   before today, or a reminder past its `expiry_date`, is not sent: it fails with "too old to
+//!   send (queued <date>, smshub was offline)", which `mark_failed` passes to Provet.
+//! - **Refusals**: a reminder that cannot be sent (no text, unrenderable placeholders, no
+//!   number, `no_sms`; [`crate::provet::ReminderError::Refused`]) fails with the reason and is never
+//!   sent. An appointment reminder is handed to external sending only after it passed these
+//!   checks, so a refused one stays Provet's to send.
+//!
 //! Errors: rate limits and transient failures back off (`retry_initial` doubling to
 //! `retry_max`, at least `Retry-After`); a permanent refusal of a fetch fails the message; a
 //! permanent refusal of a report is retried every `retry_max` and logged, never dropped; an
@@ -26,7 +39,8 @@ use std::time::Duration;
 
 use crate::config::ProvetConfig;
 use crate::phone::{PhoneNumber, mask_number};
-use crate::provet::{MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
+use crate::provet::reminders::{format_day, parse_day, today};
+use crate::provet::{MarkFailedForm, ProvetClient, ProvetError, ReminderError, ReminderKind};
 use crate::shutdown::ShutdownSignal;
 use crate::store::{OutboxId, OutboxState, ProvetWork, Queued, Store, StoreError, now_ms};
 
@@ -55,6 +69,8 @@ pub struct ProvetWorker {
     pub wake: Wake,
     /// For numbers written without a country code.
     pub default_country: Option<String>,
+    /// `[outbound] max_age_days`: older Provet work is not sent.
+    pub max_age_days: u32,
 }
 
 /// What to do after a failed Provet call.
@@ -90,6 +106,8 @@ impl ProvetWorker {
 
     async fn fetch_loop(self: Arc<Self>, mut shutdown: ShutdownSignal) {
         let mut next_poll = Some(tokio::time::Instant::now());
+        let reminder_poll = self.config.reminder_poll;
+        let mut next_reminder_poll = (!reminder_poll.is_zero()).then(tokio::time::Instant::now);
         loop {
             if shutdown.is_triggered() {
                 return;
@@ -100,6 +118,11 @@ impl ProvetWorker {
                     Ok(()) => Some(crate::deadline::tokio_in(self.config.poll_interval)),
                     Err(delay) => Some(crate::deadline::tokio_in(delay)),
                 };
+            }
+            if next_reminder_poll.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                // After a failure, retry sooner than the next regular poll, never later.
+                let delay = self.poll_reminders().await.unwrap_or_else(|d| d.min(reminder_poll));
+                next_reminder_poll = Some(crate::deadline::tokio_in(delay));
             }
             let did = match self.fetch_batch(&shutdown).await {
                 Ok(n) => n,
@@ -112,7 +135,7 @@ impl ProvetWorker {
                 continue;
             }
             let mut wait = self.until_due().await;
-            if let Some(at) = next_poll {
+            for at in [next_poll, next_reminder_poll].into_iter().flatten() {
                 wait = wait.min(at.saturating_duration_since(tokio::time::Instant::now()));
             }
             tokio::select! {
@@ -177,8 +200,11 @@ impl ProvetWorker {
         for item in items {
             let (external_id, recipient, body) = match item {
                 Ok(sms) => {
-                    let number = PhoneNumber::parse(&sms.phone_number, self.default_country.as_deref())
-                        .map_err(|e| format!("unusable phone number: {e}"));
+                    let number = match self.too_old(sms.created_date.as_deref()) {
+                        Some(reason) => Err(reason),
+                        None => PhoneNumber::parse(&sms.phone_number, self.default_country.as_deref())
+                            .map_err(|e| format!("unusable phone number: {e}")),
+                    };
                     (sms.id, number, sms.message)
                 }
                 Err(item) => match item.id {
@@ -221,6 +247,72 @@ impl ProvetWorker {
         Ok(())
     }
 
+    /// The stale-work reason for work Provet created on `created_date`, if it is more than
+    /// `max_age_days` before today. A missing or unreadable date is not stale (the field is
+    /// optional in the documented example's sense; refusing it would stop every SMS).
+    fn too_old(&self, created_date: Option<&str>) -> Option<String> {
+        let day = parse_day(created_date?)?;
+        (day < today() - i64::from(self.max_age_days))
+            .then(|| format!("too old to send (queued {}, smshub was offline)", format_day(day)))
+    }
+
+    /// Lists due `send_method: 4` reminders and queues those planned within the last
+    /// `max_age_days` (module doc). Returns how long until the next poll.
+    async fn poll_reminders(&self) -> Result<Duration, Duration> {
+        let today = today();
+        let items = match self.client.list_due_reminders(today).await {
+            Ok(items) => items,
+            Err(e) => {
+                let delay = match self.classify(&e, 0, false) {
+                    Next::RetryIn(d) => d,
+                    _ => self.config.retry_max,
+                };
+                tracing::warn!(provet = %self.name(), error = %e, retry_in_s = delay.as_secs(), "listing due reminders failed");
+                return Err(delay);
+            }
+        };
+        let oldest = today - i64::from(self.max_age_days);
+        let (mut queued, mut old) = (0usize, 0usize);
+        for item in items {
+            // A listed item that does not parse but names its id is queued all the same: the
+            // fetch stage reads it again and fails it with the reason, like any malformed object.
+            let id = match item {
+                Ok(r) => {
+                    if r.planned_sending_date.as_deref().and_then(parse_day).is_none_or(|d| d < oldest) {
+                        old += 1;
+                        continue;
+                    }
+                    r.id
+                }
+                Err(e) => match e.id {
+                    Some(id) => id,
+                    None => {
+                        tracing::warn!(provet = %self.name(), reason = %crate::phone::mask_numbers_in(&e.reason), "Provet listed a reminder without a usable id; skipped");
+                        continue;
+                    }
+                },
+            };
+            let inst = self.config.name.clone();
+            let source = ReminderKind::Reminder.as_str();
+            let res = self.store.call(move |db| db.insert_received(source, &inst, id).map(|(_, new)| new)).await;
+            match res {
+                Ok(true) => queued += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(provet = %self.name(), reminder_id = id, error = %e, "could not store a due reminder");
+                    return Err(Duration::from_secs(1));
+                }
+            }
+        }
+        if queued > 0 || old > 0 {
+            tracing::info!(provet = %self.name(), queued, older_than_max_age = old, "due reminders listed");
+        }
+        if queued > 0 {
+            Wake::all(&self.wake.fetch);
+        }
+        Ok(self.config.reminder_poll)
+    }
+
     /// Fetches one batch of `received` rows; returns how many rows were handled.
     async fn fetch_batch(&self, shutdown: &ShutdownSignal) -> Result<usize, StoreError> {
         let inst = self.config.name.clone();
@@ -250,7 +342,8 @@ impl ProvetWorker {
                     self.fail_fetch(id, reason).await?;
                 }
             },
-            Err(e) => match self.classify(&e, w.attempts, false) {
+            Err(ReminderError::Refused(reason)) => self.fail_fetch(id, reason).await?,
+            Err(ReminderError::Provet(e)) => match self.classify(&e, w.attempts, false) {
                 Next::RetryIn(delay) => self.retry(id, &e, delay, "fetch").await?,
                 Next::Fail(reason) => self.fail_fetch(id, reason).await?,
                 Next::Settled(why) => {
@@ -262,20 +355,35 @@ impl ProvetWorker {
         Ok(())
     }
 
-    /// The number and text of a row, from the API. Appointment reminders are handed to
-    /// external sending first, so that Provet does not send them as well.
-    async fn fetch_content(&self, w: &ProvetWork) -> Result<(String, String), ProvetError> {
+    /// The number and text of a row, from the API, or why it is not sent. Appointment
+    /// reminders are handed to external sending only after every check passed, so that Provet
+    /// does not send them as well and a refused one stays Provet's.
+    async fn fetch_content(&self, w: &ProvetWork) -> Result<(String, String), ReminderError> {
         match ReminderKind::parse(&w.source) {
             None => {
                 let sms = self.client.get_external_sms(w.external_id).await?;
+                if let Some(reason) = self.too_old(sms.created_date.as_deref()) {
+                    return Err(ReminderError::Refused(reason));
+                }
                 Ok((sms.phone_number, sms.message))
             }
             Some(kind) => {
-                let r = self.client.fetch_reminder_text(kind, w.external_id).await?;
-                if kind == ReminderKind::AppointmentReminder {
+                let r = self.client.get_reminder(kind, w.external_id).await?;
+                match r.expiry_day() {
+                    Ok(Some(day)) if day < today() => {
+                        return Err(ReminderError::Refused(format!(
+                            "too old to send (expired {}, smshub was offline or the reminder came late)",
+                            format_day(day)
+                        )));
+                    }
+                    Ok(_) => {}
+                    Err(why) => return Err(ReminderError::Refused(why)),
+                }
+                let text = self.client.reminder_text(&r).await?;
+                if kind == ReminderKind::AppointmentReminder && !r.send_externally {
                     self.client.mark_external_sending(w.external_id).await?;
                 }
-                Ok((r.phone_number, r.text))
+                Ok((text.phone_number, text.text))
             }
         }
     }
@@ -408,6 +516,7 @@ mod tests {
             client_secret: crate::config::Secret::new("s"),
             webhook_token: None,
             poll_interval: Duration::from_secs(60),
+            reminder_poll: Duration::ZERO,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
@@ -421,6 +530,7 @@ mod tests {
             store,
             wake: Wake::default(),
             default_country: None,
+            max_age_days: 2,
         }
     }
 
@@ -443,5 +553,21 @@ mod tests {
             matches!(w.classify(&ProvetError::NotFound, 0, true), Next::Settled(r) if r.contains("already marked"))
         );
         assert!(matches!(w.classify(&ProvetError::NotFound, 0, false), Next::Settled(_)));
+    }
+
+    #[tokio::test]
+    async fn work_older_than_max_age_days_is_too_old_and_unreadable_dates_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = worker(&dir);
+        let day = |ago: i64| format_day(today() - ago);
+        assert_eq!(w.too_old(Some(&day(0))), None);
+        assert_eq!(w.too_old(Some(&day(2))), None, "max_age_days = 2: two days old is still sent");
+        let reason = w.too_old(Some(&day(3))).unwrap();
+        assert_eq!(reason, format!("too old to send (queued {}, smshub was offline)", day(3)));
+        let with_time = format!("{}T08:00:00+02:00", day(3));
+        assert!(w.too_old(Some(&with_time)).is_some(), "a date-time is read by its date");
+        for unreadable in [None, Some(""), Some("yesterday"), Some("2025-02-30"), Some("99999-01-01")] {
+            assert_eq!(w.too_old(unreadable), None, "{unreadable:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use super::address::{Address, encode_originator, encode_smsc, read_tp_address};
 use super::concat::{ConcatInfo, LIMITS_8BIT_REF, LIMITS_16BIT_REF, split_with};
 use super::hex::{Reader, encode_hex};
 use super::timestamp::{read_timestamp, write_timestamp};
-use super::user_data::{concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data};
+use super::user_data::{AppPorts, concat_header, dcs_of_encoding, encoding_of_dcs, read_user_data, write_user_data};
 use super::{Encoding, PduError, Timestamp};
 
 /// A received message (one part of it when concatenated).
@@ -19,6 +19,9 @@ pub struct Deliver {
     /// caller reassemble at the octet level when a sender split a surrogate pair across parts.
     pub data: Vec<u8>,
     pub concat: Option<ConcatInfo>,
+    /// Set for a port-addressed message (for an application, not a person: WAP push, MMS
+    /// notification).
+    pub ports: Option<AppPorts>,
 }
 
 /// The SMSC our simulated network delivers from.
@@ -65,5 +68,5 @@ pub(crate) fn read_deliver(first: u8, r: &mut Reader<'_>) -> Result<Deliver, Pdu
     let encoding = encoding_of_dcs(r.u8("TP-DCS")?);
     let timestamp = read_timestamp(r, "TP-SCTS")?;
     let ud = read_user_data(r, encoding, first & UDHI != 0)?;
-    Ok(Deliver { sender, timestamp, encoding, text: ud.text, data: ud.data, concat: ud.concat })
+    Ok(Deliver { sender, timestamp, encoding, text: ud.text, data: ud.data, concat: ud.concat, ports: ud.ports })
 }

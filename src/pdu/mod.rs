@@ -18,6 +18,7 @@ mod json;
 mod status_report;
 mod submit;
 mod timestamp;
+pub(crate) use timestamp::{civil_from_days, days_from_civil};
 pub mod ucs2;
 mod user_data;
 
@@ -32,6 +33,7 @@ pub use json::{decode_json, encode_json, to_json};
 pub use status_report::{StatusReport, encode_status_report};
 pub use submit::{Submit, SubmitOptions, SubmitPart, encode_submit};
 pub use timestamp::Timestamp;
+pub use user_data::AppPorts;
 
 /// Character set of the user data, from the TP-DCS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

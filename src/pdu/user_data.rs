@@ -9,6 +9,18 @@ use super::{Encoding, PduError, gsm7, ucs2};
 pub(crate) const IEI_CONCAT_8: u8 = 0x00;
 /// IEI of the concatenation IE with a 16-bit reference.
 pub(crate) const IEI_CONCAT_16: u8 = 0x08;
+/// IEI of the application port addressing IE, 8-bit ports (TS 23.040 9.2.3.24.3).
+pub(crate) const IEI_PORTS_8: u8 = 0x04;
+/// IEI of the application port addressing IE, 16-bit ports (TS 23.040 9.2.3.24.4).
+pub(crate) const IEI_PORTS_16: u8 = 0x05;
+
+/// Application ports of a port-addressed message (TS 23.040 9.2.3.24.3/4): the message is for
+/// an application (a WAP push, a ring tone, an MMS notification), not text for a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppPorts {
+    pub destination: u16,
+    pub origin: u16,
+}
 
 /// TP-UD holds at most 140 octets (160 septets).
 pub(crate) const MAX_UD_OCTETS: usize = 140;
@@ -52,6 +64,7 @@ pub(crate) struct UserData {
     /// After the UDH: septet values for GSM-7, octets for UCS-2 and 8-bit.
     pub data: Vec<u8>,
     pub concat: Option<ConcatInfo>,
+    pub ports: Option<AppPorts>,
 }
 
 /// Read TP-UDL and TP-UD, which must end the PDU.
@@ -70,7 +83,8 @@ pub(crate) fn read_user_data(r: &mut Reader<'_>, encoding: Encoding, has_udh: bo
     if r.remaining() > 0 {
         return Err(PduError::TrailingData { offset: r.offset() });
     }
-    let (concat, header_len) = if has_udh { read_header(ud, ud_offset)? } else { (None, 0) };
+    let (Header { concat, ports }, header_len) =
+        if has_udh { read_header(ud, ud_offset)? } else { (Header::default(), 0) };
     let body = ud.get(header_len..).unwrap_or(&[]);
     let (text, data) = match encoding {
         Encoding::Gsm7 => {
@@ -86,15 +100,23 @@ pub(crate) fn read_user_data(r: &mut Reader<'_>, encoding: Encoding, has_udh: bo
         // Latin-1 view: lossless, readable when a sender put ASCII in 8-bit data.
         Encoding::EightBit => (body.iter().map(|&b| char::from(b)).collect(), body.to_vec()),
     };
-    Ok(UserData { text, data, concat })
+    Ok(UserData { text, data, concat, ports })
 }
 
-/// Parse the UDH at the start of `ud`; returns the concatenation IE and the header length
-/// (UDHL octet included). Unknown IEs are skipped.
-fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Option<ConcatInfo>, usize), PduError> {
+/// The information elements of a UDH that smshub acts on.
+#[derive(Debug, Default)]
+struct Header {
+    concat: Option<ConcatInfo>,
+    ports: Option<AppPorts>,
+}
+
+/// Parse the UDH at the start of `ud`; returns the concatenation and port IEs and the header
+/// length (UDHL octet included). Unknown IEs are skipped.
+fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Header, usize), PduError> {
     let udhl = usize::from(*ud.first().ok_or(PduError::UdhlPastEnd { offset: ud_offset, udhl: 0 })?);
     let header = ud.get(1..1 + udhl).ok_or(PduError::UdhlPastEnd { offset: ud_offset, udhl })?;
     let mut concat = None;
+    let mut ports = None;
     let mut pos = 0;
     while pos < header.len() {
         let offset = ud_offset + 1 + pos;
@@ -115,6 +137,31 @@ fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Option<ConcatInfo>, usize
             }
             (IEI_CONCAT_16, &[hi, lo, total, seq]) => {
                 Some(ConcatInfo { reference: u16::from_be_bytes([hi, lo]), total, seq })
+            }
+            (IEI_PORTS_8, &[destination, origin]) => {
+                ports = Some(AppPorts { destination: u16::from(destination), origin: u16::from(origin) });
+                None
+            }
+            (IEI_PORTS_16, &[d_hi, d_lo, o_hi, o_lo]) => {
+                ports = Some(AppPorts {
+                    destination: u16::from_be_bytes([d_hi, d_lo]),
+                    origin: u16::from_be_bytes([o_hi, o_lo]),
+                });
+                None
+            }
+            (IEI_PORTS_8, _) => {
+                return Err(PduError::BadInformationElement {
+                    offset,
+                    iei,
+                    reason: "application port IE with 8-bit ports must be 2 octets",
+                });
+            }
+            (IEI_PORTS_16, _) => {
+                return Err(PduError::BadInformationElement {
+                    offset,
+                    iei,
+                    reason: "application port IE with 16-bit ports must be 4 octets",
+                });
             }
             (IEI_CONCAT_8, _) => {
                 return Err(PduError::BadInformationElement {
@@ -139,7 +186,7 @@ fn read_header(ud: &[u8], ud_offset: usize) -> Result<(Option<ConcatInfo>, usize
         }
         pos += 2 + len;
     }
-    Ok((concat, 1 + udhl))
+    Ok((Header { concat, ports }, 1 + udhl))
 }
 
 /// The UDH for one part of a concatenated message (UDHL included).

@@ -259,6 +259,12 @@ impl ProvetClient {
         self.auth.fetch_fresh(&self.http).await.map(drop)
     }
 
+    /// `GET <path>` with the token, answer ignored: whether the API user may read it (403 means
+    /// its permission group lacks the permission). For `smshub doctor`.
+    pub async fn probe(&self, path: &str) -> Result<(), ProvetError> {
+        self.get_json(path).await.map(drop)
+    }
+
     // -----------------------------------------------------------------------------------------
     // Plumbing shared with `reminders`
     // -----------------------------------------------------------------------------------------
@@ -440,6 +446,7 @@ mod tests {
             client_secret: crate::config::Secret::new("s"),
             webhook_token: None,
             poll_interval: Duration::from_secs(60),
+            reminder_poll: Duration::ZERO,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),

@@ -7,11 +7,11 @@
 //! - [`error`]: [`ProvetError`], sorted by what the caller should do.
 //! - `http`: request building, sending through [`crate::http_client`], status → error.
 //! - [`model`]: [`ExternalSms`], parsed with errors that name the missing or wrong field.
-//! - [`reminders`]: reminders and appointment reminders, whose shape Provet does not document;
-//!   every assumption is in that one file.
+//! - [`reminders`]: reminders and appointment reminders in their real shape (docs/provet.md),
+//!   templates rendered, numbers picked, refusals with reasons.
 //! - [`custom_integration`]: verifies the reminders-page button POST (MD5 verification hash).
 //!
-//! Protocol facts and their sources: shared/PROTOCOLS.md §1.
+//! Protocol facts and their sources: docs/provet.md (and shared/PROTOCOLS.md §1).
 
 pub mod auth;
 pub mod client;
@@ -25,4 +25,4 @@ pub use client::{ClientConfigError, ItemError, ListBounds, MarkFailedForm, Prove
 pub use error::ProvetError;
 pub use http::parse_retry_after;
 pub use model::ExternalSms;
-pub use reminders::{AppointmentReminder, Reminder, ReminderKind, ReminderText};
+pub use reminders::{Reminder, ReminderError, ReminderKind, ReminderText};

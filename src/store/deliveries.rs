@@ -36,6 +36,9 @@ pub struct InboundMessage {
     /// The sender's type of number, when known (see [`super::NewInboxPart::sender_ton`]).
     pub sender_ton: Option<u8>,
     pub body: String,
+    /// `gsm7`, `ucs2`, `8bit`, or for a message that is not text `mms`, `wap_push`, `binary`
+    /// ([`super::CONTENT_MMS`] …).
+    pub encoding: Option<String>,
     pub parts: u32,
     pub decode_error: Option<String>,
     /// Unix ms.
@@ -175,7 +178,7 @@ impl Db {
             .conn
             .query_row(
                 "SELECT id, uid, sender, body, parts, decode_error, received_at, \
-                 (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1) \
+                 (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1), encoding \
                  FROM inbox WHERE id = ?1",
                 [inbox_id],
                 |r| {
@@ -188,6 +191,7 @@ impl Db {
                         decode_error: r.get(5)?,
                         received_at: r.get(6)?,
                         sender_ton: r.get::<_, Option<i64>>(7)?.and_then(|t| u8::try_from(t).ok()),
+                        encoding: r.get(8)?,
                     })
                 },
             )
@@ -328,11 +332,14 @@ impl Db {
                 max
             }
         };
-        let mut stmt =
-            self.conn.prepare_cached(
-                "SELECT id, sender, body, (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1) \
-                 FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )?;
+        // A message that is not text (MMS notification, binary) gets no body here, so no
+        // keyword or unknown-sender reply runs on it.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, sender, CASE WHEN encoding IN {} THEN NULL ELSE body END, \
+             (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1) \
+             FROM inbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+            super::inbox::BINARY_CONTENT_SQL
+        ))?;
         let rows = stmt.query_map(params![done, limit as i64], |r| {
             Ok(KeywordCandidate {
                 inbox_id: r.get(0)?,

@@ -5,6 +5,16 @@ use serde::Serialize;
 
 use super::{Db, Result};
 
+/// `encoding` of a received WAP push MMS notification (the body is empty; see
+/// `inbound::receive::binary_kind`).
+pub const CONTENT_MMS: &str = "mms";
+/// `encoding` of another WAP push message.
+pub const CONTENT_WAP_PUSH: &str = "wap_push";
+/// `encoding` of any other port-addressed 8-bit message.
+pub const CONTENT_BINARY: &str = "binary";
+/// SQL list of the three, for queries that skip or flag them.
+pub(crate) const BINARY_CONTENT_SQL: &str = "('mms','wap_push','binary')";
+
 /// A line of `smshub inbox list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct InboxSummary {

@@ -37,7 +37,10 @@ pub use events::{
     DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter, EventRoutes, EventSummary, EventType,
     WebhookCall,
 };
-pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
+pub use inbox::{
+    CONTENT_BINARY, CONTENT_MMS, CONTENT_WAP_PUSH, DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart,
+    PartStored,
+};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};

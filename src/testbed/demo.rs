@@ -98,6 +98,7 @@ client_id = "{client_id}"
 client_secret = "{client_secret}"
 webhook_token = "{WEBHOOK_TOKEN}"
 poll_interval_s = 2
+reminder_poll_s = 2
 retry_initial_s = 1
 retry_max_s = 5
 allow_insecure_http = true
@@ -182,6 +183,23 @@ retry_max_s = 5
     println!("   the clinic app answered with TwiML <Message>; smshub queues it as an SMS to the client");
     while parts_of(&control).await <= shown {
         anyhow::ensure!(Instant::now() < deadline, "the TwiML reply was not sent within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    print_new_sends(&control, &mut shown).await;
+
+    println!("\n4. A patient reminder falls due in Provet (send method External, text from a template, no number on");
+    println!("   the reminder itself); smshub's reminder poll finds it, fills the template and picks the client's");
+    println!("   preferred number");
+    let clinic = provet.add_department("Demo Vet");
+    let owner = provet.add_client("Anna", "Virtanen", false, &[("+358401110000", false), (CLIENT2, true)]);
+    let pet = provet.add_patient("Mirri");
+    let template =
+        provet.add_template("Hi [[client_name]], [[patient_name]] is due for a check-up. Welcome! [[clinic_name]]");
+    provet.add_reminder_with(serde_json::json!({"reminder_template": template, "text_manually": false,
+        "client": owner, "patient": pet, "department": clinic, "phone_number": ""}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while parts_of(&control).await <= shown {
+        anyhow::ensure!(Instant::now() < deadline, "the due reminder was not sent within 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     print_new_sends(&control, &mut shown).await;

@@ -9,10 +9,19 @@
 //! - `GET  /<provet_id>/api/0.1/external_sms/` (paginated, `?page=N`), `…/external_sms/<id>/`,
 //!   `POST …/external_sms/<id>/mark_successful/`, `POST …/external_sms/<id>/mark_failed/`.
 //!   A marked SMS disappears from the list and its GET answers 404, as Provet documents.
-//! - `GET …/reminder/?send_method=4`, `GET …/reminder/<id>/`,
-//!   `GET …/appointment_reminder/<id>/`, `POST …/appointment_reminder/<id>/mark_external_sending/`,
+//! - Reminders in their real shape (docs/provet.md §2: no `id`, the id is the end of `url`;
+//!   `sms_text`, `reminder_template`, `client`, `patient`, `department` as URLs):
+//!   `GET …/reminder/` filtered with Provet's `field__method=value` syntax
+//!   (`send_method__is`, `planned_sending_date__lte`; the unqualified `send_method=4` of wave 1
+//!   is answered 400, so a regression shows), `GET …/reminder/<id>/`,
+//!   `GET …/remindertemplate/<id>/`, `GET …/client/<id>/` (with `no_sms`, `phone_numbers`),
+//!   `GET …/client/?phonenumbers__icontains=…`, `GET …/phonenumber/?client__is=<id>`,
+//!   `GET …/patient/<id>/`, `GET …/department/<id>/`.
+//! - `GET …/appointment_reminder/` and `…/<id>/`, `POST …/appointment_reminder/<id>/mark_external_sending/`,
 //!   `POST …/appointment_reminder/<id>/mark_sent/` (refused with 400 before
 //!   `mark_external_sending`, which catches a pipeline that skips it).
+//! - Permissions: [`FakeProvet::deny`] answers 403 for one endpoint, as Provet does when the
+//!   API user's permission group lacks the permission.
 //!
 //! Switches, settable at any time: fail the next N API (or token) calls with 401, 429 (with
 //! `Retry-After`, any text), a 5xx or a stall; answer `expires_in` with any JSON value; add latency; stall every call; reject a JSON `mark_failed`
@@ -113,6 +122,12 @@ struct State {
     sms: BTreeMap<i64, Value>,
     reminders: BTreeMap<i64, Value>,
     appointment_reminders: BTreeMap<i64, Value>,
+    templates: BTreeMap<i64, Value>,
+    clients: BTreeMap<i64, Value>,
+    patients: BTreeMap<i64, Value>,
+    departments: BTreeMap<i64, Value>,
+    /// Endpoints (first path segment under `api/0.1/`) answered 403.
+    denied: Vec<String>,
     tokens: HashMap<String, Instant>,
     tokens_issued: u64,
     expires_in: u64,
@@ -203,6 +218,7 @@ impl FakeProvet {
             client_secret: Secret::new(self.shared.opts.client_secret.clone()),
             webhook_token: None,
             poll_interval: Duration::from_secs(60),
+            reminder_poll: Duration::ZERO,
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             request_timeout: Duration::from_secs(5),
@@ -211,14 +227,20 @@ impl FakeProvet {
         }
     }
 
-    /// Queues an external SMS as Provet would create it; returns its id.
+    /// Queues an external SMS as Provet would create it today; returns its id.
     pub fn add_sms(&self, phone: &str, message: &str) -> i64 {
+        let today = crate::provet::reminders::format_day(crate::provet::reminders::today());
+        self.add_sms_created(phone, message, &today)
+    }
+
+    /// Queues an external SMS with this `created_date` (`YYYY-MM-DD`); returns its id.
+    pub fn add_sms_created(&self, phone: &str, message: &str, created_date: &str) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);
         st.sms.insert(
             id,
             json!({"id": id, "message": message, "phone_number": phone, "client_id": 1,
-                   "consultation_id": null, "patient_ids": [], "created_date": "2025-02-14"}),
+                   "consultation_id": null, "patient_ids": [], "created_date": created_date}),
         );
         id
     }
@@ -230,26 +252,119 @@ impl FakeProvet {
         st.sms.insert(id, value);
     }
 
-    /// Adds a reminder in the assumed shape (see [`crate::provet::reminders`]); returns its id.
-    pub fn add_reminder(&self, phone: &str, message: &str, send_method: i64) -> i64 {
+    /// Adds a reminder in the real shape with `sms_text` and `phone_number` set, no client, due
+    /// today; returns its id (which the object itself does not carry: see `url`).
+    pub fn add_reminder(&self, phone: &str, sms_text: &str, send_method: i64) -> i64 {
+        self.add_reminder_with(json!({"phone_number": phone, "sms_text": sms_text, "send_method": send_method}))
+    }
+
+    /// Adds a reminder: the public fixture's shape (docs/provet.md §2) with `fields` laid over
+    /// it. Links (`client`, `patient`, `reminder_template`, `department`) may be given as ids and
+    /// are served as URLs. Returns its id.
+    pub fn add_reminder_with(&self, fields: Value) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);
-        st.reminders.insert(
-            id,
-            json!({"id": id, "send_method": send_method, "phone_number": phone, "message": message, "client": 1}),
-        );
+        let today = crate::provet::reminders::format_day(crate::provet::reminders::today());
+        let mut r = json!({
+            "url": format!("{}reminder/{id}/", self.shared.base_url),
+            "department": null, "reminder_template": null, "patient": null, "client": null,
+            "email_address": "", "phone_number": "", "email_subject": "", "email_text": "", "sms_text": "",
+            "post_text": "", "text_manually": true, "send_before": 3, "send_method": 4,
+            "expiry_date": null, "planned_sending_date": today, "status": 0,
+            "created": "2020-02-20T04:53:25-05:00", "recurring_type": null, "recurring_times": 0, "external_url": null
+        });
+        self.overlay(&mut r, fields);
+        st.reminders.insert(id, r);
         id
     }
 
-    /// Adds an appointment reminder in the assumed shape; returns its id.
-    pub fn add_appointment_reminder(&self, phone: &str, message: &str) -> i64 {
+    /// Adds an appointment reminder (`url`, `sms_text`, `phone_number`, `send_externally`;
+    /// their real shape is unpublished, see docs/provet.md); returns its id.
+    pub fn add_appointment_reminder(&self, phone: &str, sms_text: &str) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);
         st.appointment_reminders.insert(
             id,
-            json!({"id": id, "send_externally": false, "phone_number": phone, "message": message, "appointment": 1}),
+            json!({"url": format!("{}appointment_reminder/{id}/", self.shared.base_url), "send_externally": false,
+                   "phone_number": phone, "sms_text": sms_text, "client": null, "appointment": 1}),
         );
         id
+    }
+
+    /// Adds a reminder template with this SMS text (`[[placeholders]]`); returns its id.
+    pub fn add_template(&self, sms_text: &str) -> i64 {
+        let mut st = self.shared.lock();
+        let id = take_id(&mut st);
+        st.templates.insert(
+            id,
+            json!({"url": format!("{}remindertemplate/{id}/", self.shared.base_url), "id": id,
+                   "title": "Vaccination Reminder", "email_text": "", "sms_text": sms_text, "post_text": ""}),
+        );
+        id
+    }
+
+    /// Adds a client with these phone numbers (`(number, preferred_reminders)`); returns its id.
+    pub fn add_client(&self, firstname: &str, lastname: &str, no_sms: bool, numbers: &[(&str, bool)]) -> i64 {
+        let mut st = self.shared.lock();
+        let id = take_id(&mut st);
+        let base = &self.shared.base_url;
+        let mut list = Vec::new();
+        for (number, preferred) in numbers {
+            let nid = take_id(&mut st);
+            list.push(
+                json!({"id": nid, "url": format!("{base}phonenumber/{nid}/"), "client": format!("{base}client/{id}/"),
+                "type_code": 1, "phone_number": number, "description": "", "preferred_reminders": preferred}),
+            );
+        }
+        st.clients.insert(
+            id,
+            json!({"id": id, "url": format!("{base}client/{id}/"), "firstname": firstname, "lastname": lastname,
+                   "organization_name": "", "no_sms": no_sms, "no_email": false, "archived": false, "phone_numbers": list}),
+        );
+        id
+    }
+
+    /// Adds a patient with this name; returns its id.
+    pub fn add_patient(&self, name: &str) -> i64 {
+        let mut st = self.shared.lock();
+        let id = take_id(&mut st);
+        st.patients
+            .insert(id, json!({"id": id, "url": format!("{}patient/{id}/", self.shared.base_url), "name": name}));
+        id
+    }
+
+    /// Adds a department (clinic) with this name; returns its id.
+    pub fn add_department(&self, name: &str) -> i64 {
+        let mut st = self.shared.lock();
+        let id = take_id(&mut st);
+        st.departments
+            .insert(id, json!({"id": id, "url": format!("{}department/{id}/", self.shared.base_url), "name": name}));
+        id
+    }
+
+    /// Answers 403 to every call of this endpoint (`client`, `external_sms`, …) from now on, as
+    /// Provet does when the API user lacks the permission.
+    pub fn deny(&self, endpoint: &str) {
+        self.shared.lock().denied.push(endpoint.to_string());
+    }
+
+    /// Lays `fields` over `r`; link fields given as integers become URLs.
+    fn overlay(&self, r: &mut Value, fields: Value) {
+        let Value::Object(fields) = fields else { return };
+        for (k, v) in fields {
+            let path = match k.as_str() {
+                "client" => Some("client"),
+                "patient" => Some("patient"),
+                "department" => Some("department"),
+                "reminder_template" => Some("remindertemplate"),
+                _ => None,
+            };
+            let v = match (path, v.as_i64()) {
+                (Some(p), Some(id)) => Value::String(format!("{}{p}/{id}/", self.shared.base_url)),
+                _ => v,
+            };
+            r[k] = v;
+        }
     }
 
     /// Ids of external SMS not yet marked.
@@ -445,6 +560,12 @@ fn respond(
     let query: HashMap<String, String> =
         uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let segments: Vec<&str> = api_path.trim_end_matches('/').split('/').collect();
+    if segments.first().is_some_and(|first| st.denied.iter().any(|d| d == first)) {
+        return Outcome::Answer(reply(
+            StatusCode::FORBIDDEN,
+            json!({"detail": "You do not have permission to perform this action."}),
+        ));
+    }
     Outcome::Answer(match (method.clone(), segments.as_slice()) {
         (Method::GET, ["external_sms"]) => {
             let items: Vec<Value> = st.sms.values().cloned().collect();
@@ -479,26 +600,71 @@ fn respond(
             _ => not_found(),
         },
         (Method::GET, ["reminder"]) => {
-            let wanted = query.get("send_method").and_then(|s| s.parse::<i64>().ok());
+            if query.contains_key("send_method") {
+                return Outcome::Answer(reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"detail": "unknown filter `send_method`; filters are written field__method=value"}),
+                ));
+            }
+            let wanted = query.get("send_method__is").and_then(|s| s.parse::<i64>().ok());
+            let due_by = query.get("planned_sending_date__lte").cloned();
             let items: Vec<Value> = st
                 .reminders
                 .values()
                 .filter(|r| wanted.is_none() || r.get("send_method").and_then(Value::as_i64) == wanted)
+                .filter(|r| match (&due_by, r.get("planned_sending_date").and_then(Value::as_str)) {
+                    (None, _) => true,
+                    (Some(by), Some(planned)) => planned <= by.as_str(),
+                    (Some(_), None) => false,
+                })
                 .cloned()
                 .collect();
-            let keep: Vec<(&str, String)> = wanted.map(|w| ("send_method", w.to_string())).into_iter().collect();
+            let mut keep: Vec<(&str, String)> = Vec::new();
+            if let Some(w) = wanted {
+                keep.push(("send_method__is", w.to_string()));
+            }
+            if let Some(by) = due_by {
+                keep.push(("planned_sending_date__lte", by));
+            }
             page(shared, st, "reminder/", &keep, items, &query)
         }
-        (Method::GET, ["reminder", id]) => match parse_id(id).and_then(|id| st.reminders.get(&id)) {
-            Some(v) => reply(StatusCode::OK, v.clone()),
-            None => not_found(),
-        },
-        (Method::GET, ["appointment_reminder", id]) => {
-            match parse_id(id).and_then(|id| st.appointment_reminders.get(&id)) {
-                Some(v) => reply(StatusCode::OK, v.clone()),
-                None => not_found(),
-            }
+        (Method::GET, ["reminder", id]) => by_id(&st.reminders, id),
+        (Method::GET, ["remindertemplate", id]) => by_id(&st.templates, id),
+        (Method::GET, ["client", id]) => by_id(&st.clients, id),
+        (Method::GET, ["patient", id]) => by_id(&st.patients, id),
+        (Method::GET, ["department", id]) => by_id(&st.departments, id),
+        (Method::GET, ["client"]) => {
+            let needle = query.get("phonenumbers__icontains").cloned().unwrap_or_default().to_lowercase();
+            let items: Vec<Value> = st
+                .clients
+                .values()
+                .filter(|c| {
+                    c["phone_numbers"].as_array().is_some_and(|ns| {
+                        ns.iter()
+                            .any(|n| n["phone_number"].as_str().is_some_and(|p| p.to_lowercase().contains(&needle)))
+                    })
+                })
+                .cloned()
+                .collect();
+            let keep = [("phonenumbers__icontains", needle.clone())];
+            page(shared, st, "client/", &keep, items, &query)
         }
+        (Method::GET, ["phonenumber"]) => {
+            let client = query.get("client__is").and_then(|s| s.parse::<i64>().ok());
+            let items: Vec<Value> = st
+                .clients
+                .iter()
+                .filter(|(id, _)| client.is_none_or(|c| c == **id))
+                .flat_map(|(_, c)| c["phone_numbers"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let keep: Vec<(&str, String)> = client.map(|c| ("client__is", c.to_string())).into_iter().collect();
+            page(shared, st, "phonenumber/", &keep, items, &query)
+        }
+        (Method::GET, ["appointment_reminder"]) => {
+            let items: Vec<Value> = st.appointment_reminders.values().cloned().collect();
+            page(shared, st, "appointment_reminder/", &[], items, &query)
+        }
+        (Method::GET, ["appointment_reminder", id]) => by_id(&st.appointment_reminders, id),
         (Method::POST, ["appointment_reminder", id, "mark_external_sending"]) => {
             match parse_id(id).and_then(|id| st.appointment_reminders.get_mut(&id).map(|r| (id, r))) {
                 Some((id, r)) => {
@@ -624,6 +790,13 @@ fn failure(f: Failure) -> Outcome {
             Outcome::Answer(reply(status, json!({"detail": "injected failure"})))
         }
         Failure::Stall => Outcome::Stall,
+    }
+}
+
+fn by_id(map: &BTreeMap<i64, Value>, id: &str) -> Response<Full<Bytes>> {
+    match parse_id(id).and_then(|id| map.get(&id)) {
+        Some(v) => reply(StatusCode::OK, v.clone()),
+        None => not_found(),
     }
 }
 

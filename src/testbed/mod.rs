@@ -6,6 +6,7 @@
 //! - [`fake_provet`]: a small Provet Cloud on 127.0.0.1 with failure switches and a call log.
 //! - [`clinic_app`]: a stand-in for the clinic's software that answers Twilio webhooks with TwiML.
 //! - [`demo`]: `smshub demo`, the whole job in one process.
+//! - [`pdus`]: hand-built PDUs (an MMS notification) commented octet by octet.
 //! - [`peers`]: a webhook caller and a PBX-style receiver the bench and the soak share.
 //! - [`bench`]: `smshub bench`, figures from the daemon against the instruments; [`soak`]:
 //!   `smshub bench soak`, the daemon under random faults and SIGKILLs, with invariant checks.
@@ -15,6 +16,7 @@ pub mod clinic_app;
 pub mod demo;
 pub mod fake_provet;
 pub mod modem_sim;
+pub mod pdus;
 pub mod peers;
 pub mod soak;
 

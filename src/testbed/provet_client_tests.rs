@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
 use crate::config::{ProvetConfig, Secret};
-use crate::provet::{ClientConfigError, ListBounds, MarkFailedForm, ProvetClient, ProvetError, ReminderKind};
+use crate::provet::{
+    ClientConfigError, ListBounds, MarkFailedForm, ProvetClient, ProvetError, ReminderError, ReminderKind, ReminderText,
+};
 
 /// Upper bound for anything that should finish quickly; only there so a bug hangs no test.
 const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -377,9 +379,9 @@ async fn appointment_reminders_are_marked_for_external_sending_then_sent() {
         })
     );
     client.mark_external_sending(id).await.unwrap();
-    let r = client.get_appointment_reminder(id).await.unwrap();
+    let r = client.get_reminder(ReminderKind::AppointmentReminder, id).await.unwrap();
     assert!(r.send_externally);
-    let text = client.fetch_reminder_text(ReminderKind::AppointmentReminder, id).await.unwrap();
+    let text = client.reminder_text(&r).await.unwrap();
     assert_eq!((text.phone_number.as_str(), text.text.as_str()), ("+358401234567", "See you tomorrow at 10"));
     client.mark_sent(id).await.unwrap();
     assert_eq!(fake.marks(), vec![(id, Mark::ExternalSending), (id, Mark::Sent)]);
@@ -387,21 +389,70 @@ async fn appointment_reminders_are_marked_for_external_sending_then_sent() {
 }
 
 #[tokio::test]
-async fn only_external_reminders_are_listed_and_fetched() {
+async fn only_due_external_reminders_are_listed_with_the_documented_filter_syntax() {
     let (fake, client) = setup(FakeOptions { page_size: 2, ..FakeOptions::default() }).await;
     let ext1 = fake.add_reminder("+358401234567", "Vaccination due", 4);
     let own = fake.add_reminder("+358401234567", "Provet sends this", 1);
     let ext2 = fake.add_reminder("+358401234568", "Deworming due", 4);
     let ext3 = fake.add_reminder("+358401234569", "Check-up due", 4);
-    let listed: Vec<i64> = client.list_external_reminders().await.unwrap().iter().map(|r| r.id).collect();
-    assert_eq!(listed, vec![ext1, ext2, ext3]);
-    assert!(fake.calls().iter().any(|c| c.path.contains("reminder/?send_method=4&page=2")), "{:?}", fake.calls());
+    let later = fake.add_reminder_with(serde_json::json!({"sms_text": "x", "planned_sending_date": "2999-01-01"}));
+    let today = crate::provet::reminders::today();
+    let listed: Vec<i64> = client.list_due_reminders(today).await.unwrap().into_iter().map(|r| r.unwrap().id).collect();
+    assert_eq!(listed, vec![ext1, ext2, ext3], "not {own} (Provet's own) nor {later} (not yet due)");
+    let calls = fake.calls();
+    assert!(calls.iter().any(|c| c.path.contains("send_method__is=4") && c.path.contains("page=2")), "{calls:?}");
+    assert!(calls.iter().all(|c| !c.path.contains("send_method=4")), "the unqualified filter is gone");
 
-    let t = client.fetch_reminder_text(ReminderKind::Reminder, ext2).await.unwrap();
+    let r = client.get_reminder(ReminderKind::Reminder, ext2).await.unwrap();
+    let t = client.reminder_text(&r).await.unwrap();
     assert_eq!((t.id, t.kind, t.text.as_str()), (ext2, ReminderKind::Reminder, "Deworming due"));
-    let err = client.fetch_reminder_text(ReminderKind::Reminder, own).await.unwrap_err();
-    assert!(matches!(&err, ProvetError::BadResponse(m) if m.contains("send_method is 1, not 4")), "{err}");
-    assert_eq!(client.get_reminder(12345).await, Err(ProvetError::NotFound));
+    let r = client.get_reminder(ReminderKind::Reminder, own).await.unwrap();
+    let err = client.reminder_text(&r).await.unwrap_err();
+    assert!(matches!(&err, ReminderError::Refused(m) if m.contains("send_method is 1, not 4")), "{err}");
+    assert_eq!(client.get_reminder(ReminderKind::Reminder, 12345).await, Err(ProvetError::NotFound));
+}
+
+#[tokio::test]
+async fn reminder_texts_come_from_templates_and_numbers_from_the_client() {
+    let (fake, client) = setup_default().await;
+    let clinic = fake.add_department("Kamu Vet");
+    let helmut = fake.add_client("Helmut", "Eldridge", false, &[("+358401111111", false), ("+358402222222", true)]);
+    let nosms = fake.add_client("No", "Sms", true, &[("+358403333333", true)]);
+    let nonumber = fake.add_client("No", "Number", false, &[]);
+    let rex = fake.add_patient("Rex");
+    let tpl = fake.add_template("Hi [[client_name]], [[patient_name]] is due by [[expiry_date]]. [[clinic_name]]");
+    let bad_tpl = fake.add_template("Book at [[onlinebooking_url]]");
+    let reminder = |fields: serde_json::Value| fake.add_reminder_with(fields);
+    let templated = reminder(serde_json::json!({"reminder_template": tpl, "client": helmut, "patient": rex,
+        "department": clinic, "text_manually": false, "expiry_date": "2999-02-24"}));
+    let unrenderable = reminder(serde_json::json!({"reminder_template": bad_tpl, "client": helmut}));
+    let empty = reminder(serde_json::json!({"client": helmut}));
+    let refused_by_client = reminder(serde_json::json!({"sms_text": "hi", "client": nosms}));
+    let no_number = reminder(serde_json::json!({"sms_text": "hi", "client": nonumber}));
+    let deleted_client = reminder(serde_json::json!({"sms_text": "hi", "client": 99_999}));
+    let deleted_template = reminder(serde_json::json!({"reminder_template": 99_998, "client": helmut}));
+    let resolve = |id| {
+        let client = &client;
+        async move {
+            let r = client.get_reminder(ReminderKind::Reminder, id).await.unwrap();
+            client.reminder_text(&r).await
+        }
+    };
+    let t = resolve(templated).await.unwrap();
+    assert_eq!(t.text, "Hi Helmut Eldridge, Rex is due by 2999-02-24. Kamu Vet");
+    assert_eq!(t.phone_number, "+358402222222", "the preferred number");
+    let refused = |r: Result<ReminderText, ReminderError>| match r {
+        Err(ReminderError::Refused(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(refused(resolve(unrenderable).await).contains("[[onlinebooking_url]]"));
+    assert!(refused(resolve(empty).await).contains("sms_text is empty and it has no reminder template"));
+    assert!(refused(resolve(refused_by_client).await).contains("no_sms"));
+    assert!(refused(resolve(no_number).await).contains("has no phone number"));
+    // A 404 on a linked object refuses the reminder (it does not settle it as "already marked").
+    assert!(refused(resolve(deleted_client).await).contains("its client 99999 does not exist in Provet"));
+    assert!(refused(resolve(deleted_template).await).contains("its reminder template 99998 does not exist"));
+    assert!(fake.calls().iter().any(|c| c.path.ends_with(&format!("phonenumber/?client__is={helmut}"))));
 }
 
 /// A writer that collects everything tracing writes, to look for secrets in it.

@@ -12,12 +12,15 @@
 //! the Provet worker fetches, sends and reports them.
 //!
 //! # Which kind of reminder
-//! The button does not say whether its ids are appointment reminders or reminders with
-//! `send_method` 4, so the parameter `kind` does: `appointment_reminder` (the default) or
-//! `reminder`. Set it in the button's URL in Provet, one button per kind, e.g.
-//! `https://sms.example/provet/helsinki/reminders?kind=reminder`. `kind` is not covered by the
-//! verification hash (Provet hashes only the timestamp), and it does not need to be: a forged
-//! kind at most fetches an object of the other kind, which Provet then refuses or describes.
+//! The button does not say whether its ids are patient reminders or appointment reminders, so
+//! the parameter `kind` does: `reminder` (the default: the reminders page lists patient
+//! reminders, docs/provet.md §2.5) or `appointment_reminder`, which must be written in the
+//! button's URL, e.g. `https://sms.example/provet/helsinki/reminders?kind=appointment_reminder`.
+//! Wave 1 defaulted to appointment reminders: a reminders-page click could then mark and send an
+//! unrelated appointment reminder that happened to share the numeric id. `kind` is not covered by
+//! the verification hash (Provet hashes only the timestamp), and it does not need to be: a forged
+//! kind at most fetches an object of the other kind, which Provet then refuses or describes, and
+//! every reminder passes the same checks before it is sent.
 //!
 //! The outbox key (kind, instance, id) makes a second click on the same reminders a no-op.
 
@@ -36,10 +39,10 @@ use crate::store::ButtonOutcome;
 /// The parameter that chooses the reminder kind.
 pub const KIND_PARAM: &str = "kind";
 
-/// Reads `kind` from the parameters: absent means appointment reminders.
+/// Reads `kind` from the parameters: absent means patient reminders (`reminder`).
 pub fn reminder_kind(params: &[(String, String)]) -> Result<ReminderKind, String> {
     match params.iter().find(|(k, _)| k == KIND_PARAM) {
-        None => Ok(ReminderKind::AppointmentReminder),
+        None => Ok(ReminderKind::Reminder),
         Some((_, v)) => ReminderKind::parse(v.trim()).ok_or_else(|| {
             format!(
                 "`{KIND_PARAM}` must be appointment_reminder or reminder, got {:?}",
@@ -135,8 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn the_kind_defaults_to_appointment_reminders_and_bad_kinds_are_named() {
-        assert_eq!(reminder_kind(&p(&[("id", "1")])), Ok(ReminderKind::AppointmentReminder));
+    fn the_kind_defaults_to_patient_reminders_and_bad_kinds_are_named() {
+        assert_eq!(reminder_kind(&p(&[("id", "1")])), Ok(ReminderKind::Reminder));
         assert_eq!(reminder_kind(&p(&[("kind", "reminder")])), Ok(ReminderKind::Reminder));
         assert_eq!(reminder_kind(&p(&[("kind", "appointment_reminder")])), Ok(ReminderKind::AppointmentReminder));
         let err = reminder_kind(&p(&[("kind", "sms")])).unwrap_err();
