@@ -167,7 +167,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     store
         .call(move |db| {
             db.route_events(routes);
-            Ok(())
+            // Syncs where a side effect depends on a commit, not at every commit (store/durability.rs).
+            db.defer_syncs()
         })
         .await?;
     let interrupted = store.call(|db| db.recover_interrupted_parts()).await?;
@@ -289,8 +290,9 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             _ = reload.recv() => reload_certificates(&certificates),
             _ = ticker.tick() => {
                 outsiders.flush();
-                // A write, not a read: a full disk fails writes while reads still work.
-                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.heartbeat())).await;
+                // Syncs old deferred commits, checkpoints an idle WAL, and writes a heartbeat when
+                // nothing was committed for a while (a full disk fails writes while reads work).
+                let store_ok = tokio::time::timeout(Duration::from_secs(5), store.call(|db| db.tick())).await;
                 let problem = match store_ok {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(format!("cannot write the database: {e}")),

@@ -46,6 +46,7 @@ impl Db {
             }
         }
         tx.commit()?;
+        self.sync()?;
         Ok(ButtonOutcome::Queued { new })
     }
 }

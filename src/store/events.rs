@@ -373,6 +373,8 @@ impl Db {
 
     /// Deliveries due for `webhook` at `now`, oldest event first.
     pub fn due_event_deliveries(&self, webhook: &str, now: i64, limit: usize) -> Result<Vec<DueEvent>> {
+        // What is posted next must be on disk (no event for a change a power cut could undo).
+        self.sync()?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.uid, e.type, e.created_at, e.data, d.attempts FROM event_deliveries d \
              JOIN events e ON e.id = d.event_id \

@@ -246,6 +246,8 @@ impl Db {
             }
         };
         tx.commit()?;
+        // The PDU is deleted from the SIM next.
+        self.sync()?;
         Ok(result)
     }
 

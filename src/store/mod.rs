@@ -14,6 +14,7 @@
 mod accounts;
 mod button;
 mod deliveries;
+mod durability;
 mod events;
 mod inbox;
 pub(crate) mod migrations;
@@ -33,6 +34,7 @@ pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
     RepliesRecorded, ReplyBatch, ReplyLimits,
 };
+pub use durability::{CHECKPOINT_PAGES, HEARTBEAT_AFTER, IDLE_CHECKPOINT, MAX_UNSYNCED};
 pub use events::{
     DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter, EventRoutes, EventSummary, EventType,
     WebhookCall,
@@ -66,6 +68,8 @@ pub enum StoreError {
     IllegalTransition { id: i64, from: OutboxState, to: OutboxState },
     #[error("outbox message {id} cannot become sent: {left} of its parts are not acknowledged")]
     PartsNotAcked { id: i64, left: i64 },
+    #[error("cannot sync the database's log to disk: {0}")]
+    Sync(String),
     #[error("the store thread has stopped")]
     Closed,
 }
@@ -98,6 +102,9 @@ pub fn disk_problem(db_path: &Path, min_free_mb: u64) -> Option<String> {
     }
 }
 
+/// The page size of a new database (bytes); see `durability.rs`.
+pub const PAGE_SIZE: i64 = 1024;
+
 /// Durable syncs this process asked of the disk through the store (see [`syncs`]).
 static SYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -124,6 +131,8 @@ pub struct Db {
     path: PathBuf,
     /// Which event webhooks want which events (none: no event rows are written).
     events: EventRoutes,
+    /// What the WAL hook saw (see `durability.rs`).
+    wal: std::sync::Arc<durability::WalState>,
 }
 
 impl Db {
@@ -147,7 +156,7 @@ impl Db {
     pub fn open_existing_read_only(path: &Path) -> Result<Db> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default() })
+        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default(), wal: Default::default() })
     }
 
     fn setup(mut conn: Connection, path: &Path) -> Result<Db> {
@@ -161,6 +170,13 @@ impl Db {
                 found: version,
                 known: migrations::LATEST,
             });
+        }
+        // A new, empty file gets small pages (store/durability.rs: each commit writes whole pages
+        // to the WAL, so the page size is what a state change costs the SD card). Only possible
+        // before the first write; an existing database keeps its page size.
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(open_err)?;
+        if pages == 0 {
+            conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(open_err)?;
         }
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -190,13 +206,8 @@ impl Db {
             tracing::warn!(path = %path.display(), table, "database has rows whose parent is missing");
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(open_err)?;
-        // At synchronous=FULL SQLite syncs the WAL at every commit that wrote something.
-        conn.commit_hook(Some(|| {
-            count_syncs(1);
-            false
-        }))
-        .map_err(open_err)?;
-        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default() })
+        let wal = durability::install(&mut conn).map_err(open_err)?;
+        Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default(), wal })
     }
 
     pub fn path(&self) -> &Path {
@@ -269,27 +280,6 @@ impl Db {
     /// One number from `sql` (benchmarks and diagnostics; never with outside input).
     pub fn query_i64(&self, sql: &str) -> Result<i64> {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
-    }
-
-    /// Copies the WAL into the database file and empties it (`wal_checkpoint(TRUNCATE)`).
-    /// Returns how many WAL frames were copied.
-    pub fn checkpoint(&self) -> Result<u64> {
-        let (busy, frames, copied): (i64, i64, i64) =
-            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        if copied > 0 {
-            count_syncs(2);
-        }
-        if busy != 0 {
-            tracing::debug!(frames, copied, "checkpoint could not finish: a reader holds the WAL");
-        }
-        Ok(u64::try_from(copied).unwrap_or(0))
-    }
-
-    /// The health probe: writes (and commits) a heartbeat row, so a database that can no longer
-    /// be written (full disk, read-only remount, a lock) shows as unhealthy, not only one that
-    /// cannot be read.
-    pub fn heartbeat(&self) -> Result<()> {
-        self.kv_set("health:heartbeat", &now_ms().to_string())
     }
 }
 

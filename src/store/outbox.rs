@@ -120,6 +120,8 @@ impl Db {
             params![source, instance, external_id],
             |r| r.get(0),
         )?;
+        // The webhook is answered next: accepted work must be on disk.
+        self.sync_outside_tx()?;
         Ok((id, inserted == 1))
     }
 
@@ -225,7 +227,8 @@ impl Db {
             let from = self.state_of(id)?;
             return Err(StoreError::IllegalTransition { id, from, to: OutboxState::Sending });
         }
-        Ok(())
+        // The PDU is written next: `sending` (and every commit before it) must be on disk first.
+        self.sync_outside_tx()
     }
 
     /// The modem acknowledged part `seq` with message reference `mr`.

@@ -61,6 +61,8 @@ impl Db {
     /// `sent`/`failed` rows of `instance` (Provet work, not local sends) whose retry time has
     /// come, oldest first.
     pub fn provet_to_report(&self, instance: &str, now: i64, limit: usize) -> Result<Vec<ProvetWork>> {
+        // Provet is told these outcomes next: they must be on disk first.
+        self.sync()?;
         self.provet_rows(instance, "state IN ('sent','failed')", now, limit)
     }
 
