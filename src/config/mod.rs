@@ -111,6 +111,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub keywords: KeywordsConfig,
     pub replies: RepliesConfig,
+    pub api: ApiConfig,
     pub custom_integration: Option<CustomIntegrationConfig>,
 }
 
@@ -293,6 +294,21 @@ pub struct KeywordsConfig {
     pub reschedule_reply: Option<String>,
     pub unknown_sender_reply: Option<String>,
     pub reply_min_interval: Duration,
+}
+
+/// `[api]`: the local send API (`POST /api/v1/messages` on the admin listener).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiConfig {
+    /// Messages the API accepts per rolling hour, all tokens together; more is 429 with
+    /// `Retry-After`. The default (1000) is above what one modem sends in an hour (about 10 a
+    /// minute), so it only stops a runaway program.
+    pub per_hour: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { per_hour: 1000 }
+    }
 }
 
 /// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
@@ -727,6 +743,12 @@ impl Config {
             }
         };
 
+        let api = ApiConfig {
+            per_hour: cx
+                .ranged(&["api"], 0, "per_hour", raw.api.per_hour.map(u64::from), 1000, 1..=100_000, "")
+                .map(|n| u32::try_from(n).unwrap_or(1000))?,
+        };
+
         let custom_integration = match raw.custom_integration {
             Some(c) => Some(button_config(cx, &["custom_integration"], 0, c)?),
             None => None,
@@ -770,6 +792,7 @@ impl Config {
             smtp,
             keywords,
             replies,
+            api,
             custom_integration,
         })
     }

@@ -54,11 +54,19 @@ pub struct Forwarders {
     pub wake_forward: Arc<Notify>,
     /// `wake.send` is notified when replies are queued.
     pub wake: Wake,
+    /// `smshub_forward_attempts_total`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Forwarders {
-    pub fn new(store: Store, config: Arc<Config>, wake_forward: Arc<Notify>, wake: Wake) -> Forwarders {
-        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake }
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        wake_forward: Arc<Notify>,
+        wake: Wake,
+        metrics: crate::metrics::Metrics,
+    ) -> Forwarders {
+        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake, metrics }
     }
 
     /// Runs until shutdown.
@@ -202,6 +210,8 @@ impl Forwarders {
 
     async fn record(&self, d: &DueDelivery, record: AttemptRecord, replies: ReplyBatch) {
         let id = d.id;
+        let delivered = matches!(record.new_state, "delivered" | "emailed");
+        self.metrics.forward_attempt(&d.forwarder, delivered);
         let limits = self.config.replies.limits();
         // Those refused before counting were logged with the answer's note already.
         let refused_before = replies.refused.len();

@@ -55,6 +55,8 @@ pub struct ProvetWorker {
     pub wake: Wake,
     /// For numbers written without a country code.
     pub default_country: Option<String>,
+    /// `smshub_messages_failed_total` for messages that cannot be fetched.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What to do after a failed Provet call.
@@ -282,7 +284,9 @@ impl ProvetWorker {
 
     async fn fail_fetch(&self, id: OutboxId, reason: String) -> Result<(), StoreError> {
         tracing::warn!(provet = %self.name(), outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), "message cannot be fetched; it fails");
+        let class_of = reason.clone();
         self.store.call(move |db| db.provet_fetch_failed(id, &reason)).await?;
+        self.metrics.failed(&class_of);
         Wake::all(&self.wake.report);
         Ok(())
     }
@@ -421,6 +425,7 @@ mod tests {
             store,
             wake: Wake::default(),
             default_country: None,
+            metrics: Default::default(),
         }
     }
 

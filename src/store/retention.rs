@@ -144,7 +144,9 @@ impl Db {
         // An event goes when it is old and no webhook still has to receive it (its calls and
         // delivery rows go with it).
         let events_deleted = tx.execute(
-            &format!("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {SETTLED_EVENT} ORDER BY id LIMIT ?2)"),
+            &format!(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {SETTLED_EVENT} ORDER BY id LIMIT ?2)"
+            ),
             params![cutoff, limit],
         )?;
         let reply_stamps_deleted = tx.execute(

@@ -102,10 +102,7 @@ pub async fn handle(
         }
     };
     let inst = instance.to_string();
-    let stored = state
-        .store
-        .call(move |db| db.insert_received("provet", &inst, id))
-        .await;
+    let stored = state.store.call(move |db| db.insert_received("provet", &inst, id)).await;
     match stored {
         Ok((outbox_id, new)) => {
             if new {
