@@ -268,6 +268,26 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
 
     spawn_provet_workers(&config, &store, &wake, &metrics, &signal, &mut tasks)?;
+    if let Some(path) = &config.admin.socket {
+        // Without it `smshub send` still works (it writes the database): a warning, not a stop.
+        match crate::local_socket::bind(path) {
+            Ok(listener) => {
+                tasks.spawn(crate::local_socket::serve(
+                    listener,
+                    path.clone(),
+                    store.clone(),
+                    wake.clone(),
+                    config.default_country.clone(),
+                    signal.clone(),
+                ));
+            }
+            Err(e) => tracing::warn!(
+                socket = %path.display(),
+                error = %e,
+                "cannot listen on [admin] socket; `smshub send` will write the database and the daemon sees it within a second"
+            ),
+        }
+    }
     tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
 
     tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");

@@ -438,3 +438,42 @@ fn the_inbox_lists_a_received_sms_and_since_is_a_cursor() {
     let metrics = http_with(&d.admin, "GET", "/metrics", &[("Authorization", &auth)], b"");
     assert_eq!(metric(&parse_exposition(&metrics.body), "smshub_messages_received_total{}"), 1.0);
 }
+
+#[test]
+fn smshub_send_hands_the_message_to_a_running_daemon_and_queues_it_in_the_database_when_it_is_down() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &[]);
+    let cfg = modem_config(&dir, &sim, "");
+    let send_cli = |text: &str| {
+        let out = dir.smshub(&cfg, &["send", "--to", NUMBER, "--text", text, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+
+    // Down: written to the database, sent once the daemon starts.
+    let queued = send_cli("while you were away");
+    assert_eq!(queued["via"], "database", "{queued}");
+    let human = dir.smshub(&cfg, &["send", "--to", NUMBER, "--text", "second"]);
+    assert!(stdout(&human).contains("the daemon is not running"), "{}", stdout(&human));
+    assert!(sim.sent().is_empty());
+    let d = Daemon::start(&cfg);
+    let sent = sim.wait_sent(LONG, |s| s.len() >= 2);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(dir.path().join("smshub.sock").exists(), "the socket sits beside the database");
+
+    // Up: handed over the socket.
+    let handed = send_cli("the daemon is up");
+    assert_eq!(handed["via"], "daemon", "{handed}");
+    let sent = sim.wait_sent(LONG, |s| s.iter().any(|m| m["text"] == "the daemon is up"));
+    assert_eq!(sent.iter().filter(|m| m["text"] == "the daemon is up").count(), 1, "{sent:?}");
+    assert!(d.log().contains("message queued by smshub send"), "{}", d.log());
+    // Bad input is still refused by the CLI with exit 2, before anything is sent.
+    assert_eq!(dir.smshub(&cfg, &["send", "--to", "nonsense", "--text", "x"]).status.code(), Some(2));
+
+    // A stopped daemon removes its socket; the CLI falls back again.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut d = d;
+    assert!(d.wait_exit(Duration::from_secs(30)).is_some());
+    assert!(!dir.path().join("smshub.sock").exists());
+    assert_eq!(send_cli("after the stop")["via"], "database");
+}

@@ -141,7 +141,13 @@ pub struct AdminConfig {
     /// How long a session lasts from login (absolute, not renewed by use).
     #[serde(rename = "session_lifetime_s", serialize_with = "as_seconds")]
     pub session_lifetime: Duration,
+    /// The Unix socket on which `smshub send` hands messages to the running daemon (mode 0660);
+    /// by default `smshub.sock` beside the database, `socket = ""` for none.
+    pub socket: Option<PathBuf>,
 }
+
+/// The database's default path.
+const DEFAULT_DB_PATH: &str = "/var/lib/smshub/smshub.db";
 
 /// The default session lifetime: a working day.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -414,9 +420,23 @@ impl Config {
                 ));
             }
         };
+        if raw.http.socket.is_some() {
+            return Err(cx.error(&["http"], "socket", "belongs in [admin]: it is the local CLI's way in".into()));
+        }
+        // Beside the database by default: the state directory exists, belongs to the service and
+        // is reachable by group smshub (the admins), and no other unit setting is needed.
+        let socket = match &raw.admin.socket {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => {
+                let db = raw.store.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+                Some(db.parent().unwrap_or(Path::new(".")).join("smshub.sock"))
+            }
+        };
         let admin = AdminConfig {
             listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")?,
             session_lifetime,
+            socket,
         };
         let (a, h) = (admin.listener.listen, http.listener.listen);
         let overlap = a.ip() == h.ip() || a.ip().is_unspecified() || h.ip().is_unspecified();
@@ -769,7 +789,7 @@ impl Config {
             clinic_code: raw.clinic_code,
             default_country,
             store: StoreConfig {
-                path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")),
+                path: raw.store.path.unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
                 min_free_mb: cx.ranged(
                     &["store"],
                     0,
