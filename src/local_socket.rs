@@ -74,7 +74,9 @@ pub async fn serve(
             Ok((stream, _)) => {
                 let (store, wake, country) = (store.clone(), wake.clone(), default_country.clone());
                 tokio::spawn(async move {
-                    if tokio::time::timeout(DEADLINE, exchange(stream, &store, &wake, country.as_deref())).await.is_err()
+                    if tokio::time::timeout(DEADLINE, exchange(stream, &store, &wake, country.as_deref()))
+                        .await
+                        .is_err()
                     {
                         tracing::debug!("local socket: a client was too slow; closed");
                     }
@@ -198,7 +200,9 @@ mod tests {
         assert_eq!(store.call(|db| db.list_audit(5)).await.unwrap()[0].2, "send");
 
         // Garbage and oversized requests get an answer, not a crash.
-        for req in ["{\"cmd\":\"drop\"}\n".to_string(), "nonsense\n".into(), format!("{}\n", "x".repeat(MAX_REQUEST + 10))] {
+        for req in
+            ["{\"cmd\":\"drop\"}\n".to_string(), "nonsense\n".into(), format!("{}\n", "x".repeat(MAX_REQUEST + 10))]
+        {
             let p2 = path.clone();
             let answer = tokio::task::spawn_blocking(move || {
                 let mut s = std::os::unix::net::UnixStream::connect(&p2).unwrap();

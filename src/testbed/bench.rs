@@ -25,6 +25,10 @@
 //!   resident memory (the daemon and the bench client together) before, at its peak and after a
 //!   header flood of `--flood` connections from 30 local addresses, each sending up to 400 KB of
 //!   headers that never end.
+//! - `bench api`: *API send → modem*: one message at a time on an idle modem, the time from
+//!   just before `POST /api/v1/messages` is written (client side, unix ms) to the simulator's
+//!   `at` for that message (as in `bench outbound` (a)), and the 202 answer's latency (connect
+//!   to end of answer).
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -59,6 +63,15 @@ pub enum BenchCommand {
         /// How long to keep that rate, seconds.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Where the temporary database goes (use the real disk: fsync matters).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// POST /api/v1/messages → AT+CMGS latency on an idle modem, and the API's answer latency.
+    Api {
+        /// Messages sent one at a time.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
         /// Where the temporary database goes (use the real disk: fsync matters).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -255,6 +268,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
+        BenchCommand::Api { messages, dir } => api(messages, dir.as_deref()).await,
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
         }
@@ -401,6 +415,59 @@ async fn admin_status(addr: &str, token: &str) -> anyhow::Result<serde_json::Val
     let text = String::from_utf8_lossy(&resp);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok(serde_json::from_str(body)?)
+}
+
+/// `POST /api/v1/messages` with `text`; returns the status code.
+async fn api_send(addr: &str, token: &str, text: &str) -> anyhow::Result<u16> {
+    let body = serde_json::json!({"to": "+358401234567", "text": text}).to_string();
+    let req = format!(
+        "POST /api/v1/messages HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(req.as_bytes()).await?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await?;
+    let text = String::from_utf8_lossy(&resp);
+    Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+async fn api(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let rig = rig_with(dir, 0, "[api]\nper_hour = 100000\n").await?;
+    let token = rig.api_token()?;
+    println!("bench api: database {}", rig.db_path.display());
+    let mut starts = Vec::with_capacity(messages);
+    let mut answers = Vec::with_capacity(messages);
+    let mut progress = Progress::new("API -> modem", messages);
+    for i in 0..messages {
+        let text = format!("bench api message {i}");
+        let before = rig.sent_count().await?;
+        let t0 = now_ms();
+        let t = Instant::now();
+        let status = api_send(&rig.admin, &token, &text).await?;
+        answers.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(status == 202, "the API answered {status}");
+        rig.wait_sent(before + 1, Duration::from_secs(30)).await?;
+        starts.push((text, t0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        progress.set(i + 1);
+    }
+    progress.finish();
+    let sent = rig.sim.sent().await?;
+    let mut lat: Vec<f64> = starts
+        .iter()
+        .filter_map(|(text, t0)| {
+            let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
+            Some((at - t0) as f64)
+        })
+        .collect();
+    let n = lat.len();
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!("API send -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
+    let (p50, p99, max) = percentiles(&mut answers);
+    println!("API 202 answer (connect to end of answer): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    Ok(())
 }
 
 async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
