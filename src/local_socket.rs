@@ -197,7 +197,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), wake.send.notified()).await.expect("woken");
         let d = store.call(move |db| db.get_outbox(id)).await.unwrap().unwrap();
         assert_eq!((d.summary.source.as_str(), d.body.as_deref()), ("cli", Some("hello")));
-        assert_eq!(store.call(|db| db.list_audit(5)).await.unwrap()[0].2, "send");
+        assert_eq!(store.call(|db| db.list_audit(5)).await.unwrap()[0].action, "send");
 
         // Garbage and oversized requests get an answer, not a crash.
         for req in

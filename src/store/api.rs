@@ -32,6 +32,15 @@ pub enum ApiSendOutcome {
     RateLimited { per_hour: u32, retry_after_s: u64 },
 }
 
+/// One line of the audit list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+}
+
 /// One received message as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiInboxRow {
@@ -86,11 +95,11 @@ impl Db {
         Ok(())
     }
 
-    /// The audit list, newest first: (at, actor, action, subject).
-    pub fn list_audit(&self, limit: usize) -> Result<Vec<(i64, String, String, Option<String>)>> {
+    /// The audit list, newest first.
+    pub fn list_audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
         let mut stmt = self.conn.prepare("SELECT at, actor, action, subject FROM audit ORDER BY id DESC LIMIT ?1")?;
         let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(AuditRow { at: r.get(0)?, actor: r.get(1)?, action: r.get(2)?, subject: r.get(3)? })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -261,8 +270,8 @@ mod tests {
         );
         assert_eq!(db.list_outbox(&Default::default()).unwrap().len(), 1);
         assert_eq!(db.list_audit(10).unwrap().len(), 1, "one send, one audit row");
-        let (_, actor, action, subject) = db.list_audit(1).unwrap().remove(0);
-        assert_eq!((actor.as_str(), action.as_str(), subject), ("token:crm", "send", Some(id.to_string())));
+        let row = db.list_audit(1).unwrap().remove(0);
+        assert_eq!((row.actor.as_str(), row.action.as_str(), row.subject), ("token:crm", "send", Some(id.to_string())));
     }
 
     #[test]
@@ -283,7 +292,7 @@ mod tests {
         // Other sources do not count against the API's limit.
         db.insert_local("cli", &number(), "d").unwrap();
         assert_eq!(db.list_outbox(&Default::default()).unwrap().len(), 3);
-        let actions: Vec<String> = db.list_audit(10).unwrap().into_iter().map(|a| a.2).collect();
+        let actions: Vec<String> = db.list_audit(10).unwrap().into_iter().map(|a| a.action).collect();
         assert_eq!(actions, ["send", "send", "optout.remove", "optout.add"]);
     }
 

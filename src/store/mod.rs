@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
-pub use api::{API_SOURCE, ApiInboxRow, ApiSendOutcome, MetricsBaseline, PendingFigures};
+pub use api::{API_SOURCE, ApiInboxRow, ApiSendOutcome, AuditRow, MetricsBaseline, PendingFigures};
 pub use button::ButtonOutcome;
 pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,

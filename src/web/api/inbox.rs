@@ -17,11 +17,11 @@ use crate::web::{AppState, HttpResponse, json};
 pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller, req: Request) -> HttpResponse {
     let params = match super::query(req.uri().query(), &["limit", "since"]) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let limit = match super::limit(&params) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let since = match params.iter().find(|(k, _)| k == "since") {
         None => None,

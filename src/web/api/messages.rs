@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use hyper::header::{HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::{actor, bad_request, error, store_unavailable};
+use super::{Unreadable, actor, bad_request, error, store_unavailable};
 use crate::phone::PhoneNumber;
 use crate::store::{ApiSendOutcome, OutboxDetail, OutboxFilter, OutboxState, OutboxSummary};
 use crate::web::auth::Caller;
@@ -114,10 +114,10 @@ pub async fn send(State(state): State<Arc<AppState>>, caller: Caller, req: Reque
 }
 
 /// A message id from the path: a positive whole number.
-fn parse_id(raw: &str) -> Result<i64, HttpResponse> {
+fn parse_id(raw: &str) -> Result<i64, Unreadable> {
     raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
         let shown: String = raw.chars().take(40).collect();
-        bad_request(format!("{shown:?} is not a message id (a positive whole number)"))
+        Unreadable(format!("{shown:?} is not a message id (a positive whole number)"))
     })
 }
 
@@ -166,7 +166,7 @@ fn detail_json(d: &OutboxDetail) -> serde_json::Value {
 pub async fn one(State(state): State<Arc<AppState>>, _caller: Caller, Path(raw): Path<String>) -> HttpResponse {
     let id = match parse_id(&raw) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     match state.store.read(move |db| db.get_outbox(id)).await {
         Ok(Some(d)) => json(StatusCode::OK, &detail_json(&d)),
@@ -179,11 +179,11 @@ pub async fn one(State(state): State<Arc<AppState>>, _caller: Caller, Path(raw):
 pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller, req: Request) -> HttpResponse {
     let params = match super::query(req.uri().query(), &["state", "limit"]) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let limit = match super::limit(&params) {
         Ok(l) => l,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let filter_state = match params.iter().find(|(k, _)| k == "state") {
         None => None,

@@ -74,6 +74,16 @@ pub fn bad_request(reason: impl Into<String>) -> HttpResponse {
     error(StatusCode::BAD_REQUEST, "bad_request", reason)
 }
 
+/// Why a request cannot be read (400), from the checks that run before a handler's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable(pub String);
+
+impl From<Unreadable> for HttpResponse {
+    fn from(u: Unreadable) -> HttpResponse {
+        bad_request(u.0)
+    }
+}
+
 /// 503 when the database did not answer (logged with the error; the caller may retry).
 pub fn store_unavailable(e: &crate::store::StoreError) -> HttpResponse {
     tracing::error!(error = %e, "API: the database did not answer");
@@ -140,15 +150,15 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(req: Request) -> Result<T
 
 /// The query parameters of `req` as (name, value) pairs; a name outside `allowed` or given
 /// twice is a 400.
-pub fn query(req_query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, HttpResponse> {
+pub fn query(req_query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, Unreadable> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(req_query.unwrap_or("").as_bytes()) {
         if !allowed.contains(&k.as_ref()) {
             let shown: String = k.chars().take(40).collect();
-            return Err(bad_request(format!("unknown query parameter {shown:?}; allowed: {}", allowed.join(", "))));
+            return Err(Unreadable(format!("unknown query parameter {shown:?}; allowed: {}", allowed.join(", "))));
         }
         if out.iter().any(|(n, _)| *n == k) {
-            return Err(bad_request(format!("query parameter {k} given twice")));
+            return Err(Unreadable(format!("query parameter {k} given twice")));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -156,14 +166,14 @@ pub fn query(req_query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, S
 }
 
 /// `limit` from a query: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
-pub fn limit(params: &[(String, String)]) -> Result<usize, HttpResponse> {
+pub fn limit(params: &[(String, String)]) -> Result<usize, Unreadable> {
     match params.iter().find(|(k, _)| k == "limit") {
         None => Ok(DEFAULT_LIMIT),
         Some((_, v)) => v
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+            .ok_or_else(|| Unreadable(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Path, Request, State};
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::{actor, bad_request, error, store_unavailable};
+use super::{Unreadable, actor, error, store_unavailable};
 use crate::phone::PhoneNumber;
 use crate::web::auth::Caller;
 use crate::web::{AppState, HttpResponse, json};
@@ -18,8 +18,8 @@ struct AddRequest {
     number: String,
 }
 
-fn parse_number(state: &AppState, raw: &str) -> Result<PhoneNumber, HttpResponse> {
-    PhoneNumber::parse(raw, state.config.default_country.as_deref()).map_err(|e| bad_request(format!("number: {e}")))
+fn parse_number(state: &AppState, raw: &str) -> Result<PhoneNumber, Unreadable> {
+    PhoneNumber::parse(raw, state.config.default_country.as_deref()).map_err(|e| Unreadable(format!("number: {e}")))
 }
 
 /// `GET /api/v1/optouts`: newest first.
@@ -46,7 +46,7 @@ pub async fn add(State(state): State<Arc<AppState>>, caller: Caller, req: Reques
     };
     let number = match parse_number(&state, &body.number) {
         Ok(n) => n,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let (who, n) = (actor(&caller), number.as_str().to_string());
     match state.store.call(move |db| db.api_optout_add(&who, &n)).await {
@@ -65,7 +65,7 @@ pub async fn add(State(state): State<Arc<AppState>>, caller: Caller, req: Reques
 pub async fn remove(State(state): State<Arc<AppState>>, caller: Caller, Path(raw): Path<String>) -> HttpResponse {
     let number = match parse_number(&state, &raw) {
         Ok(n) => n,
-        Err(resp) => return resp,
+        Err(e) => return e.into(),
     };
     let (who, n) = (actor(&caller), number.as_str().to_string());
     match state.store.call(move |db| db.api_optout_remove(&who, &n)).await {
