@@ -196,6 +196,9 @@ fn an_api_send_is_sent_once_per_key_through_the_simulator_and_moves_the_metrics(
     let listed = body(&call(&d, &auth, "GET", "/api/v1/messages?state=sent&limit=10", None));
     assert_eq!(listed["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64()).collect::<Vec<_>>(), [Some(id)]);
 
+    assert_eq!(http_with(&d.admin, "GET", "/no/such/page", &[], b"").status, 404);
+    // 200 or, this early after the start, 503 until the first health tick: counted either way.
+    let healthz = http(&d.addr, "GET", "/healthz", None, b"").0;
     let after = http_with(&d.admin, "GET", "/metrics", &[("Authorization", &auth)], b"");
     let after = parse_exposition(&after.body);
     assert_eq!(metric(&after, "smshub_messages_sent_total{}"), 1.0);
@@ -211,6 +214,10 @@ fn an_api_send_is_sent_once_per_key_through_the_simulator_and_moves_the_metrics(
     };
     assert!(metric(&after, &route(200)) >= 1.0, "the route template, not the path");
     assert!(!after.iter().any(|(s, _)| s.contains(&format!("/api/v1/messages/{id}"))), "no raw path as a label");
+    assert!(!after.iter().any(|(s, _)| s.contains("/no/such/page")), "no raw path as a label");
+    assert!(metric(&after, "smshub_http_requests_total{listener=\"admin\",route=\"unmatched\",status=\"404\"}") >= 1.0);
+    let public = format!("smshub_http_requests_total{{listener=\"public\",route=\"/healthz\",status=\"{healthz}\"}}");
+    assert!(metric(&after, &public) >= 1.0);
 
     // The audit list names the token.
     let conn = rusqlite::Connection::open(dir.path().join("smshub.db")).unwrap();
@@ -246,6 +253,15 @@ fn metrics_and_the_api_need_a_valid_unrevoked_token() {
     assert_eq!(wrong.header("www-authenticate"), Some("Bearer realm=\"smshub\", error=\"invalid_token\""));
     let post = send(&d, "Basic YTpi", serde_json::json!({"to": NUMBER, "text": "x"}));
     assert_error(&post, 401, "token");
+    // A browser's cross-site POST (no token) is refused by the origin check, in JSON too.
+    let forged = http_with(
+        &d.admin,
+        "POST",
+        "/api/v1/optouts",
+        &[("Origin", "http://evil.example"), ("Content-Type", "application/json")],
+        br#"{"number": "+358401234567"}"#,
+    );
+    assert_error(&forged, 403, "Forbidden");
 
     let auth = token(&dir, &cfg, "crm");
     assert_eq!(call(&d, &auth, "GET", "/api/v1/optouts", None).status, 200);
@@ -343,7 +359,7 @@ fn what_the_api_cannot_read_is_a_json_400_and_hostile_requests_do_no_harm() {
     let conn = rusqlite::Connection::open(dir.path().join("smshub.db")).unwrap();
     let n: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 0);
-    assert_eq!(http(&d.addr, "GET", "/healthz", None, b"").0, 200);
+    assert_eq!(call(&d, &auth, "GET", "/api/v1/optouts", None).status, 200);
     // A national number is read with default_country.
     let ok = send(&d, &auth, serde_json::json!({"to": "0401234567", "text": "hi"}));
     assert_eq!(ok.status, 202, "{ok:?}");

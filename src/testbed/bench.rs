@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::fake_provet::{FakeOptions, FakeProvet};
 use super::modem_sim::{self as sim, SimControl, SimOptions};
-use super::peers::{post_webhook_to, start_receiver};
+use super::peers::{post_json, post_webhook_to, start_receiver};
 use crate::store::{Db, now_ms};
 
 const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";
@@ -229,6 +229,18 @@ impl Rig {
             anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the modem did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// For each (text, unix ms started), the milliseconds until the simulator had its PDU.
+    async fn modem_latencies(&self, starts: &[(String, i64)]) -> anyhow::Result<Vec<f64>> {
+        let sent = self.sim.sent().await?;
+        Ok(starts
+            .iter()
+            .filter_map(|(text, t0)| {
+                let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
+                Some((at - t0) as f64)
+            })
+            .collect())
     }
 
     async fn sent_count(&self) -> anyhow::Result<u64> {
@@ -420,17 +432,7 @@ async fn admin_status(addr: &str, token: &str) -> anyhow::Result<serde_json::Val
 /// `POST /api/v1/messages` with `text`; returns the status code.
 async fn api_send(addr: &str, token: &str, text: &str) -> anyhow::Result<u16> {
     let body = serde_json::json!({"to": "+358401234567", "text": text}).to_string();
-    let req = format!(
-        "POST /api/v1/messages HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(req.as_bytes()).await?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await?;
-    let text = String::from_utf8_lossy(&resp);
-    Ok(text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+    post_json(addr, "/api/v1/messages", &format!("Authorization: Bearer {token}\r\n"), &body).await
 }
 
 async fn api(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
@@ -454,14 +456,7 @@ async fn api(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
         progress.set(i + 1);
     }
     progress.finish();
-    let sent = rig.sim.sent().await?;
-    let mut lat: Vec<f64> = starts
-        .iter()
-        .filter_map(|(text, t0)| {
-            let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
-            Some((at - t0) as f64)
-        })
-        .collect();
+    let mut lat = rig.modem_latencies(&starts).await?;
     let n = lat.len();
     let (p50, p99, max) = percentiles(&mut lat);
     println!("API send -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
@@ -525,14 +520,7 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
         progress.set(i + 1);
     }
     progress.finish();
-    let sent = rig.sim.sent().await?;
-    let mut lat: Vec<f64> = starts
-        .iter()
-        .filter_map(|(text, t0)| {
-            let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
-            Some((at - t0) as f64)
-        })
-        .collect();
+    let mut lat = rig.modem_latencies(&starts).await?;
     let n = lat.len();
     let (p50, p99, max) = percentiles(&mut lat);
     println!("webhook -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
