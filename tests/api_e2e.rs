@@ -345,6 +345,8 @@ fn what_the_api_cannot_read_is_a_json_400_and_hostile_requests_do_no_harm() {
         "/api/v1/messages/99999999999999999999999",
         "/api/v1/messages/-1",
         "/api/v1/messages/%00",
+        "/api/v1/messages/%FF%FE",
+        "/api/v1/optouts?x=1",
     ] {
         assert_error(&call(&d, &auth, "GET", path, None), 400, "");
     }

@@ -155,7 +155,10 @@ pub fn query(req_query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, S
     for (k, v) in form_urlencoded::parse(req_query.unwrap_or("").as_bytes()) {
         if !allowed.contains(&k.as_ref()) {
             let shown: String = k.chars().take(40).collect();
-            return Err(Unreadable(format!("unknown query parameter {shown:?}; allowed: {}", allowed.join(", "))));
+            return Err(Unreadable(match allowed {
+                [] => format!("unknown query parameter {shown:?}; this call takes none"),
+                _ => format!("unknown query parameter {shown:?}; allowed: {}", allowed.join(", ")),
+            }));
         }
         if out.iter().any(|(n, _)| *n == k) {
             return Err(Unreadable(format!("query parameter {k} given twice")));
@@ -221,6 +224,8 @@ mod tests {
         assert!(query(Some("limit=5&state=sent"), &["limit", "state"]).is_ok());
         assert!(query(Some("limit=5&limit=6"), &["limit"]).is_err());
         assert!(query(Some("bogus=1"), &["limit"]).is_err());
+        assert!(query(Some("x=1"), &[]).unwrap_err().0.contains("takes none"));
+        assert_eq!(query(None, &[]), Ok(vec![]));
         let l = |v: &str| limit(&[("limit".to_string(), v.to_string())]).ok();
         assert_eq!(l("1"), Some(1));
         assert_eq!(l("500"), Some(500));

@@ -22,8 +22,11 @@ fn parse_number(state: &AppState, raw: &str) -> Result<PhoneNumber, Unreadable> 
     PhoneNumber::parse(raw, state.config.default_country.as_deref()).map_err(|e| Unreadable(format!("number: {e}")))
 }
 
-/// `GET /api/v1/optouts`: newest first.
-pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller) -> HttpResponse {
+/// `GET /api/v1/optouts`: newest first (no parameters; an unknown one is a 400, as everywhere).
+pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller, req: Request) -> HttpResponse {
+    if let Err(e) = super::query(req.uri().query(), &[]) {
+        return e.into();
+    }
     match state.store.read(|db| db.list_optouts()).await {
         Ok(rows) => {
             let list: Vec<_> = rows
