@@ -993,4 +993,14 @@ mod tests {
         );
         assert_eq!(default_token_url("https://x/other/"), None);
     }
+
+    #[test]
+    fn the_socket_sits_beside_the_database_unless_given_or_turned_off() {
+        let parse = |text: &str| Config::parse(Path::new("t.toml"), text).unwrap().admin.socket;
+        assert_eq!(parse(""), Some(PathBuf::from("/var/lib/smshub/smshub.sock")));
+        assert_eq!(parse("[store]\npath = \"/srv/sms/db.sqlite\"\n"), Some(PathBuf::from("/srv/sms/smshub.sock")));
+        assert_eq!(parse("[admin]\nsocket = \"/run/smshub/s.sock\"\n"), Some(PathBuf::from("/run/smshub/s.sock")));
+        assert_eq!(parse("[admin]\nsocket = \"\"\n"), None);
+        assert_eq!(Config::parse(Path::new("t.toml"), "").unwrap().api.per_hour, 1000);
+    }
 }
