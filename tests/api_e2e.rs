@@ -261,7 +261,7 @@ fn metrics_and_the_api_need_a_valid_unrevoked_token() {
         &[("Origin", "http://evil.example"), ("Content-Type", "application/json")],
         br#"{"number": "+358401234567"}"#,
     );
-    assert_error(&forged, 403, "Forbidden");
+    assert_error(&forged, 403, "another site");
 
     let auth = token(&dir, &cfg, "crm");
     assert_eq!(call(&d, &auth, "GET", "/api/v1/optouts", None).status, 200);

@@ -118,7 +118,14 @@ pub async fn json_errors(req: Request, next: Next) -> HttpResponse {
         Ok(b) if is_text => String::from_utf8_lossy(&b.to_bytes()).trim().to_string(),
         _ => String::new(),
     };
-    let reason = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    let reason = match (text.is_empty(), status) {
+        (false, _) => text,
+        // The origin check's page is HTML; under /api/ that is its only 403.
+        (true, StatusCode::FORBIDDEN) => {
+            "refused: the request came from another site (Origin/Referer) and carried no token".to_string()
+        }
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
+    };
     let body = serde_json::json!({"error": code_of(status), "reason": reason}).to_string();
     parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(CONTENT_LENGTH);
