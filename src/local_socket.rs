@@ -40,13 +40,19 @@ enum Request {
 }
 
 /// Binds the socket: a stale socket file from a previous run is removed first (never another
-/// kind of file), and the socket gets mode 0660.
+/// kind of file, nor the socket of a daemon that still answers), and the socket gets mode 0660.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 format!("{} exists and is not a socket; not touching it", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another smshub is listening on {}; is the service already running?", path.display()),
             ));
         }
         std::fs::remove_file(path)?;
@@ -186,6 +192,8 @@ mod tests {
         let listener = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
+        let taken = bind(&path).err().expect("a live socket is not taken over");
+        assert!(taken.to_string().contains("another smshub"), "{taken}");
         let wake = Wake::default();
         let (shutdown, signal) = crate::shutdown::Shutdown::new();
         let server = tokio::spawn(serve(listener, path.clone(), store.clone(), wake.clone(), None, signal));
