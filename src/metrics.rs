@@ -315,10 +315,9 @@ impl Metrics {
         m.outbox_pending.set(gauge_value(scrape.pending.pending));
         let age_ms = scrape.pending.oldest_created_at.map_or(0, |t| scrape.now_ms.saturating_sub(t).max(0));
         m.oldest_pending.set(age_ms / 1000);
-        match scrape.db_free_bytes {
-            Some(b) => m.db_free.set(gauge_value(b)),
-            None => m.db_free.set(0),
-        };
+        // Unreadable free space shows as 0: the disk alert fires, which an unreadable filesystem
+        // deserves (health says the same).
+        m.db_free.set(scrape.db_free_bytes.map_or(0, gauge_value));
         let modems: Vec<(String, ModemStatus)> = match m.modems.lock() {
             Ok(list) => list.iter().map(|(n, rx)| (n.clone(), rx.borrow().clone())).collect(),
             Err(_) => Vec::new(),
