@@ -192,7 +192,7 @@ mod tests {
         let listener = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
-        let taken = bind(&path).err().expect("a live socket is not taken over");
+        let taken = bind(&path).expect_err("a live socket is not taken over");
         assert!(taken.to_string().contains("another smshub"), "{taken}");
         let wake = Wake::default();
         let (shutdown, signal) = crate::shutdown::Shutdown::new();
