@@ -310,6 +310,31 @@ mod tests {
         let base = db.metrics_baseline().unwrap();
         assert_eq!((base.sent, base.parts_sent, base.received), (1, 1, 0));
         assert_eq!(base.failed, vec![(Some("cancelled by operator".to_string()), 1)]);
+        // Event webhook calls: 2xx is delivered, anything else (or no answer) failed.
+        db.conn
+            .execute_batch(
+                "INSERT INTO events (id, uid, type, created_at, data) VALUES (1, 'u1', 'sms.sent', 1, '{}'); \
+                 INSERT INTO webhook_calls (event_id, webhook, at, url, request_headers, request_body, status, duration_ms) VALUES \
+                   (1, 'crm', 1, 'https://crm.example/', '', '{}', 503, 5), (1, 'crm', 2, 'https://crm.example/', '', '{}', NULL, 5), \
+                   (1, 'crm', 3, 'https://crm.example/', '', '{}', 204, 5);",
+            )
+            .unwrap();
+        let events = db.metrics_baseline().unwrap().event_deliveries;
+        assert_eq!(events.get(&("crm".to_string(), "failed".to_string())), Some(&2));
+        assert_eq!(events.get(&("crm".to_string(), "delivered".to_string())), Some(&1));
+        // Forward attempts: an answered 2xx (or a sent e-mail) is delivered; an error is failed.
+        db.conn
+            .execute_batch(
+                "INSERT INTO inbox (id, uid, modem, sender, body, received_at) VALUES (1, 'i1', 'm', '+358401234567', 'hi', 1); \
+                 INSERT INTO deliveries (id, inbox_id, forwarder, state) VALUES (1, 1, 'pbx', 'emailed'); \
+                 INSERT INTO delivery_attempts (delivery_id, at, channel, http_status, error) VALUES \
+                   (1, 1, 'http', 500, 'HTTP 500'), (1, 2, 'http', NULL, 'timed out'), (1, 3, 'email', NULL, NULL);",
+            )
+            .unwrap();
+        let base = db.metrics_baseline().unwrap();
+        assert_eq!(base.received, 1);
+        assert_eq!(base.forward_attempts.get(&("pbx".to_string(), "failed".to_string())), Some(&2));
+        assert_eq!(base.forward_attempts.get(&("pbx".to_string(), "delivered".to_string())), Some(&1));
         let pending = db.pending_figures().unwrap();
         assert_eq!(pending.pending, 1);
         assert!(pending.oldest_created_at.is_some());
