@@ -43,7 +43,9 @@ need '-rw-r--r--' usr/lib/sysusers.d/smshub.conf
 need '-rw-r--r--' usr/lib/tmpfiles.d/smshub.conf
 need '-rw-r--r--' usr/lib/udev/rules.d/99-smshub-modem.rules
 need '-rw-r--r--' usr/lib/modules-load.d/smshub.conf
-echo "contents: binary, unit, conffile (0640), example, sysusers, tmpfiles, modules-load, udev rules present"
+need '-rw-r--r--' usr/share/doc/smshub/openapi.json
+need '-rw-r--r--' usr/share/doc/smshub/prometheus/smshub.rules.yml
+echo "contents: binary, unit, conffile (0640), example, sysusers, tmpfiles, modules-load, udev rules, API document, alert rules present"
 
 echo "== dpkg-deb -I: control, conffiles, scripts"
 dpkg-deb -I "$deb"

@@ -52,7 +52,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Queue an SMS in the outbox (the running daemon sends it).
+    /// Queue an SMS: handed to the running daemon over its socket ([admin] socket), or written to
+    /// the database when the daemon is down (it is sent when the daemon starts).
     Send {
         /// Recipient: E.164 (+358401234567) or a national number when default_country is set.
         #[arg(long)]
@@ -468,12 +469,38 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             if text.is_empty() {
                 return Err(Failure::input("--text: the message is empty"));
             }
-            let db = open_db(&config)?;
-            let id = db.insert_local("cli", &number, text)?;
+            // The running daemon first (it wakes its senders at once); the database when it is down.
+            let outcome = match &config.admin.socket {
+                Some(path) => crate::local_socket::send(path, &number, text),
+                None => crate::local_socket::ClientOutcome::NoDaemon("[admin] socket is off".into()),
+            };
+            let (id, via) = match outcome {
+                crate::local_socket::ClientOutcome::Queued(id) => (id, "daemon"),
+                crate::local_socket::ClientOutcome::NoDaemon(why) => {
+                    tracing::debug!(reason = %why, "no daemon on the socket; writing the database");
+                    let db = open_db(&config)?;
+                    let id = db.insert_local("cli", &number, text)?;
+                    db.audit("cli", "send", Some(&id.to_string()))?;
+                    (id, "database")
+                }
+                crate::local_socket::ClientOutcome::Failed(why) => {
+                    return Err(Failure {
+                        code: 1,
+                        message: format!(
+                            "the daemon did not confirm the message ({why}); see `smshub outbox list` before sending again"
+                        ),
+                    });
+                }
+            };
             if *json {
-                print_json(&serde_json::json!({"id": id, "to": number, "state": "fetched"}));
+                print_json(&serde_json::json!({"id": id, "to": number, "state": "fetched", "via": via}));
+            } else if via == "daemon" {
+                println!("queued outbox message {id} to {}; the daemon is sending it", number.masked());
             } else {
-                println!("queued outbox message {id} to {}", number.masked());
+                println!(
+                    "queued outbox message {id} to {} in the database; the daemon is not running and sends it when it starts",
+                    number.masked()
+                );
             }
             Ok(())
         }

@@ -64,12 +64,14 @@ fn spawn_provet_workers(
     config: &Arc<Config>,
     store: &Store,
     wake: &Wake,
+    metrics: &crate::metrics::Metrics,
     signal: &crate::shutdown::ShutdownSignal,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
     for p in &config.provet {
         let client = crate::provet::ProvetClient::new(p)
-            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?;
+            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?
+            .with_metrics(metrics.clone());
         let worker = crate::outbound::provet::ProvetWorker {
             config: p.clone(),
             client: Arc::new(client),
@@ -77,6 +79,7 @@ fn spawn_provet_workers(
             wake: wake.clone(),
             default_country: config.default_country.clone(),
             max_age_days: config.outbound.max_age_days,
+            metrics: metrics.clone(),
         };
         tasks.spawn(worker.run(signal.clone()));
     }
@@ -191,6 +194,12 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         (format!("{}://{local}", scheme(&public)), format!("{}://{admin_local}", scheme(&admin)));
     let certificates: Vec<Arc<ReloadableCert>> = public.tls.iter().chain(admin.tls.iter()).cloned().collect();
 
+    // Counters start from what the store knows, so a restart does not reset them.
+    let metrics = crate::metrics::Metrics::new();
+    match store.read(|db| db.metrics_baseline()).await {
+        Ok(baseline) => metrics.start_from(&baseline),
+        Err(e) => tracing::warn!(error = %e, "cannot read the metrics' start values; counters start at zero"),
+    }
     let health = Arc::new(Health::new());
     let wake = Wake::default();
     let outsiders = Arc::new(OutsiderLog::default());
@@ -205,6 +214,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         public_stats: Arc::default(),
         admin_stats: Arc::default(),
         counts: Default::default(),
+        metrics: metrics.clone(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -226,11 +236,17 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let forwarders: Vec<String> = config.forwarders.iter().map(|f| f.name().to_string()).collect();
     // One Notify for every receiver: the Forwarders task waits on it.
     let wake_forward = Arc::new(tokio::sync::Notify::new());
-    let forwarding =
-        crate::inbound::deliver::Forwarders::new(store.clone(), config.clone(), wake_forward.clone(), wake.clone());
+    let forwarding = crate::inbound::deliver::Forwarders::new(
+        store.clone(),
+        config.clone(),
+        wake_forward.clone(),
+        wake.clone(),
+        metrics.clone(),
+    );
     tasks.spawn(forwarding.run(signal.clone()));
     if !config.event_webhooks.is_empty() {
-        let hooks = crate::events::deliver::EventWebhooks::new(store.clone(), config.clone(), wake_events);
+        let hooks =
+            crate::events::deliver::EventWebhooks::new(store.clone(), config.clone(), wake_events, metrics.clone());
         tasks.spawn(hooks.run(signal.clone()));
     }
     let mut modems = Vec::new();
@@ -251,7 +267,9 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             store: store.clone(),
             config: config.outbound.clone(),
             wake: wake.clone(),
+            metrics: metrics.clone(),
         };
+        metrics.watch_modem(&m.name, handle.status());
         tasks.spawn(sender.run(signal.clone()));
         let receiver = ModemReceiver {
             modem_name: m.name.clone(),
@@ -260,6 +278,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             forwarders: forwarders.clone(),
             concat_timeout: config.inbound.concat_timeout,
             wake_forward: wake_forward.clone(),
+            metrics: metrics.clone(),
         };
         tasks.spawn(receiver.run(events, signal.clone()));
         if !config.event_webhooks.is_empty() {
@@ -270,7 +289,27 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         modems.push((m.name.clone(), handle));
     }
 
-    spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
+    spawn_provet_workers(&config, &store, &wake, &metrics, &signal, &mut tasks)?;
+    if let Some(path) = &config.admin.socket {
+        // Without it `smshub send` still works (it writes the database): a warning, not a stop.
+        match crate::local_socket::bind(path) {
+            Ok(listener) => {
+                tasks.spawn(crate::local_socket::serve(
+                    listener,
+                    path.clone(),
+                    store.clone(),
+                    wake.clone(),
+                    config.default_country.clone(),
+                    signal.clone(),
+                ));
+            }
+            Err(e) => tracing::warn!(
+                socket = %path.display(),
+                error = %e,
+                "cannot listen on [admin] socket; `smshub send` will write the database and the daemon sees it within a second"
+            ),
+        }
+    }
     tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
 
     tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");

@@ -14,7 +14,9 @@
 //! - [`forward`]: one delivery attempt of a received SMS as a Twilio or PBX webhook, TwiML
 //!   replies, the SMTP fallback.
 //! - [`web`]: two HTTP listeners (public: Provet webhook, reminders button, `/healthz`; admin:
-//!   sign-in, `/status`), each an axum router in our own hardened accept loop.
+//!   sign-in, `/status`, the local API `/api/v1`, `/metrics`), each an axum router in our own hardened accept loop.
+//! - [`metrics`]: the Prometheus registry of `/metrics` and the typed handle the pipelines call.
+//! - [`local_socket`]: the daemon's Unix socket, how `smshub send` hands it a message.
 //! - [`health`]: the health table behind `/healthz`, `STATUS=` and the watchdog.
 //! - [`daemon`]: `smshub run`: wires the store, the HTTP server and the pipelines together,
 //!   talks to systemd, and shuts down cleanly; [`shutdown`] is how a stop is asked for.
@@ -40,7 +42,9 @@ pub mod forward;
 pub mod health;
 pub mod http_client;
 pub mod inbound;
+pub mod local_socket;
 pub mod logging;
+pub mod metrics;
 pub mod modem;
 pub mod outbound;
 pub mod pdu;

@@ -135,6 +135,10 @@ fn bad_values_are_explained() {
             "bad.toml:2: replies.allowed_destinations: \"358\" is not an E.164 prefix",
         ),
         ("[replies]\nmax_parts = 0\n", "bad.toml:2: replies.max_parts: 0 is out of range"),
+        ("[api]\nper_hour = 0\n", "bad.toml:2: api.per_hour: 0 is out of range: allowed 1 to 100000"),
+        ("[api]\nper_hour = 100001\n", "bad.toml:2: api.per_hour: 100001 is out of range"),
+        ("[api]\nper_day = 5\n", "api.per_day"),
+        ("[http]\nsocket = \"/run/x.sock\"\n", "bad.toml:2: http.socket: belongs in [admin]"),
     ];
     for (text, expected) in cases {
         let (code, err) = check(&dir, text);

@@ -224,6 +224,7 @@ async fn a_received_sms_the_database_refuses_is_retried_until_stored_and_only_th
         forwarders: vec![],
         concat_timeout: Duration::from_secs(600),
         wake_forward: Arc::new(tokio::sync::Notify::new()),
+        metrics: Default::default(),
     };
     tokio::spawn(receiver.run(r.events, signal));
     r.sim.control().inject("+358401111111", "kept through the outage").await.unwrap();

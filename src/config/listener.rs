@@ -29,6 +29,8 @@ pub(super) struct RawListener {
     pub(super) trusted_proxies: Option<Vec<String>>,
     /// `[admin]` only: how long a sign-in lasts.
     pub(super) session_lifetime_s: Option<u64>,
+    /// `[admin]` only: the Unix socket `smshub send` talks to ("" = none).
+    pub(super) socket: Option<PathBuf>,
 }
 
 /// The certificate chain and key of a TLS listener (PEM files, read at start and on SIGHUP).

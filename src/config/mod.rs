@@ -113,6 +113,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     pub keywords: KeywordsConfig,
     pub replies: RepliesConfig,
+    pub api: ApiConfig,
     pub custom_integration: Option<CustomIntegrationConfig>,
     pub event_webhooks: Vec<EventWebhookConfig>,
 }
@@ -143,7 +144,13 @@ pub struct AdminConfig {
     /// How long a session lasts from login (absolute, not renewed by use).
     #[serde(rename = "session_lifetime_s", serialize_with = "as_seconds")]
     pub session_lifetime: Duration,
+    /// The Unix socket on which `smshub send` hands messages to the running daemon (mode 0660);
+    /// by default `smshub.sock` beside the database, `socket = ""` for none.
+    pub socket: Option<PathBuf>,
 }
+
+/// The database's default path.
+const DEFAULT_DB_PATH: &str = "/var/lib/smshub/smshub.db";
 
 /// The default session lifetime: a working day.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -328,6 +335,21 @@ pub enum UnknownSender {
     NotInProvet,
 }
 
+/// `[api]`: the local send API (`POST /api/v1/messages` on the admin listener).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiConfig {
+    /// Messages the API accepts per rolling hour, all tokens together; more is 429 with
+    /// `Retry-After`. The default (1000) is above what one modem sends in an hour (about 10 a
+    /// minute), so it only stops a runaway program.
+    pub per_hour: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { per_hour: 1000 }
+    }
+}
+
 /// `[replies]`: the one policy for every automatic SMS (keyword replies, the unknown-sender
 /// reply, TwiML replies). A reply it refuses is recorded as an outbox row `refused` and never sent.
 #[derive(Debug, Clone, Serialize)]
@@ -431,9 +453,23 @@ impl Config {
                 ));
             }
         };
+        if raw.http.socket.is_some() {
+            return Err(cx.error(&["http"], "socket", "belongs in [admin]: it is the local CLI's way in".into()));
+        }
+        // Beside the database by default: the state directory exists, belongs to the service and
+        // is reachable by group smshub (the admins), and no other unit setting is needed.
+        let socket = match &raw.admin.socket {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => {
+                let db = raw.store.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH));
+                Some(db.parent().unwrap_or(Path::new(".")).join("smshub.sock"))
+            }
+        };
         let admin = AdminConfig {
             listener: ListenerConfig::from_raw(cx, "admin", &raw.admin, "127.0.0.1:8081")?,
             session_lifetime,
+            socket,
         };
         let (a, h) = (admin.listener.listen, http.listener.listen);
         let overlap = a.ip() == h.ip() || a.ip().is_unspecified() || h.ip().is_unspecified();
@@ -786,6 +822,12 @@ impl Config {
             }
         };
 
+        let api = ApiConfig {
+            per_hour: cx
+                .ranged(&["api"], 0, "per_hour", raw.api.per_hour.map(u64::from), 1000, 1..=100_000, "")
+                .map(|n| u32::try_from(n).unwrap_or(1000))?,
+        };
+
         let custom_integration = match raw.custom_integration {
             Some(c) => Some(button_config(cx, &["custom_integration"], 0, c)?),
             None => None,
@@ -808,7 +850,7 @@ impl Config {
             clinic_code: raw.clinic_code,
             default_country,
             store: StoreConfig {
-                path: raw.store.path.unwrap_or_else(|| PathBuf::from("/var/lib/smshub/smshub.db")),
+                path: raw.store.path.unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
                 min_free_mb: cx.ranged(
                     &["store"],
                     0,
@@ -831,6 +873,7 @@ impl Config {
             smtp,
             keywords,
             replies,
+            api,
             custom_integration,
             event_webhooks,
         })
@@ -1032,5 +1075,15 @@ mod tests {
             Some("https://provetcloud.com/4321/oauth2/token/")
         );
         assert_eq!(default_token_url("https://x/other/"), None);
+    }
+
+    #[test]
+    fn the_socket_sits_beside_the_database_unless_given_or_turned_off() {
+        let parse = |text: &str| Config::parse(Path::new("t.toml"), text).unwrap().admin.socket;
+        assert_eq!(parse(""), Some(PathBuf::from("/var/lib/smshub/smshub.sock")));
+        assert_eq!(parse("[store]\npath = \"/srv/sms/db.sqlite\"\n"), Some(PathBuf::from("/srv/sms/smshub.sock")));
+        assert_eq!(parse("[admin]\nsocket = \"/run/smshub/s.sock\"\n"), Some(PathBuf::from("/run/smshub/s.sock")));
+        assert_eq!(parse("[admin]\nsocket = \"\"\n"), None);
+        assert_eq!(Config::parse(Path::new("t.toml"), "").unwrap().api.per_hour, 1000);
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct RawConfig {
     pub(super) keywords: RawKeywords,
     #[serde(default)]
     pub(super) replies: RawReplies,
+    #[serde(default)]
+    pub(super) api: RawApi,
     pub(super) custom_integration: Option<RawCustomIntegration>,
     #[serde(default)]
     pub(super) event_webhook: Vec<RawEventWebhook>,
@@ -178,6 +180,13 @@ pub(super) struct RawReplies {
     pub(super) per_hour: Option<u32>,
     pub(super) max_parts: Option<u32>,
     pub(super) allowed_destinations: Option<Vec<String>>,
+}
+
+/// `[api]`: the local send API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub(super) per_hour: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

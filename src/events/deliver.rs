@@ -40,16 +40,19 @@ pub struct EventWebhooks {
     client: HttpClient,
     /// Notified by the store after it writes an event (see `EventRoutes::waking`).
     wake: Arc<Notify>,
+    /// `smshub_event_deliveries_total`.
+    metrics: crate::metrics::Metrics,
 }
 
 impl EventWebhooks {
-    pub fn new(store: Store, config: Arc<Config>, wake: Arc<Notify>) -> EventWebhooks {
-        EventWebhooks {
-            store,
-            config,
-            client: HttpClient::new(Schemes::HttpOrHttps, CALL_TIMEOUT, MAX_ANSWER_BYTES),
-            wake,
-        }
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        wake: Arc<Notify>,
+        metrics: crate::metrics::Metrics,
+    ) -> EventWebhooks {
+        let client = HttpClient::new(Schemes::HttpOrHttps, CALL_TIMEOUT, MAX_ANSWER_BYTES);
+        EventWebhooks { store, config, client, wake, metrics }
     }
 
     /// Runs until shutdown.
@@ -167,6 +170,7 @@ impl EventWebhooks {
 
     async fn record(&self, hook: &EventWebhookConfig, event: &DueEvent, call: WebhookCall) {
         let attempts = event.attempts.saturating_add(1);
+        self.metrics.event_delivery(&hook.name, call.error.is_none());
         let outcome = if call.error.is_none() {
             EventDeliveryState::Delivered
         } else {

@@ -56,10 +56,18 @@ pub struct Forwarders {
     pub wake: Wake,
     /// Set with `[keywords] unknown_sender = "not_in_provet"` and an `unknown_sender_reply`.
     pub lookup: Option<super::provet_lookup::ClientLookup>,
+    /// `smshub_forward_attempts_total`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Forwarders {
-    pub fn new(store: Store, config: Arc<Config>, wake_forward: Arc<Notify>, wake: Wake) -> Forwarders {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        wake_forward: Arc<Notify>,
+        wake: Wake,
+        metrics: crate::metrics::Metrics,
+    ) -> Forwarders {
         let wanted = config.keywords.unknown_sender == crate::config::UnknownSender::NotInProvet
             && config.keywords.unknown_sender_reply.is_some();
         let lookup = wanted.then(|| {
@@ -76,7 +84,7 @@ impl Forwarders {
                 .collect();
             super::provet_lookup::ClientLookup::new(clients)
         });
-        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake, lookup }
+        Forwarders { store, config, client: ForwardClient::new(FORWARD_TIMEOUT), wake_forward, wake, lookup, metrics }
     }
 
     /// Runs until shutdown.
@@ -251,6 +259,8 @@ impl Forwarders {
 
     async fn record(&self, d: &DueDelivery, record: AttemptRecord, replies: ReplyBatch) {
         let id = d.id;
+        let delivered = matches!(record.new_state, "delivered" | "emailed");
+        self.metrics.forward_attempt(&d.forwarder, delivered);
         let limits = self.config.replies.limits();
         // Those refused before counting were logged with the answer's note already.
         let refused_before = replies.refused.len();

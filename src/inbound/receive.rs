@@ -24,6 +24,8 @@ pub struct ModemReceiver {
     pub concat_timeout: Duration,
     /// Woken when a message is complete (the forwarders wait on it).
     pub wake_forward: Arc<Notify>,
+    /// `smshub_messages_received_total`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// WAP push ports (WAP-230 / WDP port registry): 2948 connectionless push, 2949 secure push.
@@ -131,6 +133,9 @@ impl ModemReceiver {
         match self.store.call(move |db| db.release_stale_parts(older_than, &forwarders)).await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(modem = %self.modem_name, messages = ids.len(), "released multipart messages with missing parts (flagged incomplete)");
+                for _ in &ids {
+                    self.metrics.received();
+                }
                 self.wake_forward.notify_one();
             }
             Ok(_) => {}
@@ -208,6 +213,7 @@ impl ModemReceiver {
                 match stored {
                     PartStored::Message(id) => {
                         tracing::info!(modem = %self.modem_name, inbox_id = id, from = %mask_number(&sender), message_id = crate::logging::message_ids::INBOX_RECEIVED, "SMS received");
+                        self.metrics.received();
                         self.wake_forward.notify_one();
                     }
                     PartStored::Waiting => {

@@ -72,6 +72,8 @@ pub struct ModemSender {
     pub store: Store,
     pub config: OutboundConfig,
     pub wake: Wake,
+    /// Sent, failed, parts and send durations for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ModemSender {
@@ -205,8 +207,10 @@ impl ModemSender {
             let (seq, modem) = (part.seq, self.modem_name.clone());
             self.store.call(move |db| db.part_begin(id, seq, &modem)).await?;
             tracing::debug!(modem = %self.modem_name, outbox_id = id, part = seq, total, "sending part");
+            let handed_over = std::time::Instant::now();
             match self.modem.send_part(&part.pdu, part.tpdu_len as usize).await {
                 Ok(mr) => {
+                    self.metrics.part_sent(handed_over.elapsed());
                     self.store.call(move |db| db.part_acked(id, seq, mr)).await?;
                 }
                 Err(SendError::Permanent { code, reason }) => {
@@ -252,6 +256,7 @@ impl ModemSender {
             }
         }
         self.store.call(move |db| db.transition(id, OutboxState::Sent, None)).await?;
+        self.metrics.sent();
         tracing::info!(
             modem = %self.modem_name,
             outbox_id = id,
@@ -284,6 +289,7 @@ impl ModemSender {
     async fn fail(&self, id: OutboxId, reason: String) -> Result<PassOutcome, StoreError> {
         let r2 = reason.clone();
         self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
+        self.metrics.failed(&reason);
         tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = crate::logging::message_ids::OUTBOX_FAILED, "message failed");
         Ok(PassOutcome::Failed(reason))
     }

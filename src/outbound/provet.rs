@@ -71,6 +71,8 @@ pub struct ProvetWorker {
     pub default_country: Option<String>,
     /// `[outbound] max_age_days`: older Provet work is not sent.
     pub max_age_days: u32,
+    /// `smshub_messages_failed_total` for messages that cannot be fetched.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What to do after a failed Provet call.
@@ -390,7 +392,9 @@ impl ProvetWorker {
 
     async fn fail_fetch(&self, id: OutboxId, reason: String) -> Result<(), StoreError> {
         tracing::warn!(provet = %self.name(), outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), "message cannot be fetched; it fails");
+        let class_of = reason.clone();
         self.store.call(move |db| db.provet_fetch_failed(id, &reason)).await?;
+        self.metrics.failed(&class_of);
         Wake::all(&self.wake.report);
         Ok(())
     }
@@ -531,6 +535,7 @@ mod tests {
             wake: Wake::default(),
             default_country: None,
             max_age_days: 2,
+            metrics: Default::default(),
         }
     }
 

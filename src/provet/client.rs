@@ -123,6 +123,8 @@ pub struct ProvetClient {
     auth: TokenSource,
     mark_failed_form: AtomicU8,
     list_bounds: ListBounds,
+    /// `smshub_provet_requests_total` (the daemon's client; none in `doctor` and tests).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ProvetClient {
@@ -154,7 +156,14 @@ impl ProvetClient {
             auth: TokenSource::new(&cfg.name, token_url, &cfg.client_id, &cfg.client_secret),
             mark_failed_form: AtomicU8::new(0),
             list_bounds: ListBounds::default(),
+            metrics: None,
         })
+    }
+
+    /// Counts every API call in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Other bounds for listings (tests use small ones).
@@ -368,8 +377,25 @@ impl ProvetClient {
         format!("{scheme}://{}{path}", base_authority.as_str()).parse().map_err(|_| bad("is not a URL"))
     }
 
-    /// One API call with the bearer token; on 401 fetches a new token once and repeats.
+    /// One API call, counted by outcome: `ok`, `not_found`, `unreachable` (no answer, 5xx,
+    /// 429), `refused` (another 4xx, authentication) or `bad_answer`.
     async fn call(&self, method: Method, uri: Uri, body: Body) -> Result<Reply, ProvetError> {
+        let result = self.call_with_token(method, uri, body).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(ProvetError::NotFound) => "not_found",
+                Err(ProvetError::RateLimited { .. } | ProvetError::Transient(_)) => "unreachable",
+                Err(ProvetError::Permanent { .. } | ProvetError::Auth(_)) => "refused",
+                Err(ProvetError::BadResponse(_)) => "bad_answer",
+            };
+            m.provet_request(&self.name, outcome);
+        }
+        result
+    }
+
+    /// One API call with the bearer token; on 401 fetches a new token once and repeats.
+    async fn call_with_token(&self, method: Method, uri: Uri, body: Body) -> Result<Reply, ProvetError> {
         let what = format!("{method} {}", uri.path());
         let token = self.auth.token(&self.http).await?;
         let mut reply = self.send_with_token(&method, &uri, &body, token.expose(), &what).await?;

@@ -12,6 +12,7 @@
 //! - `retention.rs`: `[store] keep_days`, erasing texts and numbers of old finished messages.
 
 mod accounts;
+mod api;
 mod button;
 mod deliveries;
 mod durability;
@@ -29,6 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
+pub use api::{API_SOURCE, ApiInboxRow, ApiSendOutcome, AuditRow, MetricsBaseline, PendingFigures};
 pub use button::ButtonOutcome;
 pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,

@@ -47,6 +47,7 @@ pub struct PartRow {
     pub message_ref: Option<i64>,
     pub acked_at: Option<i64>,
     pub delivery_status: Option<i64>,
+    pub delivered_at: Option<i64>,
     pub pdu: String,
 }
 
@@ -404,7 +405,7 @@ impl Db {
             return Ok(None);
         };
         let mut stmt = self.conn.prepare(
-            "SELECT seq, state, tpdu_len, attempts, last_error, modem, message_ref, acked_at, delivery_status, pdu \
+            "SELECT seq, state, tpdu_len, attempts, last_error, modem, message_ref, acked_at, delivery_status, pdu, delivered_at \
              FROM outbox_parts WHERE outbox_id = ?1 ORDER BY seq",
         )?;
         let part_rows = stmt
@@ -423,6 +424,7 @@ impl Db {
                     acked_at: r.get(7)?,
                     delivery_status: r.get(8)?,
                     pdu: r.get(9)?,
+                    delivered_at: r.get(10)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

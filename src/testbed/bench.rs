@@ -29,6 +29,10 @@
 //!   event's `created_at` (unix ms, set inside the transaction that stores the message) to the
 //!   instant the receiver read the first byte of the `sms.received` POST, both on this process's
 //!   clock.
+//! - `bench api`: *API send → modem*: one message at a time on an idle modem, the time from
+//!   just before `POST /api/v1/messages` is written (client side, unix ms) to the simulator's
+//!   `at` for that message (as in `bench outbound` (a)), and the 202 answer's latency (connect
+//!   to end of answer).
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -44,7 +48,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::fake_provet::{FakeOptions, FakeProvet};
 use super::modem_sim::{self as sim, SimControl, SimOptions};
-use super::peers::{post_webhook_to, start_receiver};
+use super::peers::{post_json, post_webhook_to, start_receiver};
 use crate::store::{Db, now_ms};
 
 const WEBHOOK_TOKEN: &str = "bench-webhook-token-0123456789";
@@ -63,6 +67,15 @@ pub enum BenchCommand {
         /// How long to keep that rate, seconds.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Where the temporary database goes (use the real disk: fsync matters).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// POST /api/v1/messages → AT+CMGS latency on an idle modem, and the API's answer latency.
+    Api {
+        /// Messages sent one at a time.
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
         /// Where the temporary database goes (use the real disk: fsync matters).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -243,6 +256,18 @@ impl Rig {
         }
     }
 
+    /// For each (text, unix ms started), the milliseconds until the simulator had its PDU.
+    async fn modem_latencies(&self, starts: &[(String, i64)]) -> anyhow::Result<Vec<f64>> {
+        let sent = self.sim.sent().await?;
+        Ok(starts
+            .iter()
+            .filter_map(|(text, t0)| {
+                let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
+                Some((at - t0) as f64)
+            })
+            .collect())
+    }
+
     async fn sent_count(&self) -> anyhow::Result<u64> {
         Ok(self.stats().await?["sent"].as_u64().unwrap_or(0))
     }
@@ -282,6 +307,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
         BenchCommand::Storage { send, receive, dir } => storage(send, receive, dir.as_deref()).await,
+        BenchCommand::Api { messages, dir } => api(messages, dir.as_deref()).await,
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
         }
@@ -428,6 +454,42 @@ async fn admin_status(addr: &str, token: &str) -> anyhow::Result<serde_json::Val
     let text = String::from_utf8_lossy(&resp);
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     Ok(serde_json::from_str(body)?)
+}
+
+/// `POST /api/v1/messages` with `text`; returns the status code.
+async fn api_send(addr: &str, token: &str, text: &str) -> anyhow::Result<u16> {
+    let body = serde_json::json!({"to": "+358401234567", "text": text}).to_string();
+    post_json(addr, "/api/v1/messages", &format!("Authorization: Bearer {token}\r\n"), &body).await
+}
+
+async fn api(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
+    let rig = rig_with(dir, 0, "[api]\nper_hour = 100000\n").await?;
+    let token = rig.api_token()?;
+    println!("bench api: database {}", rig.db_path.display());
+    let mut starts = Vec::with_capacity(messages);
+    let mut answers = Vec::with_capacity(messages);
+    let mut progress = Progress::new("API -> modem", messages);
+    for i in 0..messages {
+        let text = format!("bench api message {i}");
+        let before = rig.sent_count().await?;
+        let t0 = now_ms();
+        let t = Instant::now();
+        let status = api_send(&rig.admin, &token, &text).await?;
+        answers.push(t.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(status == 202, "the API answered {status}");
+        rig.wait_sent(before + 1, Duration::from_secs(30)).await?;
+        starts.push((text, t0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        progress.set(i + 1);
+    }
+    progress.finish();
+    let mut lat = rig.modem_latencies(&starts).await?;
+    let n = lat.len();
+    let (p50, p99, max) = percentiles(&mut lat);
+    println!("API send -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
+    let (p50, p99, max) = percentiles(&mut answers);
+    println!("API 202 answer (connect to end of answer): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+    Ok(())
 }
 
 async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
@@ -648,14 +710,7 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
         progress.set(i + 1);
     }
     progress.finish();
-    let sent = rig.sim.sent().await?;
-    let mut lat: Vec<f64> = starts
-        .iter()
-        .filter_map(|(text, t0)| {
-            let at = sent.iter().find(|p| p["text"].as_str() == Some(text.as_str()))?["at"].as_i64()?;
-            Some((at - t0) as f64)
-        })
-        .collect();
+    let mut lat = rig.modem_latencies(&starts).await?;
     let n = lat.len();
     let (p50, p99, max) = percentiles(&mut lat);
     println!("webhook -> PDU at the modem (idle, {n} messages): p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");

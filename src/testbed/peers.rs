@@ -9,8 +9,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// POSTs a webhook for Provet instance `instance` and returns the status code.
 pub async fn post_webhook_to(addr: &str, instance: &str, token: &str, id: i64) -> anyhow::Result<u16> {
     let body = format!("{{\"external_sms_id\": {id}}}");
+    post_json(addr, &format!("/provet/{instance}/webhook/{token}"), "", &body).await
+}
+
+/// POSTs the JSON `body` to `path` (with `headers`, each ending in CRLF) on one connection and
+/// returns the status code.
+pub async fn post_json(addr: &str, path: &str, headers: &str, body: &str) -> anyhow::Result<u16> {
     let req = format!(
-        "POST /provet/{instance}/webhook/{token} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

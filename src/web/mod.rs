@@ -5,7 +5,10 @@
 //!   internet: [`provet_webhook`], [`reminders`] (the button), and `GET /healthz` (a status code
 //!   and `{"healthy": bool}`, nothing more).
 //! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`, `/`),
-//!   `/status` and, as they come, the web UI, the local API and `/metrics`.
+//!   `/status`, the local API ([`api`], `/api/v1/…`) and [`metrics`] (`/metrics`).
+//!
+//! Every answered request of either listener is counted by route template
+//! ([`metrics::count_requests`]).
 //!
 //! A route of one surface is 404 on the other. [`state`] is what the handlers share with the
 //! daemon, [`conn`] what they know about the connection, [`outsiders`] the summarised warnings.
@@ -32,8 +35,10 @@ use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
+pub mod api;
 pub mod auth;
 pub mod conn;
+pub mod metrics;
 pub mod outsiders;
 pub mod provet_webhook;
 pub mod reminders;
@@ -53,6 +58,14 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
 /// Builds a plain-text response.
 pub fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     respond(status, "text/plain; charset=utf-8", body.into())
+}
+
+/// Builds a response with a body known at compile time.
+pub fn respond_static(status: StatusCode, content_type: &'static str, body: &'static str) -> HttpResponse {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
@@ -97,7 +110,7 @@ pub async fn read_body(req: axum::extract::Request, limit: usize) -> Result<Byte
 
 /// `route` answers only `method` (e.g. "GET" or "GET, POST"); any other method gets 405 with
 /// `Allow` and a line saying which.
-fn only(method: &'static str, route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
+pub(crate) fn only(method: &'static str, route: MethodRouter<Arc<AppState>>) -> MethodRouter<Arc<AppState>> {
     route.fallback(move || async move {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {method}\n"));
         resp.headers_mut().insert(ALLOW, HeaderValue::from_static(method));
@@ -117,18 +130,26 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         // Provet's buttons can be set to send GET as well as POST.
         .route("/provet/{instance}/reminders", only("GET, POST", get(reminders::handle).post(reminders::handle)))
         .fallback(|| async { not_found() })
+        .route_layer(axum::middleware::from_fn(metrics::mark_route))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }
 
 /// The admin listener's routes. Anything else is 404. Every state-changing request must come
 /// from this listener's own origin (or carry a token): [`auth::csrf::same_origin`].
+/// Under `/api/` every error answer is JSON ([`api::json_errors`]).
 pub fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", only("GET", get(auth::home::home)))
         .route("/login", only("GET, POST", get(auth::login::form).post(auth::login::submit)))
         .route("/logout", only("POST", post(auth::login::logout)))
         .route("/status", only("GET", get(status::status)))
+        .route("/metrics", only("GET", get(metrics::metrics)));
+    api::add_routes(router)
         .fallback(|| async { not_found() })
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::csrf::same_origin))
+        .route_layer(axum::middleware::from_fn(metrics::mark_route))
+        .layer(axum::middleware::from_fn(api::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }

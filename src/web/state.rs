@@ -27,6 +27,8 @@ pub struct AppState {
     pub public_stats: Arc<ListenerStats>,
     pub admin_stats: Arc<ListenerStats>,
     pub counts: CountsCache,
+    /// The `/metrics` registry; the pipelines hold clones of it.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The outbox counts `/status` shows, read at most once per [`CountsCache::MAX_AGE`] (on the
