@@ -28,13 +28,22 @@ fn expected_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// A receiver that refuses a bad signature with 401 and otherwise answers `answer(n)`.
+/// A receiver that refuses a bad signature with 401 and otherwise answers `answer(k)`, where `k`
+/// counts the requests carrying the same envelope id (1 for its first attempt).
 fn signed_receiver(secret: &'static str, answer: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Receiver {
-    Receiver::start(move |n, req| {
+    let seen: std::sync::Mutex<BTreeMap<String, usize>> = Default::default();
+    Receiver::start(move |_, req| {
         if req.header("X-Smshub-Signature") != Some(expected_signature(secret, &req.body).as_str()) {
             return (401, "text/plain", "bad signature".into());
         }
-        (answer(n), "text/plain", format!("answer {n}"))
+        let id = req.header("X-Smshub-Delivery").unwrap_or_default().to_string();
+        let k = {
+            let mut seen = seen.lock().unwrap();
+            let k = seen.entry(id).or_default();
+            *k += 1;
+            *k
+        };
+        (answer(k), "text/plain", format!("attempt {k}"))
     })
 }
 
@@ -143,8 +152,8 @@ impl Rig {
 #[test]
 fn every_event_type_comes_from_a_real_flow_signed_in_both_envelopes_and_retried_with_the_same_id() {
     let v2 = signed_receiver(SECRET_V2, |_| 200);
-    // Fails the first two requests, then accepts everything.
-    let v1 = signed_receiver(SECRET_V1, |n| if n <= 2 { 500 } else { 200 });
+    // Fails the first two attempts of every event, then accepts it.
+    let v1 = signed_receiver(SECRET_V1, |k| if k <= 2 { 500 } else { 200 });
     let hooks = format!(
         "{}{}",
         webhook_section("clinic-app", &v2, SECRET_V2, ""),
@@ -277,7 +286,7 @@ fn every_event_type_comes_from_a_real_flow_signed_in_both_envelopes_and_retried_
     let calls: Vec<&Value> = shown["calls"].as_array().unwrap().iter().filter(|c| c["webhook"] == "legacy").collect();
     let statuses: Vec<i64> = calls.iter().map(|c| c["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, [500, 500, 200]);
-    assert_eq!(calls[0]["response_body"], "answer 1");
+    assert_eq!(calls[0]["response_body"], "attempt 1");
     assert!(calls[0]["request_headers"].as_str().unwrap().contains("X-Smshub-Delivery: "));
     let legacy_delivery = shown["deliveries"].as_array().unwrap().iter().find(|d| d["webhook"] == "legacy").unwrap();
     assert_eq!((legacy_delivery["state"].as_str(), legacy_delivery["attempts"].as_i64()), (Some("delivered"), Some(3)));

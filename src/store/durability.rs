@@ -37,8 +37,8 @@ pub const CHECKPOINT_PAGES: i32 = 1000;
 pub const IDLE_CHECKPOINT: Duration = Duration::from_secs(30);
 /// An unsynced commit older than this is synced by the daemon's tick.
 pub const MAX_UNSYNCED: Duration = Duration::from_secs(5);
-/// With no commit for this long, the health probe writes a heartbeat row (so a database that can
-/// no longer be written shows); while the pipeline commits, its commits are the probe.
+/// With no commit for this long, the health probe commits a heartbeat row; otherwise it runs the
+/// write and rolls it back (see [`Db::tick`]).
 pub const HEARTBEAT_AFTER: Duration = Duration::from_secs(600);
 
 /// What the WAL hook saw; shared between the connection and the hook.
@@ -134,6 +134,13 @@ impl Db {
         }
         if idle >= crate::deadline::millis(HEARTBEAT_AFTER) {
             self.kv_set("health:heartbeat", &now.to_string())?;
+        } else {
+            // The write probe without a commit: takes the write lock and runs the write (so a
+            // lock held elsewhere, a read-only file or a refusing trigger shows), then rolls back;
+            // nothing reaches the disk. A full disk shows in the free-space check.
+            let tx = self.conn.unchecked_transaction()?;
+            self.kv_set("health:heartbeat", &now.to_string())?;
+            tx.rollback()?;
         }
         Ok(())
     }
