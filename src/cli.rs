@@ -507,7 +507,14 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Outbox(cmd) => {
             let config = Config::load(&cli.config)?;
             let db = open_db(&config)?;
-            outbox(&db, cmd)
+            outbox(&db, cmd)?;
+            if matches!(cmd, OutboxCommand::Retry { .. } | OutboxCommand::Cancel { .. })
+                && let Some(path) = &config.admin.socket
+            {
+                // A running daemon acts at once (a retry is sent, a cancel reported to Provet).
+                crate::local_socket::wake(path);
+            }
+            Ok(())
         }
         Command::Inbox(cmd) => {
             let config = Config::load(&cli.config)?;

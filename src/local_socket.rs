@@ -6,7 +6,8 @@
 //! smshub) says who may use it, and it works whatever the admin listener's address and TLS are.
 //!
 //! The protocol is one JSON line each way: `{"cmd": "send", "to": "+358…", "text": "…"}` →
-//! `{"ok": true, "id": N}` or `{"ok": false, "error": "…"}`. One request per connection, at most
+//! `{"ok": true, "id": N}` or `{"ok": false, "error": "…"}`; `{"cmd": "wake"}` → `{"ok": true}`
+//! (the CLI changed the outbox: the senders and the Provet reporters look at it now). One request per connection, at most
 //! [`MAX_REQUEST`] bytes, [`DEADLINE`] for the whole exchange.
 //!
 //! When the daemon is down (no socket, or nobody listening) the CLI writes the database itself
@@ -36,7 +37,12 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 #[derive(Debug, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 enum Request {
-    Send { to: String, text: String },
+    Send {
+        to: String,
+        text: String,
+    },
+    /// Look at the outbox now (the CLI changed it: `outbox retry`).
+    Wake {},
 }
 
 /// Binds the socket: a stale socket file from a previous run is removed first (never another
@@ -112,8 +118,13 @@ async fn exchange(stream: UnixStream, store: &Store, wake: &Wake, default_countr
 
 async fn handle(line: &[u8], store: &Store, wake: &Wake, default_country: Option<&str>) -> serde_json::Value {
     let fail = |e: String| serde_json::json!({"ok": false, "error": e});
-    let Request::Send { to, text } = match serde_json::from_slice(line) {
-        Ok(r) => r,
+    let (to, text) = match serde_json::from_slice(line) {
+        Ok(Request::Send { to, text }) => (to, text),
+        Ok(Request::Wake {}) => {
+            Wake::all(&wake.send);
+            Wake::all(&wake.report);
+            return serde_json::json!({"ok": true});
+        }
         Err(e) => return fail(format!("not a request: {e}")),
     };
     let number = match PhoneNumber::parse(&to, default_country) {
@@ -180,6 +191,20 @@ pub fn send(path: &Path, to: &PhoneNumber, text: &str) -> ClientOutcome {
         (Some(true), Some(id)) => ClientOutcome::Queued(id),
         _ => ClientOutcome::Failed(answer["error"].as_str().unwrap_or("the daemon refused it").to_string()),
     }
+}
+
+/// Asks the daemon on `path` to look at the outbox now; false when no daemon answered (it
+/// finds the change within [`crate::outbound::SAFETY_SWEEP`] anyway).
+pub fn wake(path: &Path) -> bool {
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else { return false };
+    let _ = stream.set_read_timeout(Some(DEADLINE));
+    let _ = stream.set_write_timeout(Some(DEADLINE));
+    if stream.write_all(b"{\"cmd\": \"wake\"}\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    let _ = BufReader::new((&stream).take(1024)).read_line(&mut line);
+    serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v["ok"] == true)
 }
 
 #[cfg(test)]

@@ -65,6 +65,10 @@ pub enum PassOutcome {
     Later,
 }
 
+/// With nothing due, a sender still looks at the outbox this often (rows written by another
+/// process without waking the daemon).
+pub const SAFETY_SWEEP: Duration = Duration::from_secs(60);
+
 /// Sends the outbox through one modem.
 pub struct ModemSender {
     pub modem_name: String,
@@ -100,10 +104,13 @@ impl ModemSender {
             };
             let Some(id) = claimed else {
                 let due = self.store.call(|db| db.next_send_due()).await.ok().flatten();
+                // Woken by work (`wake.send`: a webhook's fetch, the API, the local socket, replies);
+                // otherwise asleep until the next scheduled retry, or the slow sweep that finds rows
+                // another process wrote (the CLI when the daemon's socket was not there).
+                let sweep = crate::deadline::millis(SAFETY_SWEEP);
                 let wait = due
-                    .map(|at| Duration::from_millis(at.saturating_sub(now_ms()).clamp(10, 1_000).unsigned_abs()))
-                    // Messages queued by another process (`smshub send`) are seen within a second.
-                    .unwrap_or(Duration::from_secs(1));
+                    .map(|at| Duration::from_millis(at.saturating_sub(now_ms()).clamp(10, sweep).unsigned_abs()))
+                    .unwrap_or(SAFETY_SWEEP);
                 tokio::select! {
                     _ = shutdown.wait() => break,
                     _ = self.wake.send.notified() => {}

@@ -33,6 +33,12 @@
 //!   just before `POST /api/v1/messages` is written (client side, unix ms) to the simulator's
 //!   `at` for that message (as in `bench outbound` (a)), and the 202 answer's latency (connect
 //!   to end of answer).
+//! - `bench idle`: the daemon as a child process at rest, with Provet polled every 60 s, two
+//!   forwarders and one event webhook: its CPU time over `--seconds` (all threads,
+//!   `/proc/<pid>/task/*/schedstat`), resident memory, AT lines a minute and bytes written.
+//! - `bench storage`: bytes written (`/proc/self/io` write_bytes, this process: the daemon, the
+//!   simulator and the queueing) and durable syncs (counted by the store, `store::syncs`) per
+//!   sent and per received SMS.
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -85,6 +91,16 @@ pub enum BenchCommand {
         /// Messages measured.
         #[arg(long, default_value_t = 500)]
         messages: usize,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// The daemon at rest (a child process) with Provet polled every 60 s, two forwarders and
+    /// one event webhook: CPU, memory, AT lines and disk writes over a quiet period.
+    Idle {
+        /// How long to measure, after a warm-up of 40 s.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
         /// Where the temporary database goes.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
@@ -307,6 +323,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
         BenchCommand::Storage { send, receive, dir } => storage(send, receive, dir.as_deref()).await,
+        BenchCommand::Idle { seconds, dir } => idle(seconds, dir.as_deref()).await,
         BenchCommand::Api { messages, dir } => api(messages, dir.as_deref()).await,
         BenchCommand::Listeners { idle, requests, flood, dir } => {
             listeners(idle, requests, flood, dir.as_deref()).await
@@ -528,6 +545,117 @@ async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
         lat.len()
     );
     Ok(())
+}
+
+/// CPU time of every thread of process `pid` so far (`/proc/<pid>/task/*/schedstat`, ns).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// A `kB` line of `/proc/<pid>/status` (e.g. `VmRSS`, `RssAnon`).
+fn status_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix(':'))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// `write_bytes` of process `pid`.
+fn pid_write_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+async fn idle(seconds: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let tmp = base.join(format!("smshub-idle-{}-{}", std::process::id(), now_ms()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let _cleanup = RemoveOnDrop(tmp.clone());
+    let fake = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
+    let link = tmp.join("modem");
+    let sim = sim::start(SimOptions { link: Some(link.clone()), ..SimOptions::default() })
+        .await
+        .context("starting the simulator")?;
+    let control = sim.control();
+    let (forward_a, _) = start_receiver().await?;
+    let (forward_b, _) = start_receiver().await?;
+    let (events_url, _) = start_receiver().await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let text = format!(
+        "clinic_code = \"bench\"\n[store]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [logging]\nlevel = \"warn\"\nformat = \"stderr\"\n\
+         [[provet]]\nname = \"bench\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+         webhook_token = \"{WEBHOOK_TOKEN}\"\npoll_interval_s = 60\nallow_insecure_http = true\n\
+         [[modem]]\nname = \"sim\"\ndevice = \"{}\"\n\
+         [[forward]]\nkind = \"pbx\"\nname = \"a\"\nurl = \"{forward_a}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\n\
+         [[forward]]\nkind = \"pbx\"\nname = \"b\"\nurl = \"{forward_b}\"\nservice_id = \"2\"\nsms_number = \"+61412345678\"\n\
+         [[event_webhook]]\nname = \"events\"\nurl = \"{events_url}\"\nsecret = \"bench-event-secret-0123456789\"\n",
+        tmp.join("idle.db").display(),
+        fake.base_url(),
+        fake.token_url(),
+        fake.options().client_id,
+        fake.options().client_secret,
+        link.display(),
+    );
+    let cfg = tmp.join("idle.toml");
+    std::fs::write(&cfg, text)?;
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let mut daemon = super::peers::DaemonProcess::new(cfg, tmp.join("daemon.log"), format!("127.0.0.1:{port}"));
+    daemon.start()?;
+    let pid = daemon.pid().context("the daemon did not start")?;
+    let warm_up = Duration::from_secs(40);
+    println!(
+        "bench idle: daemon pid {pid} with Provet (poll 60 s), two forwarders, one event webhook; {} s warm-up, then {seconds} s",
+        warm_up.as_secs()
+    );
+    tokio::time::sleep(warm_up).await;
+    anyhow::ensure!(daemon.exited().is_none(), "the daemon stopped; see {}", tmp.join("daemon.log").display());
+    let at_lines = |s: &serde_json::Value| s["total"].as_u64().unwrap_or(0);
+    let (cpu0, wb0, at0, t0) = (
+        cpu_ns(pid),
+        pid_write_bytes(pid),
+        at_lines(&control.request(serde_json::json!({"cmd": "stats"})).await?),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let (cpu1, wb1, at1) =
+        (cpu_ns(pid), pid_write_bytes(pid), at_lines(&control.request(serde_json::json!({"cmd": "stats"})).await?));
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu_s = cpu1.saturating_sub(cpu0) as f64 / 1e9;
+    println!(
+        "idle over {wall:.0} s: CPU {:.3} % ({:.1} ms), RSS {} kB (anonymous {} kB), {} AT lines/min, {} bytes written",
+        cpu_s / wall * 100.0,
+        cpu_s * 1000.0,
+        status_kb(pid, "VmRSS"),
+        status_kb(pid, "RssAnon"),
+        (at1.saturating_sub(at0) as f64 / wall * 60.0).round(),
+        wb1.saturating_sub(wb0)
+    );
+    daemon.kill();
+    sim.stop().await;
+    Ok(())
+}
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Bytes this process caused to be written to storage (`/proc/self/io` write_bytes: page-cache

@@ -1,9 +1,12 @@
-//! Small HTTP peers the bench and the soak share: a webhook caller playing Provet and a
-//! PBX-style receiver playing the clinic's software.
+//! What the bench and the soak share: a webhook caller playing Provet, a receiver playing the
+//! clinic's software, and the daemon as a child process.
 
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// POSTs a webhook for Provet instance `instance` and returns the status code.
@@ -102,4 +105,59 @@ pub async fn start_receiver() -> anyhow::Result<(String, Arrivals)> {
         }
     });
     Ok((format!("http://{addr}/in"), arrivals))
+}
+
+/// The daemon as a child process.
+pub struct DaemonProcess {
+    pub child: Option<Child>,
+    cfg: PathBuf,
+    log: PathBuf,
+    /// The public listener, host:port.
+    pub addr: String,
+}
+
+impl DaemonProcess {
+    /// A daemon on config `cfg`, logging to `log`, whose public listener is `addr` (not started).
+    pub fn new(cfg: PathBuf, log: PathBuf, addr: String) -> DaemonProcess {
+        DaemonProcess { child: None, cfg, log, addr }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--config")
+            .arg(&self.cfg)
+            .arg("run")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting the daemon")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the daemon exited on its own (a crash): its status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

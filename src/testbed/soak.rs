@@ -13,61 +13,17 @@
 //! (no false success); every received SMS stored and forwarded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
 use super::fake_provet::{Failure, FakeOptions, FakeProvet, Mark};
 use super::modem_sim::{self as sim, SimOptions};
+use super::peers::DaemonProcess;
 use crate::store::now_ms;
 
 const WEBHOOK_TOKEN: &str = "soak-webhook-token-0123456789";
-
-/// The daemon as a child process.
-struct DaemonProcess {
-    child: Option<Child>,
-    cfg: PathBuf,
-    log: PathBuf,
-    addr: String,
-}
-
-impl DaemonProcess {
-    fn start(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(std::env::current_exe()?)
-            .arg("--config")
-            .arg(&self.cfg)
-            .arg("run")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("starting the daemon")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-
-    /// Whether the daemon exited on its own (a crash): its status.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[derive(Default, Debug)]
 struct Counts {
@@ -114,7 +70,7 @@ pub async fn soak(minutes: u64, dir: Option<&Path>, seed: Option<u64>) -> anyhow
     let cfg = tmp.join("soak.toml");
     std::fs::write(&cfg, text)?;
     std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    let mut daemon = DaemonProcess { child: None, cfg, log: tmp.join("daemon.log"), addr: format!("127.0.0.1:{port}") };
+    let mut daemon = DaemonProcess::new(cfg, tmp.join("daemon.log"), format!("127.0.0.1:{port}"));
     daemon.start()?;
 
     println!("soak: {minutes} min, seed {seed}, files in {}", tmp.display());
