@@ -648,7 +648,7 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
                 Some(s) => Some(s.parse::<OutboxState>().map_err(|e| Failure::input(format!("--state: {e}")))?),
                 None => None,
             };
-            let rows = db.list_outbox(&OutboxFilter { state, limit: Some(*limit) })?;
+            let rows = db.list_outbox(&OutboxFilter { state, limit: Some(*limit), ..Default::default() })?;
             if out.json {
                 print_json(&rows);
                 return Ok(());
@@ -958,7 +958,13 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
                 .map(|e| {
                     let deliveries: Vec<String> =
                         e.deliveries.iter().map(|d| format!("{}: {} ({})", d.webhook, d.state, d.attempts)).collect();
-                    vec![e.id.to_string(), e.event_type.clone(), age(e.created_at), deliveries.join(", "), e.uid.clone()]
+                    vec![
+                        e.id.to_string(),
+                        e.event_type.clone(),
+                        age(e.created_at),
+                        deliveries.join(", "),
+                        e.uid.clone(),
+                    ]
                 })
                 .collect();
             print_table(&["ID", "TYPE", "CREATED", "DELIVERIES (ATTEMPTS)", "ENVELOPE ID"], &table);

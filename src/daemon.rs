@@ -6,6 +6,7 @@
 //! reports healthy, so a stuck loop or a stuck component gets the service restarted;
 //! `STOPPING=1` when a stop begins. Without `NOTIFY_SOCKET` all of this is a no-op.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::health::Health;
 use crate::inbound::receive::ModemReceiver;
 use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
 use crate::outbound::{ModemSender, Wake};
+use crate::provet::ProvetClient;
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
 use crate::tls::ReloadableCert;
@@ -58,21 +60,32 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
-/// One [`crate::outbound::provet::ProvetWorker`] per `[[provet]]` instance. A client that
-/// cannot be built from its config (bad URL, plain http not allowed) stops the start.
+/// One Provet client per `[[provet]]` instance, by name. A client that cannot be built from its
+/// config (bad URL, plain http not allowed) stops the start.
+fn provet_clients(config: &Config) -> anyhow::Result<BTreeMap<String, Arc<ProvetClient>>> {
+    let mut clients = BTreeMap::new();
+    for p in &config.provet {
+        let client = ProvetClient::new(p)
+            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?;
+        clients.insert(p.name.clone(), Arc::new(client));
+    }
+    Ok(clients)
+}
+
+/// One [`crate::outbound::provet::ProvetWorker`] per `[[provet]]` instance.
 fn spawn_provet_workers(
     config: &Arc<Config>,
+    clients: &BTreeMap<String, Arc<ProvetClient>>,
     store: &Store,
     wake: &Wake,
     signal: &crate::shutdown::ShutdownSignal,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
     for p in &config.provet {
-        let client = crate::provet::ProvetClient::new(p)
-            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?;
+        let Some(client) = clients.get(&p.name) else { continue };
         let worker = crate::outbound::provet::ProvetWorker {
             config: p.clone(),
-            client: Arc::new(client),
+            client: client.clone(),
             store: store.clone(),
             wake: wake.clone(),
             default_country: config.default_country.clone(),
@@ -189,6 +202,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         (format!("{}://{local}", scheme(&public)), format!("{}://{admin_local}", scheme(&admin)));
     let certificates: Vec<Arc<ReloadableCert>> = public.tls.iter().chain(admin.tls.iter()).cloned().collect();
 
+    let provet_clients = provet_clients(&config)?;
     let health = Arc::new(Health::new());
     let wake = Wake::default();
     let outsiders = Arc::new(OutsiderLog::default());
@@ -203,6 +217,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         public_stats: Arc::default(),
         admin_stats: Arc::default(),
         counts: Default::default(),
+        modems: Default::default(),
+        provet_clients: provet_clients.clone(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -261,13 +277,15 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         };
         tasks.spawn(receiver.run(events, signal.clone()));
         if !config.event_webhooks.is_empty() {
-            let watch = crate::events::modem::watch_modem(m.name.clone(), handle.status(), store.clone(), signal.clone());
+            let watch =
+                crate::events::modem::watch_modem(m.name.clone(), handle.status(), store.clone(), signal.clone());
             tasks.spawn(watch);
         }
         modems.push((m.name.clone(), handle));
     }
 
-    spawn_provet_workers(&config, &store, &wake, &signal, &mut tasks)?;
+    let _ = state.modems.set(modems.iter().map(|(name, handle)| (name.clone(), handle.status())).collect());
+    spawn_provet_workers(&config, &provet_clients, &store, &wake, &signal, &mut tasks)?;
     tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
 
     tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");

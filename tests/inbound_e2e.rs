@@ -4,8 +4,8 @@
 //! malformed PDUs, and acts on STOP and HELP.
 
 mod common;
-use common::smtp_sink::{SinkBehaviour, SmtpSink};
 use common::receiver::Receiver;
+use common::smtp_sink::{SinkBehaviour, SmtpSink};
 use common::*;
 
 use std::path::{Path, PathBuf};

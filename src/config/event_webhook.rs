@@ -88,14 +88,30 @@ pub(super) fn event_webhooks(
             None | Some("2.0") => EnvelopeVersion::V2,
             Some("1.0") => EnvelopeVersion::V1,
             Some(other) => {
-                return Err(cx.error_at(&section, i, "version", format!("{other:?}: use \"2.0\" (or \"1.0\" for receivers written against the older envelope)")));
+                return Err(cx.error_at(
+                    &section,
+                    i,
+                    "version",
+                    format!("{other:?}: use \"2.0\" (or \"1.0\" for receivers written against the older envelope)"),
+                ));
             }
         };
-        let secret = cx.secret(&section, i, "secret", w.secret, w.secret_file, w.secret_credential)?.ok_or_else(|| {
-            cx.error_at(&section, i, "secret", "missing: the receiver checks X-Smshub-Signature (HMAC-SHA256) with it".into())
-        })?;
+        let secret =
+            cx.secret(&section, i, "secret", w.secret, w.secret_file, w.secret_credential)?.ok_or_else(|| {
+                cx.error_at(
+                    &section,
+                    i,
+                    "secret",
+                    "missing: the receiver checks X-Smshub-Signature (HMAC-SHA256) with it".into(),
+                )
+            })?;
         if secret.expose().len() < 16 {
-            return Err(cx.error_at(&section, i, "secret", "shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 32`)".into()));
+            return Err(cx.error_at(
+                &section,
+                i,
+                "secret",
+                "shorter than 16 characters: use a long random value (e.g. `openssl rand -hex 32`)".into(),
+            ));
         }
         let types = match w.types {
             None => EventType::ALL.to_vec(),
@@ -104,14 +120,24 @@ pub(super) fn event_webhooks(
                 for t in &list {
                     let ty = EventType::parse(t).ok_or_else(|| {
                         let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                        cx.error_at(&section, i, "types", format!("{t:?} is not an event type; known: {}", known.join(", ")))
+                        cx.error_at(
+                            &section,
+                            i,
+                            "types",
+                            format!("{t:?} is not an event type; known: {}", known.join(", ")),
+                        )
                     })?;
                     if !types.contains(&ty) {
                         types.push(ty);
                     }
                 }
                 if types.is_empty() {
-                    return Err(cx.error_at(&section, i, "types", "empty: leave the key out to receive every type".into()));
+                    return Err(cx.error_at(
+                        &section,
+                        i,
+                        "types",
+                        "empty: leave the key out to receive every type".into(),
+                    ));
                 }
                 types
             }

@@ -44,7 +44,12 @@ pub struct EventWebhooks {
 
 impl EventWebhooks {
     pub fn new(store: Store, config: Arc<Config>, wake: Arc<Notify>) -> EventWebhooks {
-        EventWebhooks { store, config, client: HttpClient::new(Schemes::HttpOrHttps, CALL_TIMEOUT, MAX_ANSWER_BYTES), wake }
+        EventWebhooks {
+            store,
+            config,
+            client: HttpClient::new(Schemes::HttpOrHttps, CALL_TIMEOUT, MAX_ANSWER_BYTES),
+            wake,
+        }
     }
 
     /// Runs until shutdown.

@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn urls_in_the_call_log_lose_user_info_and_query_values() {
-        assert_eq!(url_for_log("https://u:p@example.org:8443/hook?token=abc&x=1#f"), "https://example.org:8443/hook?token=****&x=****");
+        assert_eq!(
+            url_for_log("https://u:p@example.org:8443/hook?token=abc&x=1#f"),
+            "https://example.org:8443/hook?token=****&x=****"
+        );
         assert_eq!(url_for_log("http://10.0.0.5/in"), "http://10.0.0.5/in");
         assert_eq!(url_for_log("http://host"), "http://host");
         assert_eq!(url_for_log("http://host?flag"), "http://host?flag");

@@ -17,7 +17,12 @@ use crate::store::Store;
 pub const START_GRACE: Duration = Duration::from_secs(60);
 
 /// Watches one modem's status until shutdown.
-pub async fn watch_modem(name: String, mut status: watch::Receiver<ModemStatus>, store: Store, mut shutdown: ShutdownSignal) {
+pub async fn watch_modem(
+    name: String,
+    mut status: watch::Receiver<ModemStatus>,
+    store: Store,
+    mut shutdown: ShutdownSignal,
+) {
     let mut reported: Option<bool> = None;
     let grace = tokio::time::sleep(START_GRACE);
     tokio::pin!(grace);

@@ -12,7 +12,10 @@
 //! - `retention.rs`: `[store] keep_days`, erasing texts and numbers of old finished messages.
 
 mod accounts;
+mod audit;
 mod button;
+mod conversations;
+mod dashboard;
 mod deliveries;
 mod events;
 mod inbox;
@@ -28,7 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
+pub use audit::AuditRow;
 pub use button::ButtonOutcome;
+pub use conversations::{ConversationEntry, Direction, LocalRefusal, ThreadSummary};
+pub use dashboard::{Backlog, DayCounts};
 pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
     RepliesRecorded, ReplyBatch, ReplyLimits,
@@ -37,7 +43,7 @@ pub use events::{
     DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter, EventRoutes, EventSummary, EventType,
     WebhookCall,
 };
-pub use inbox::{DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
+pub use inbox::{DeliveryAttemptRow, DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart, PartStored};
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};

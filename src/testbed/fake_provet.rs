@@ -113,6 +113,10 @@ struct State {
     sms: BTreeMap<i64, Value>,
     reminders: BTreeMap<i64, Value>,
     appointment_reminders: BTreeMap<i64, Value>,
+    // --- side panel (clients, their phone numbers, patients); see `add_client` ---
+    clients: BTreeMap<i64, Value>,
+    phone_numbers: Vec<Value>,
+    patients: BTreeMap<i64, Value>,
     tokens: HashMap<String, Instant>,
     tokens_issued: u64,
     expires_in: u64,
@@ -253,6 +257,51 @@ impl FakeProvet {
     }
 
     /// Ids of external SMS not yet marked.
+    // --- side panel: clients, phone numbers, patients (web UI issue) ---
+
+    /// Adds a client with `numbers` (`(phone_number, preferred_reminders)`), shaped like the
+    /// fixtures in PROTOCOLS.md §1; returns the client id.
+    pub fn add_client(&self, firstname: &str, lastname: &str, numbers: &[(&str, bool)]) -> i64 {
+        let mut st = self.shared.lock();
+        st.next_id += 1;
+        let id = st.next_id;
+        let base = self.base_url();
+        let url = format!("{base}client/{id}/");
+        let mut urls = Vec::new();
+        for (phone, preferred) in numbers {
+            st.next_id += 1;
+            let number_id = st.next_id;
+            let number_url = format!("{base}phonenumber/{number_id}/");
+            urls.push(json!(number_url));
+            st.phone_numbers.push(json!({"id": number_id, "url": number_url, "client": url, "type_code": 1,
+                "phone_number": phone, "description": if *preferred { "mobile" } else { "home" },
+                "preferred_reminders": preferred}));
+        }
+        st.clients.insert(
+            id,
+            json!({"id": id, "url": url, "firstname": firstname, "lastname": lastname,
+            "organization_name": "", "email": "", "no_sms": false, "no_email": false, "archived": false,
+            "patients": [], "phone_numbers": urls}),
+        );
+        id
+    }
+
+    /// Adds a patient owned by `client`; returns the patient id.
+    pub fn add_patient(&self, client: i64, name: &str) -> i64 {
+        let mut st = self.shared.lock();
+        st.next_id += 1;
+        let id = st.next_id;
+        let base = self.base_url();
+        st.patients.insert(
+            id,
+            json!({"id": id, "url": format!("{base}patient/{id}/"), "name": name,
+            "client": format!("{base}client/{client}/")}),
+        );
+        id
+    }
+
+    // --- end of side panel ---
+
     pub fn pending_sms(&self) -> Vec<i64> {
         self.shared.lock().sms.keys().copied().collect()
     }
@@ -524,6 +573,31 @@ fn respond(
                 None => not_found(),
             }
         }
+        // --- side panel: clients, phone numbers, patients ---
+        (Method::GET, ["client", id]) => match parse_id(id).and_then(|id| st.clients.get(&id)) {
+            Some(v) => reply(StatusCode::OK, v.clone()),
+            None => not_found(),
+        },
+        (Method::GET, ["phonenumber"]) => {
+            let wanted = query.get("client").and_then(|s| s.parse::<i64>().ok());
+            let base = shared.base_url.clone();
+            let items: Vec<Value> = st
+                .phone_numbers
+                .iter()
+                .filter(|n| {
+                    wanted
+                        .is_none_or(|c| n.get("client").and_then(Value::as_str) == Some(&format!("{base}client/{c}/")))
+                })
+                .cloned()
+                .collect();
+            let keep: Vec<(&str, String)> = wanted.map(|c| ("client", c.to_string())).into_iter().collect();
+            page(shared, st, "phonenumber/", &keep, items, &query)
+        }
+        (Method::GET, ["patient", id]) => match parse_id(id).and_then(|id| st.patients.get(&id)) {
+            Some(v) => reply(StatusCode::OK, v.clone()),
+            None => not_found(),
+        },
+        // --- end of side panel ---
         (_, ["external_sms" | "reminder" | "appointment_reminder", ..]) => {
             reply(StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "method not allowed"}))
         }

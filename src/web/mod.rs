@@ -35,11 +35,13 @@ use hyper::{Response, StatusCode};
 pub mod auth;
 pub mod conn;
 pub mod outsiders;
+pub mod panel;
 pub mod provet_webhook;
 pub mod reminders;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod views;
 
 pub use state::AppState;
 
@@ -116,6 +118,10 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         .route("/provet/{instance}/webhook/{token}", only("POST", post(provet_webhook::handle)))
         // Provet's buttons can be set to send GET as well as POST.
         .route("/provet/{instance}/reminders", only("GET, POST", get(reminders::handle).post(reminders::handle)))
+        .route("/provet/{instance}/panel/client", only("GET", get(panel::client)))
+        .route("/provet/{instance}/panel/patient", only("GET", get(panel::patient)))
+        .route("/provet/{instance}/panel/send", only("POST", post(panel::send)))
+        .merge(views::assets::routes())
         .fallback(|| async { not_found() })
         .with_state(state)
 }
@@ -124,7 +130,7 @@ pub fn public_router(state: Arc<AppState>) -> Router {
 /// from this listener's own origin (or carry a token): [`auth::csrf::same_origin`].
 pub fn admin_router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", only("GET", get(auth::home::home)))
+        .merge(views::routes())
         .route("/login", only("GET, POST", get(auth::login::form).post(auth::login::submit)))
         .route("/logout", only("POST", post(auth::login::logout)))
         .route("/status", only("GET", get(status::status)))

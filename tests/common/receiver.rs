@@ -26,7 +26,8 @@ impl Request {
         self.form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -111,4 +112,3 @@ impl Receiver {
         .unwrap_or_else(|| panic!("expected {n} requests, got {:?}", self.requests().len()))
     }
 }
-
