@@ -44,12 +44,38 @@ fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Valu
     );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body.as_bytes()).unwrap();
+    // chromedriver may keep the connection open: read the head, then exactly the body.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {path}: no answer from chromedriver: {e}"));
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
+    let mut buf = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut buf).unwrap_or_else(|e| panic!("{method} {path}: no answer from chromedriver: {e}"));
+        assert!(n > 0, "{method} {path}: chromedriver closed the connection");
+        raw.extend_from_slice(&buf[..n]);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
+    let length =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let complete = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("{method} {path}: the answer stopped: {e}"),
+        }
+    }
+    if chunked {
         body = dechunk(&body);
     }
     let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -164,6 +190,15 @@ impl Browser {
             if reload {
                 self.cmd("POST", "/refresh", Some(json!({})));
             }
+        }
+    }
+
+    /// Waits up to `limit` until the address contains `part` (a click's navigation is done).
+    pub fn wait_url(&self, part: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.url().contains(part) {
+            assert!(start.elapsed() < limit, "never reached {part:?}; at {}", self.url());
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
