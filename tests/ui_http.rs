@@ -264,6 +264,16 @@ fn the_side_panel_is_verified_frameable_by_provet_only_and_sends_only_to_its_cli
         http_with(&rig.daemon.addr, "GET", &rig.panel_path("client", rig.client_id, 11 * 3600), &[], b"").status,
         200
     );
+    // An integration set to POST sends the same parameters as form data.
+    let (route, params) = path.split_once('?').unwrap();
+    let posted = http_with(
+        &rig.daemon.addr,
+        "POST",
+        route,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        params.as_bytes(),
+    );
+    assert!(posted.status == 200 && posted.body.contains("Anna Virtanen"), "{}", posted.body);
     let patient = http_with(&rig.daemon.addr, "GET", &rig.panel_path("patient", rig.patient_id, 0), &[], b"");
     assert!(patient.status == 200 && patient.body.contains("Anna Virtanen"), "{}", patient.body);
 

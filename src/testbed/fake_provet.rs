@@ -256,7 +256,6 @@ impl FakeProvet {
         id
     }
 
-    /// Ids of external SMS not yet marked.
     // --- side panel: clients, phone numbers, patients (web UI issue) ---
 
     /// Adds a client with `numbers` (`(phone_number, preferred_reminders)`), shaped like the
@@ -302,6 +301,7 @@ impl FakeProvet {
 
     // --- end of side panel ---
 
+    /// Ids of external SMS not yet marked.
     pub fn pending_sms(&self) -> Vec<i64> {
         self.shared.lock().sms.keys().copied().collect()
     }

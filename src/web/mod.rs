@@ -2,10 +2,11 @@
 //! loop ([`server`]).
 //!
 //! - **Public** (`[http]`): what Provet Cloud and staff browsers inside Provet reach from the
-//!   internet: [`provet_webhook`], [`reminders`] (the button), and `GET /healthz` (a status code
-//!   and `{"healthy": bool}`, nothing more).
-//! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`, `/`),
-//!   `/status` and, as they come, the web UI, the local API and `/metrics`.
+//!   internet: [`provet_webhook`], [`reminders`] (the button), [`panel`] (the side panel),
+//!   `/assets/*` (the stylesheet and script), and `GET /healthz` (a status code and
+//!   `{"healthy": bool}`, nothing more).
+//! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`), the web
+//!   UI ([`views`]: `/` and the pages), `/status` and, as they come, the local API and `/metrics`.
 //!
 //! A route of one surface is 404 on the other. [`state`] is what the handlers share with the
 //! daemon, [`conn`] what they know about the connection, [`outsiders`] the summarised warnings.
@@ -118,8 +119,8 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         .route("/provet/{instance}/webhook/{token}", only("POST", post(provet_webhook::handle)))
         // Provet's buttons can be set to send GET as well as POST.
         .route("/provet/{instance}/reminders", only("GET, POST", get(reminders::handle).post(reminders::handle)))
-        .route("/provet/{instance}/panel/client", only("GET", get(panel::client)))
-        .route("/provet/{instance}/panel/patient", only("GET", get(panel::patient)))
+        .route("/provet/{instance}/panel/client", only("GET, POST", get(panel::client).post(panel::client)))
+        .route("/provet/{instance}/panel/patient", only("GET, POST", get(panel::patient).post(panel::patient)))
         .route("/provet/{instance}/panel/send", only("POST", post(panel::send)))
         .merge(views::assets::routes())
         .fallback(|| async { not_found() })

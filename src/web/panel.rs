@@ -1,5 +1,6 @@
 //! The Provet side panel (public listener): `GET /provet/<instance>/panel/client?id=<client>`,
-//! `GET /provet/<instance>/panel/patient?id=<patient>` (its owner), and
+//! `GET /provet/<instance>/panel/patient?id=<patient>` (its owner; both also as POST with the
+//! parameters as form data, for an integration set to POST), and
 //! `POST /provet/<instance>/panel/send`.
 //!
 //! Provet opens the URL of a custom integration "in side panel" (an iframe on its page) or "in
@@ -56,19 +57,44 @@ const FORM_LIMIT: usize = 16 * 1024;
 
 /// `GET …/panel/client`.
 pub async fn client(State(state): State<Arc<AppState>>, Path(instance): Path<String>, req: Request) -> HttpResponse {
-    let (query, conn) = (req.uri().query().unwrap_or("").to_string(), req.extensions().get::<ConnInfo>().copied());
-    open(&state, &instance, &query, conn, false).await
+    match link_params(req).await {
+        Ok((params, conn)) => open(&state, &instance, &params, conn, false).await,
+        Err(resp) => resp,
+    }
 }
 
 /// `GET …/panel/patient`: the panel of the patient's owner.
 pub async fn patient(State(state): State<Arc<AppState>>, Path(instance): Path<String>, req: Request) -> HttpResponse {
-    let (query, conn) = (req.uri().query().unwrap_or("").to_string(), req.extensions().get::<ConnInfo>().copied());
-    open(&state, &instance, &query, conn, true).await
+    match link_params(req).await {
+        Ok((params, conn)) => open(&state, &instance, &params, conn, true).await,
+        Err(resp) => resp,
+    }
 }
 
-async fn open(state: &AppState, instance: &str, query: &str, conn: Option<ConnInfo>, by_patient: bool) -> HttpResponse {
+/// The link's parameters: the query string, and for a POST (an integration set to send POST)
+/// the form body after it.
+async fn link_params(req: Request) -> Result<(Vec<u8>, Option<ConnInfo>), HttpResponse> {
+    let conn = req.extensions().get::<ConnInfo>().copied();
+    let mut params = req.uri().query().unwrap_or("").as_bytes().to_vec();
+    if req.method() == hyper::Method::POST {
+        let body = read_body(req, FORM_LIMIT).await?;
+        if !body.is_empty() {
+            params.push(b'&');
+            params.extend_from_slice(&body);
+        }
+    }
+    Ok((params, conn))
+}
+
+async fn open(
+    state: &AppState,
+    instance: &str,
+    query: &[u8],
+    conn: Option<ConnInfo>,
+    by_patient: bool,
+) -> HttpResponse {
     let csp = panel_csp(&state.config);
-    let params = match Form::parse(query.as_bytes()) {
+    let params = match Form::parse(query) {
         Ok(f) => f,
         Err(_) => {
             return refusal(

@@ -56,7 +56,7 @@ pub async fn thread(
 ) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     thread_page(&state, &session, &number, StatusCode::OK, "", None, notice(&q)).await
 }

@@ -20,7 +20,7 @@ const DOCTOR_DEADLINE: Duration = Duration::from_secs(60);
 pub async fn show(State(state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let checks = if q.get("run") == Some("1") { Some(run(&state).await) } else { None };
     let content = html! {

@@ -30,7 +30,7 @@ const TYPES: [&str; 9] = [
 pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let event_type = q.get("type").filter(|t| !t.is_empty()).map(str::to_string);
     let delivery = q.get("state").filter(|t| !t.is_empty()).map(str::to_string);
@@ -83,7 +83,7 @@ pub async fn detail(
     let Ok(id) = id.parse::<i64>() else { return errors::not_found("event") };
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let d = match state.store.read(move |db| db.event_detail(id)).await {
         Ok(Some(d)) => d,

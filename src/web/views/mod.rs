@@ -202,10 +202,15 @@ pub async fn read_form(state: &AppState, session: &SignedIn, req: Request) -> Re
     Ok(form)
 }
 
-/// The query string, read strictly (a parameter that is not UTF-8 is 400).
-pub fn query(req: &Request) -> Result<Form, HttpResponse> {
+/// The query string, read strictly (a parameter that is not UTF-8 is 400). The refusal page is
+/// boxed: it is the rare path.
+pub fn query(req: &Request) -> Result<Form, Box<HttpResponse>> {
     Form::parse(req.uri().query().unwrap_or("").as_bytes()).map_err(|e| {
-        errors::refusal(StatusCode::BAD_REQUEST, "Unreadable address", &format!("{e}: the link's parameters."))
+        Box::new(errors::refusal(
+            StatusCode::BAD_REQUEST,
+            "Unreadable address",
+            &format!("{e}: the link's parameters."),
+        ))
     })
 }
 

@@ -13,7 +13,7 @@ use crate::web::{AppState, HttpResponse};
 pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     list_page(&state, &session, StatusCode::OK, notice(&q), None).await
 }

@@ -28,7 +28,7 @@ const SOURCES: [&str; 8] =
 pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let pick = |name: &str| {
         q.get(name).map(str::trim).filter(|v| !v.is_empty()).map(|v| v.chars().take(FILTER_MAX).collect::<String>())
@@ -107,7 +107,7 @@ pub async fn detail(
     let Ok(id) = id.parse::<i64>() else { return errors::not_found("message") };
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let found = match state.store.read(move |db| db.get_outbox(id)).await {
         Ok(Some(d)) => d,

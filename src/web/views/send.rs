@@ -30,7 +30,7 @@ pub fn message_box(text: &str) -> Markup {
 pub async fn form(State(_state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let to: String = q.get("to").unwrap_or("").chars().take(ECHO_MAX).collect();
     send_page(StatusCode::OK, &session, &to, "", None)
