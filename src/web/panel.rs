@@ -486,6 +486,20 @@ mod tests {
     }
 
     #[test]
+    fn only_provet_may_frame_the_panel_unless_the_config_says_who() {
+        let base = "[[provet]]\nname = \"a\"\nbase_url = \"https://EU.provetcloud.com/4321/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\
+                    [[provet]]\nname = \"b\"\nbase_url = \"https://us.provetcloud.com:8443/1/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\n";
+        let cfg = |extra: &str| Config::parse(std::path::Path::new("t.toml"), &format!("{base}{extra}")).unwrap();
+        assert_eq!(frame_ancestors(&cfg("")), ["https://eu.provetcloud.com", "https://us.provetcloud.com:8443"]);
+        let own =
+            cfg("[custom_integration]\nsalt = \"0123456789abcdef\"\nframe_ancestors = [\"https://provet.example\"]\n");
+        assert_eq!(frame_ancestors(&own), ["https://provet.example"]);
+        assert!(panel_csp(&own).ends_with("frame-ancestors https://provet.example"));
+        let none = Config::parse(std::path::Path::new("t.toml"), "").unwrap();
+        assert!(panel_csp(&none).ends_with("frame-ancestors 'none'"));
+    }
+
+    #[test]
     fn a_panel_token_is_bound_to_its_instance_client_numbers_and_time() {
         let good = ci("0123456789abcdef0123");
         let t =
