@@ -31,3 +31,13 @@ pub fn store_failed(e: StoreError) -> HttpResponse {
         "smshub could not reach its database. Try again in a moment; if it lasts, open the Doctor page or run `smshub doctor`.",
     )
 }
+
+/// A row read by id: the row, or the page to answer (404 when it is not there, 503 when the
+/// database failed). Boxed: the rare path.
+pub fn found<T>(read: Result<Option<T>, StoreError>, what: &str) -> Result<T, Box<HttpResponse>> {
+    match read {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => Err(Box::new(not_found(what))),
+        Err(e) => Err(Box::new(store_failed(e))),
+    }
+}

@@ -85,10 +85,9 @@ pub async fn detail(
         Ok(q) => q,
         Err(resp) => return *resp,
     };
-    let d = match state.store.read(move |db| db.event_detail(id)).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return errors::not_found("event"),
-        Err(e) => return errors::store_failed(e),
+    let d = match errors::found(state.store.read(move |db| db.event_detail(id)).await, "event") {
+        Ok(d) => d,
+        Err(resp) => return *resp,
     };
     let data = serde_json::to_string_pretty(&d.data).unwrap_or_default();
     let title = format!("Event {id}: {}", d.summary.event_type);

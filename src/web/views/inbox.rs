@@ -47,10 +47,9 @@ pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn) -> Http
 
 pub async fn detail(State(state): State<Arc<AppState>>, session: SignedIn, Path(id): Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<i64>() else { return errors::not_found("received message") };
-    let d = match state.store.read(move |db| db.get_inbox(id)).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return errors::not_found("received message"),
-        Err(e) => return errors::store_failed(e),
+    let d = match errors::found(state.store.read(move |db| db.get_inbox(id)).await, "received message") {
+        Ok(d) => d,
+        Err(resp) => return *resp,
     };
     let s = &d.summary;
     let title = format!("Received message {id}");

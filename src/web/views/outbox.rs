@@ -109,10 +109,9 @@ pub async fn detail(
         Ok(q) => q,
         Err(resp) => return *resp,
     };
-    let found = match state.store.read(move |db| db.get_outbox(id)).await {
-        Ok(Some(d)) => d,
-        Ok(None) => return errors::not_found("message"),
-        Err(e) => return errors::store_failed(e),
+    let found = match errors::found(state.store.read(move |db| db.get_outbox(id)).await, "message") {
+        Ok(d) => d,
+        Err(resp) => return *resp,
     };
     let s = &found.summary;
     let retryable = s.state == OutboxState::Failed;
