@@ -269,3 +269,45 @@ fn the_panel_renders_and_sends_inside_an_allowed_frame_and_is_blocked_elsewhere(
     assert_eq!(b.text(&b.find("h1")), "The link could not be verified");
     assert!(b.text(&b.find("p.refused")).contains("verification salt"));
 }
+
+#[test]
+#[ignore = "needs chromium and chromedriver"]
+fn a_send_from_the_panel_in_a_new_window_tells_the_provet_page_to_reload() {
+    let provet_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let provet_origin = format!("http://{}", provet_listener.local_addr().unwrap());
+    let rig = UiRig::start(&format!("frame_ancestors = [\"{provet_origin}\"]\n"));
+    let panel = format!("{}{}", rig.public_origin(), rig.panel_path("client", rig.client_id, 0));
+    // What Provet's page does with "Open in new window", plus a listener for seed 001's message.
+    let page = format!(
+        "<!doctype html><title>Provet</title><button id=\"open\" onclick=\"window.open('{panel}', 'smshub')\">SMS</button>\
+         <script>window.addEventListener('message', function (e) {{ document.title = 'got ' + e.data + ' from ' + e.origin; }});</script>"
+    );
+    serve_page(provet_listener, page);
+    let b = Browser::start(DESK.0, DESK.1);
+    b.goto(&provet_origin);
+    let provet_window = b.window();
+    b.click(&b.find("#open"));
+    let start = std::time::Instant::now();
+    while b.windows().len() < 2 {
+        assert!(start.elapsed() < LONG, "the panel window never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let panel_window = b.windows().into_iter().find(|h| *h != provet_window).unwrap();
+    b.switch_to_window(&panel_window);
+    b.wait_for("form[action$='/panel/send']", LONG, false);
+    set_text(&b, "#text", "Rex's results are in");
+    b.click(&b.find("form[action$='/panel/send'] button[type=submit]"));
+    b.wait_for("p.notice", LONG, false);
+    b.switch_to_window(&provet_window);
+    let start = std::time::Instant::now();
+    loop {
+        let title = b.run("return document.title;");
+        if title == serde_json::Value::String(format!("got reload from {}", rig.public_origin())) {
+            break;
+        }
+        assert!(start.elapsed() < LONG, "the Provet page got no reload message: {title}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sent = rig.sim.wait_sent(LONG, |s| !s.is_empty());
+    assert_eq!(sent[0]["text"], "Rex's results are in");
+}

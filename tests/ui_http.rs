@@ -293,7 +293,12 @@ fn the_side_panel_is_verified_frameable_by_provet_only_and_sends_only_to_its_cli
         enc("Your dog is ready")
     ));
     assert_eq!(ok.status, 200, "{}", ok.body);
-    assert!(ok.body.contains("data-sent-reload-origin=\"") && ok.body.contains("Queued"), "{}", ok.body);
+    assert!(
+        ok.body.contains(&format!("data-sent-reload-origins=\"{}\"", rig.provet_origin()))
+            && ok.body.contains("Queued"),
+        "{}",
+        ok.body
+    );
     assert!(ok.header("content-security-policy").unwrap().contains(&rig.provet_origin()), "the answer is frameable");
     let sent = rig.sim.wait_sent(Duration::from_secs(60), |s| !s.is_empty());
     assert_eq!(

@@ -318,11 +318,11 @@ async fn render(
             );
         }
     };
-    let reload_origin = frame_ancestors(&state.config).into_iter().next();
+    let reload_origins = frame_ancestors(&state.config).join(" ");
     let (notice, kept_text) = match &outcome {
         Some(Outcome::Queued) => (
             Some(
-                html! { p.notice role="status" data-sent-reload-origin=[reload_origin] { "Queued: the SMS is on its way." } },
+                html! { p.notice role="status" data-sent-reload-origins=(reload_origins) { "Queued: the SMS is on its way." } },
             ),
             String::new(),
         ),

@@ -232,6 +232,22 @@ impl Browser {
         self.cmd("POST", "/frame", Some(json!({"id": id})));
     }
 
+    /// The handles of the open windows (tabs).
+    pub fn windows(&self) -> Vec<String> {
+        self.cmd("GET", "/window/handles", None)
+            .as_array()
+            .map(|a| a.iter().filter_map(|h| h.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn window(&self) -> String {
+        self.cmd("GET", "/window", None).as_str().unwrap_or_default().to_string()
+    }
+
+    pub fn switch_to_window(&self, handle: &str) {
+        self.cmd("POST", "/window", Some(json!({"handle": handle})));
+    }
+
     pub fn set_window_size(&self, width: u32, height: u32) {
         self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})));
     }

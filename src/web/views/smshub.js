@@ -45,9 +45,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     var boxes = document.querySelectorAll("textarea[data-part-count]");
     for (var i = 0; i < boxes.length; i++) wire(boxes[i]);
-    var sent = document.querySelector("[data-sent-reload-origin]");
+    // The Provet page's origin is one of these; a message to any other is dropped by the browser.
+    var sent = document.querySelector("[data-sent-reload-origins]");
     if (sent && window.opener) {
-      try { window.opener.postMessage("reload", sent.getAttribute("data-sent-reload-origin")); } catch (e) { /* closed */ }
+      var origins = sent.getAttribute("data-sent-reload-origins").split(" ");
+      for (var j = 0; j < origins.length; j++) {
+        try { window.opener.postMessage("reload", origins[j]); } catch (e) { /* closed or bad origin */ }
+      }
     }
   });
 })();
