@@ -61,8 +61,16 @@ async fn run(state: &AppState) -> Vec<Check> {
             "the running daemon still uses the config it started with; fix the file before the next restart",
         ),
     }];
-    match tokio::time::timeout(DOCTOR_DEADLINE, doctor::run_loaded(&state.config, Some(&live))).await {
-        Ok(more) => checks.extend(more),
+    // The checks read files and run SQLite's integrity check synchronously: on a blocking
+    // thread, so the listeners and pipelines are not held up meanwhile.
+    let config = state.config.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let run = tokio::task::spawn_blocking(move || runtime.block_on(doctor::run_loaded(&config, Some(&live))));
+    match tokio::time::timeout(DOCTOR_DEADLINE, run).await {
+        Ok(Ok(more)) => checks.extend(more),
+        Ok(Err(e)) => {
+            checks.push(Check::failed("doctor", format!("the checks stopped: {e}"), "run `smshub doctor` on the box"))
+        }
         Err(_) => checks.push(Check::failed(
             "doctor",
             format!("the checks did not finish within {} s", DOCTOR_DEADLINE.as_secs()),
