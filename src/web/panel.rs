@@ -376,10 +376,16 @@ fn refusal(csp: &str, status: StatusCode, heading: &str, words: &str) -> HttpRes
 
 fn verify_words(e: &VerifyError, ci: &CustomIntegrationConfig) -> (&'static str, String) {
     match e {
-        VerifyError::Stale { .. } => (
-            "This panel link has expired",
-            format!("Provet made this link more than {} hours ago. Reload the page in Provet to get a fresh one ([custom_integration] panel_max_age_s).", ci.panel_max_age.as_secs() / 3600),
-        ),
+        VerifyError::Stale { .. } => {
+            let max = ci.panel_max_age.as_secs();
+            let age = if max >= 3600 { format!("{} hours", max / 3600) } else { format!("{} minutes", max / 60) };
+            (
+                "This panel link has expired",
+                format!(
+                    "Provet made this link more than {age} ago. Reload the page in Provet to get a fresh one ([custom_integration] panel_max_age_s)."
+                ),
+            )
+        }
         VerifyError::Future { ahead_s } => (
             "The clocks disagree",
             format!("The link is dated {ahead_s} s in the future. Check the clock of the smshub box (NTP)."),
