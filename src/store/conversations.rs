@@ -108,13 +108,12 @@ impl Db {
 
     /// The numbers with messages, the most recently active first.
     pub fn conversation_threads(&self, limit: usize) -> Result<Vec<ThreadSummary>> {
+        // One pass over both tables; `dir` is taken from the row holding max(at) (SQLite's
+        // documented bare-column rule for min/max aggregates).
         let mut stmt = self.conn.prepare_cached(
-            "SELECT number, max(at), count(*), \
-               (SELECT dir FROM (SELECT 'in' AS dir, received_at AS t FROM inbox WHERE sender = number \
-                                 UNION ALL SELECT 'out', created_at FROM outbox WHERE recipient = number) \
-                ORDER BY t DESC LIMIT 1) \
-             FROM (SELECT sender AS number, received_at AS at FROM inbox WHERE sender IS NOT NULL \
-                   UNION ALL SELECT recipient, created_at FROM outbox WHERE recipient IS NOT NULL) \
+            "SELECT number, max(at), count(*), dir \
+             FROM (SELECT sender AS number, received_at AS at, 'in' AS dir FROM inbox WHERE sender IS NOT NULL \
+                   UNION ALL SELECT recipient, created_at, 'out' FROM outbox WHERE recipient IS NOT NULL) \
              GROUP BY number ORDER BY max(at) DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
@@ -185,7 +184,10 @@ mod tests {
         assert_eq!(conv[1].body.as_deref(), Some("hello?"));
         let threads = db.conversation_threads(10).unwrap();
         assert_eq!(threads.len(), 2);
-        assert!(threads.iter().any(|t| t.number == n.as_str() && t.messages == 2));
+        let mine = threads.iter().find(|t| t.number == n.as_str()).unwrap();
+        assert_eq!((mine.messages, mine.last_direction), (2, Direction::Out), "the newest was sent");
+        let other = threads.iter().find(|t| t.number == "+358409999999").unwrap();
+        assert_eq!(other.last_direction, Direction::In);
         assert_eq!(db.conversation(n.as_str(), 1).unwrap().len(), 1);
     }
 
