@@ -480,7 +480,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
                     tracing::debug!(reason = %why, "no daemon on the socket; writing the database");
                     let db = open_db(&config)?;
                     let id = db.insert_local("cli", &number, text)?;
-                    db.audit("cli", "send", Some(&id.to_string()))?;
+                    db.record_audit("cli", "send", Some(&id.to_string()))?;
                     (id, "database")
                 }
                 crate::local_socket::ClientOutcome::Failed(why) => {
@@ -682,7 +682,7 @@ fn outbox(db: &Db, cmd: &OutboxCommand) -> Result<(), Failure> {
                 Some(s) => Some(s.parse::<OutboxState>().map_err(|e| Failure::input(format!("--state: {e}")))?),
                 None => None,
             };
-            let rows = db.list_outbox(&OutboxFilter { state, limit: Some(*limit) })?;
+            let rows = db.list_outbox(&OutboxFilter { state, limit: Some(*limit), ..Default::default() })?;
             if out.json {
                 print_json(&rows);
                 return Ok(());

@@ -6,6 +6,7 @@
 //! reports healthy, so a stuck loop or a stuck component gets the service restarted;
 //! `STOPPING=1` when a stop begins. Without `NOTIFY_SOCKET` all of this is a no-op.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::health::Health;
 use crate::inbound::receive::ModemReceiver;
 use crate::modem::driver::{self, Connector, DriverConfig, ModemIo, ModemState};
 use crate::outbound::{ModemSender, Wake};
+use crate::provet::ProvetClient;
 use crate::shutdown::{Shutdown, StopSignals};
 use crate::store::Store;
 use crate::tls::ReloadableCert;
@@ -58,10 +60,26 @@ fn notify(states: &[NotifyState<'_>]) {
     }
 }
 
-/// One [`crate::outbound::provet::ProvetWorker`] per `[[provet]]` instance. A client that
-/// cannot be built from its config (bad URL, plain http not allowed) stops the start.
+/// One Provet client per `[[provet]]` instance, by name. A client that cannot be built from its
+/// config (bad URL, plain http not allowed) stops the start.
+fn provet_clients(
+    config: &Config,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<BTreeMap<String, Arc<ProvetClient>>> {
+    let mut clients = BTreeMap::new();
+    for p in &config.provet {
+        let client = ProvetClient::new(p)
+            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?
+            .with_metrics(metrics.clone());
+        clients.insert(p.name.clone(), Arc::new(client));
+    }
+    Ok(clients)
+}
+
+/// One [`crate::outbound::provet::ProvetWorker`] per `[[provet]]` instance.
 fn spawn_provet_workers(
     config: &Arc<Config>,
+    clients: &BTreeMap<String, Arc<ProvetClient>>,
     store: &Store,
     wake: &Wake,
     metrics: &crate::metrics::Metrics,
@@ -69,12 +87,10 @@ fn spawn_provet_workers(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
     for p in &config.provet {
-        let client = crate::provet::ProvetClient::new(p)
-            .with_context(|| format!("cannot start the Provet client (config {})", config.source.display()))?
-            .with_metrics(metrics.clone());
+        let Some(client) = clients.get(&p.name) else { continue };
         let worker = crate::outbound::provet::ProvetWorker {
             config: p.clone(),
-            client: Arc::new(client),
+            client: client.clone(),
             store: store.clone(),
             wake: wake.clone(),
             default_country: config.default_country.clone(),
@@ -200,6 +216,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         Ok(baseline) => metrics.start_from(&baseline),
         Err(e) => tracing::warn!(error = %e, "cannot read the metrics' start values; counters start at zero"),
     }
+    let provet_clients = provet_clients(&config, &metrics)?;
     let health = Arc::new(Health::new());
     let wake = Wake::default();
     let outsiders = Arc::new(OutsiderLog::default());
@@ -215,6 +232,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         admin_stats: Arc::default(),
         counts: Default::default(),
         metrics: metrics.clone(),
+        modems: Default::default(),
+        provet_clients: provet_clients.clone(),
     });
     let (shutdown, signal) = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -289,7 +308,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         modems.push((m.name.clone(), handle));
     }
 
-    spawn_provet_workers(&config, &store, &wake, &metrics, &signal, &mut tasks)?;
+    let _ = state.modems.set(modems.iter().map(|(name, handle)| (name.clone(), handle.status())).collect());
+    spawn_provet_workers(&config, &provet_clients, &store, &wake, &metrics, &signal, &mut tasks)?;
     if let Some(path) = &config.admin.socket {
         // Without it `smshub send` still works (it writes the database): a warning, not a stop.
         match crate::local_socket::bind(path) {
@@ -306,7 +326,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             Err(e) => tracing::warn!(
                 socket = %path.display(),
                 error = %e,
-                "cannot listen on [admin] socket; `smshub send` will write the database and the daemon sees it within a second"
+                "cannot listen on [admin] socket; `smshub send` will write the database and the daemon sees it within a minute"
             ),
         }
     }

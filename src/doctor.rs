@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::modem::driver::{ModemState, ModemStatus};
 use crate::store::Db;
 
 /// One line of the report.
@@ -22,6 +23,14 @@ pub struct Check {
 }
 
 impl Check {
+    /// A passed check (for callers outside this module).
+    pub fn passed(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check::pass(name, detail)
+    }
+    /// A failed check with its remedy.
+    pub fn failed(name: impl Into<String>, detail: impl Into<String>, remedy: impl Into<String>) -> Check {
+        Check::fail(name, detail, remedy)
+    }
     fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
         Check { name: name.into(), ok: true, detail: detail.into(), remedy: None }
     }
@@ -47,9 +56,22 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
             return checks;
         }
     };
+    checks.extend(run_loaded(&config, None).await);
+    checks
+}
+
+/// The checks after the config: `live` is the running daemon's modem statuses (the web UI's
+/// doctor page): the daemon holds the ports, so each modem is judged by what its driver
+/// reports instead of being opened.
+pub async fn run_loaded(config: &Config, live: Option<&[(String, ModemStatus)]>) -> Vec<Check> {
+    let mut checks = Vec::new();
     checks.push(check_database(&config.store.path));
     checks.push(check_free_space(&config.store.path, config.store.min_free_mb));
     for modem in &config.modems {
+        if let Some(live) = live {
+            checks.push(check_live_modem(&modem.name, live.iter().find(|(n, _)| *n == modem.name).map(|(_, s)| s)));
+            continue;
+        }
         let device = check_device(&modem.name, &modem.device);
         let usable = device.ok;
         checks.push(device);
@@ -75,6 +97,20 @@ pub async fn run(config_path: &Path) -> Vec<Check> {
         checks.push(check_resolves(&format!("forwarder {}", f.name()), url).await);
     }
     checks
+}
+
+/// A modem the running daemon drives, judged by its driver's status.
+fn check_live_modem(name: &str, status: Option<&ModemStatus>) -> Check {
+    let check = format!("modem {name}");
+    let remedy = "see the dashboard and `journalctl -u smshub`; check the USB cable or HAT, the SIM and the antenna";
+    match status {
+        None => Check::fail(check, "the daemon has not started this modem's driver", remedy),
+        Some(st) if st.state == ModemState::Ready => {
+            let signal = st.signal_dbm.map(|d| format!(", signal {d} dBm")).unwrap_or_default();
+            Check::pass(check, format!("ready{signal}"))
+        }
+        Some(st) => Check::fail(check, st.state.to_string(), remedy),
+    }
 }
 
 /// How long one AT query may take in `doctor` (a healthy modem answers in milliseconds).

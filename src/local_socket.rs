@@ -138,7 +138,7 @@ async fn handle(line: &[u8], store: &Store, wake: &Wake, default_country: Option
     let queued = store
         .call(move |db| {
             let id = db.insert_local("cli", &n2, &text)?;
-            db.audit("cli", "send", Some(&id.to_string()))?;
+            db.record_audit("cli", "send", Some(&id.to_string()))?;
             // The CLI is told "queued" next: the message must be on disk.
             db.sync()?;
             Ok(id)

@@ -112,6 +112,18 @@ fn bad_values_are_explained() {
         ("default_country = \"FI\"\n", "bad.toml:1: default_country: \"FI\" is not a country calling code"),
         ("[custom_integration]\nsalt = \"short\"\n", "bad.toml:2: custom_integration.salt: too short: use at least 16"),
         (
+            "[custom_integration]\nsalt = \"0123456789abcdef\"\npanel_max_age_s = 10\n",
+            "bad.toml:3: custom_integration.panel_max_age_s: 10 is out of range",
+        ),
+        (
+            "[custom_integration]\nsalt = \"0123456789abcdef\"\nframe_ancestors = [\"https://provet.example/path\"]\n",
+            "bad.toml:3: custom_integration.frame_ancestors: \"https://provet.example/path\" is not an origin",
+        ),
+        (
+            "[custom_integration]\nsalt = \"0123456789abcdef\"\nclient_param = \"a b\"\n",
+            "bad.toml:3: custom_integration.client_param: give a parameter name",
+        ),
+        (
             "[[provet]]\nname = \"a\"\nbase_url = \"https://provetcloud.com/1/api/0.1/\"\nclient_id = \"x\"\nclient_secret = \"y\"\n\
              [provet.custom_integration]\nsalt = \"0123456789abcdef\"\nmax_age_s = 5\n",
             "bad.toml:8: provet.custom_integration.max_age_s: 5 is out of range",

@@ -377,6 +377,14 @@ pub struct CustomIntegrationConfig {
     pub max_age: Duration,
     pub timestamp_param: String,
     pub verification_param: String,
+    /// How long a side-panel URL stays valid (Provet makes it when the page loads, and the
+    /// panel may be reloaded long after).
+    pub panel_max_age: Duration,
+    /// The parameter holding the client (or patient) id in a side-panel URL.
+    pub client_param: String,
+    /// Origins allowed to frame the side panel (`Content-Security-Policy: frame-ancestors`);
+    /// empty: the origin of each `[[provet]] base_url`.
+    pub frame_ancestors: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -938,12 +946,61 @@ fn button_config(
     if !(60..=86_400).contains(&max_age_s) {
         return Err(cx.error_at(section, index, "max_age_s", format!("{max_age_s} is out of range: give 60 to 86400")));
     }
+    let panel_max_age_s = cx.ranged(
+        section,
+        index,
+        "panel_max_age_s",
+        c.panel_max_age_s,
+        DEFAULT_PANEL_MAX_AGE.as_secs(),
+        60..=7 * DAY,
+        " s",
+    )?;
+    let client_param = c.client_param.unwrap_or_else(|| "id".into());
+    if client_param.is_empty() || client_param.len() > 64 || !client_param.chars().all(|ch| ch.is_ascii_graphic()) {
+        return Err(cx.error_at(section, index, "client_param", "give a parameter name such as \"id\"".into()));
+    }
+    let mut frame_ancestors = Vec::new();
+    for origin in c.frame_ancestors.unwrap_or_default() {
+        match origin_of(&origin) {
+            Some(o) if o == origin.trim_end_matches('/') => frame_ancestors.push(o),
+            _ => {
+                return Err(cx.error_at(
+                    section,
+                    index,
+                    "frame_ancestors",
+                    format!(
+                        "{origin:?} is not an origin: give scheme://host[:port], e.g. \"https://eu.provetcloud.com\""
+                    ),
+                ));
+            }
+        }
+    }
     Ok(CustomIntegrationConfig {
         salt,
         max_age: Duration::from_secs(max_age_s),
         timestamp_param: c.timestamp_param.unwrap_or_else(|| "timestamp".into()),
         verification_param: c.verification_param.unwrap_or_else(|| "verification".into()),
+        panel_max_age: Duration::from_secs(panel_max_age_s),
+        client_param,
+        frame_ancestors,
     })
+}
+
+/// How long a side-panel URL stays valid: Provet makes it when its page loads, and staff keep a
+/// client's page open through a working day.
+pub const DEFAULT_PANEL_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+
+/// `scheme://host[:port]` of an http(s) URL, lowercased: what a browser calls its origin.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    let ok = !authority.is_empty()
+        && authority.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    ok.then(|| format!("{scheme}://{authority}"))
 }
 
 /// How old a button request may be: the button is clicked right after Provet builds the

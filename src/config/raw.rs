@@ -198,4 +198,7 @@ pub(super) struct RawCustomIntegration {
     pub(super) max_age_s: Option<u64>,
     pub(super) timestamp_param: Option<String>,
     pub(super) verification_param: Option<String>,
+    pub(super) panel_max_age_s: Option<u64>,
+    pub(super) client_param: Option<String>,
+    pub(super) frame_ancestors: Option<Vec<String>>,
 }

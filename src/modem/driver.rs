@@ -412,7 +412,9 @@ impl Driver {
     async fn serve(&mut self, c: &AtClient, urcs: &mut mpsc::Receiver<Urc>) -> Step<()> {
         let mut health = tokio::time::interval(self.cfg.health_interval);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        health.tick().await; // the first tick is immediate; init just did all of it
+        health.tick().await; // the first tick is immediate; init just did the rest of it
+        // The signal now, not a health period later: the dashboard shows it from the start.
+        self.read_signal(c).await?;
         // A clone, so the permit future does not borrow `self` while another branch's handler runs.
         let inbound = self.inbound.clone();
         loop {
@@ -561,7 +563,7 @@ impl Driver {
         Ok(())
     }
 
-    async fn health(&mut self, c: &AtClient) -> Step<()> {
+    async fn read_signal(&mut self, c: &AtClient) -> Step<()> {
         if let Ok(lines) = self.at(c, "AT+CSQ").await? {
             let dbm = lines
                 .iter()
@@ -570,6 +572,11 @@ impl Driver {
                 .and_then(profile::rssi_to_dbm);
             self.status.send_modify(|s| s.signal_dbm = dbm);
         }
+        Ok(())
+    }
+
+    async fn health(&mut self, c: &AtClient) -> Step<()> {
+        self.read_signal(c).await?;
         self.poll_registration(c).await?;
         self.update_ready();
         if let Ok(lines) = self.at(c, "AT+CPMS?").await? {

@@ -18,6 +18,7 @@
 //! Reporting to Provet (`sent`/`failed` → `reported`) is the Provet reporter's job; local
 //! messages (CLI, replies) end at `sent`/`failed`.
 
+pub mod local;
 pub mod provet;
 
 use std::sync::Arc;

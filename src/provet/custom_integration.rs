@@ -78,6 +78,22 @@ pub fn verify(
     cfg: &CustomIntegrationConfig,
     now_unix: i64,
 ) -> Result<Vec<i64>, VerifyError> {
+    verify_hash(params, cfg, cfg.max_age, now_unix)?;
+    let ids = reminder_ids(params)?;
+    if ids.is_empty() {
+        return Err(VerifyError::NoIds);
+    }
+    Ok(ids)
+}
+
+/// Checks only the verification hash and the timestamp's age (at most `max_age` old, at most
+/// [`MAX_FUTURE_SKEW`] ahead): the reminders button adds its ids, the side panel its client.
+pub fn verify_hash(
+    params: &[(String, String)],
+    cfg: &CustomIntegrationConfig,
+    max_age: Duration,
+    now_unix: i64,
+) -> Result<(), VerifyError> {
     let timestamp = single(params, &cfg.timestamp_param)?
         .ok_or_else(|| VerifyError::MissingTimestamp { param: cfg.timestamp_param.clone() })?;
     let received = single(params, &cfg.verification_param)?
@@ -91,7 +107,7 @@ pub fn verify(
     let ts = parse_unix_seconds(timestamp)
         .map_err(|reason| VerifyError::BadTimestamp { param: cfg.timestamp_param.clone(), reason })?;
     let age = now_unix.saturating_sub(ts);
-    let max_age = cfg.max_age.as_secs();
+    let max_age = max_age.as_secs();
     if age > i64::try_from(max_age).unwrap_or(i64::MAX) {
         return Err(VerifyError::Stale { age_s: age, max_age_s: max_age });
     }
@@ -99,12 +115,7 @@ pub fn verify(
     if -age > skew {
         return Err(VerifyError::Future { ahead_s: -age });
     }
-
-    let ids = reminder_ids(params)?;
-    if ids.is_empty() {
-        return Err(VerifyError::NoIds);
-    }
-    Ok(ids)
+    Ok(())
 }
 
 /// The verification value Provet is expected to send: hex MD5 of timestamp + salt.
@@ -201,6 +212,9 @@ mod tests {
             max_age: Duration::from_secs(12 * 3600),
             timestamp_param: "timestamp".into(),
             verification_param: "verification".into(),
+            panel_max_age: crate::config::DEFAULT_PANEL_MAX_AGE,
+            client_param: "id".into(),
+            frame_ancestors: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod clients;
 pub mod custom_integration;
 pub mod error;
 mod http;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod reminders;
 
 pub use client::{ClientConfigError, ItemError, ListBounds, MarkFailedForm, ProvetClient};
+pub use clients::{ClientCard, ClientNumber};
 pub use error::ProvetError;
 pub use http::parse_retry_after;
 pub use model::ExternalSms;

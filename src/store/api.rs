@@ -32,15 +32,6 @@ pub enum ApiSendOutcome {
     RateLimited { per_hour: u32, retry_after_s: u64 },
 }
 
-/// One line of the audit list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    pub at: i64,
-    pub actor: String,
-    pub action: String,
-    pub subject: Option<String>,
-}
-
 /// One received message as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiInboxRow {
@@ -86,24 +77,6 @@ fn count(n: i64) -> u64 {
 }
 
 impl Db {
-    /// Appends `actor` did `action` on `subject` to the audit list.
-    pub fn audit(&self, actor: &str, action: &str, subject: Option<&str>) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO audit (at, actor, action, subject) VALUES (?1, ?2, ?3, ?4)",
-            params![now_ms(), actor, action, subject],
-        )?;
-        Ok(())
-    }
-
-    /// The audit list, newest first.
-    pub fn list_audit(&self, limit: usize) -> Result<Vec<AuditRow>> {
-        let mut stmt = self.conn.prepare("SELECT at, actor, action, subject FROM audit ORDER BY id DESC LIMIT ?1")?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok(AuditRow { at: r.get(0)?, actor: r.get(1)?, action: r.get(2)?, subject: r.get(3)? })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
     /// An API send, in one transaction: the idempotency key is looked up first (a repeat
     /// changes nothing), then the opt-out list, then the hourly count of API messages; only
     /// then is the message queued (`fetched`, source `api`) with its audit row.
@@ -153,7 +126,7 @@ impl Db {
             params![API_SOURCE, to.as_str(), text, now, key],
         )?;
         let id = tx.last_insert_rowid();
-        self.audit(actor, "send", Some(&id.to_string()))?;
+        self.record_audit(actor, "send", Some(&id.to_string()))?;
         tx.commit()?;
         // Answered 202 next: the message must be on disk.
         self.sync()?;
@@ -165,7 +138,7 @@ impl Db {
         let tx = self.conn.unchecked_transaction()?;
         let added = self.add_optout(number, API_SOURCE)?;
         if added {
-            self.audit(actor, "optout.add", Some(number))?;
+            self.record_audit(actor, "optout.add", Some(number))?;
         }
         tx.commit()?;
         self.sync()?;
@@ -178,7 +151,7 @@ impl Db {
         let tx = self.conn.unchecked_transaction()?;
         let removed = self.remove_optout(number, API_SOURCE)?;
         if removed {
-            self.audit(actor, "optout.remove", Some(number))?;
+            self.record_audit(actor, "optout.remove", Some(number))?;
         }
         tx.commit()?;
         self.sync()?;

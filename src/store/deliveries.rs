@@ -125,6 +125,32 @@ pub struct RepliesRecorded {
 
 /// The outbox sources of automatic SMS: what the reply policy counts.
 const AUTOMATIC_SOURCES: &str = "('reply', 'optout_confirmation')";
+/// The outbox sources of SMS people type (web UI, Provet side panel): counted apart from
+/// automatic ones, with the same `[replies]` limits.
+const STAFF_SOURCES: &str = "('ui', 'panel')";
+
+/// Whose SMS a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendClass {
+    Automatic,
+    Staff,
+}
+
+impl SendClass {
+    fn sources(self) -> &'static str {
+        match self {
+            SendClass::Automatic => AUTOMATIC_SOURCES,
+            SendClass::Staff => STAFF_SOURCES,
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            SendClass::Automatic => "automatic SMS",
+            SendClass::Staff => "SMS sent by staff (web UI, Provet panel)",
+        }
+    }
+}
 const HOUR_MS: i64 = 3_600_000;
 
 /// A received message the keyword step has not looked at yet.
@@ -271,32 +297,41 @@ impl Db {
 
     /// Why one more automatic SMS to `to` now would break `limits`, if it would.
     pub fn reply_limit_reached(&self, to: &PhoneNumber, limits: &ReplyLimits) -> Result<Option<String>> {
+        self.send_limit_reached(to, limits, SendClass::Automatic)
+    }
+
+    /// Why one more SMS of `class` to `to` now would break `limits`, if it would: the one
+    /// counter behind the reply policy, also used for what staff send by hand.
+    pub(crate) fn send_limit_reached(
+        &self,
+        to: &PhoneNumber,
+        limits: &ReplyLimits,
+        class: SendClass,
+    ) -> Result<Option<String>> {
+        let (sources, what) = (class.sources(), class.words());
         let since = now_ms().saturating_sub(HOUR_MS);
         let to_number: i64 = self.conn.query_row(
             &format!(
-                "SELECT count(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2 AND source IN {AUTOMATIC_SOURCES} AND state <> 'refused'"
+                "SELECT count(*) FROM outbox WHERE recipient = ?1 AND created_at > ?2 AND source IN {sources} AND state <> 'refused'"
             ),
             params![to.as_str(), since],
             |r| r.get(0),
         )?;
         if to_number >= i64::from(limits.per_number_per_hour) {
             return Ok(Some(format!(
-                "{to_number} automatic SMS to this number in the last hour; [replies] per_number_per_hour is {}",
+                "{to_number} {what} to this number in the last hour; [replies] per_number_per_hour is {}",
                 limits.per_number_per_hour
             )));
         }
         let to_anyone: i64 = self.conn.query_row(
             &format!(
-                "SELECT count(*) FROM outbox WHERE source IN {AUTOMATIC_SOURCES} AND created_at > ?1 AND state <> 'refused'"
+                "SELECT count(*) FROM outbox WHERE source IN {sources} AND created_at > ?1 AND state <> 'refused'"
             ),
             [since],
             |r| r.get(0),
         )?;
         if to_anyone >= i64::from(limits.per_hour) {
-            return Ok(Some(format!(
-                "{to_anyone} automatic SMS in the last hour; [replies] per_hour is {}",
-                limits.per_hour
-            )));
+            return Ok(Some(format!("{to_anyone} {what} in the last hour; [replies] per_hour is {}", limits.per_hour)));
         }
         Ok(None)
     }

@@ -443,12 +443,19 @@ impl Db {
 
     /// Queues a new attempt of event `event_id` for `webhook` (every webhook it went to when
     /// `None`), whatever the deliveries' states. Returns how many deliveries were queued.
+    /// In the daemon (the web UI's replay) the delivery task is woken at once.
     pub fn replay_event(&self, event_id: i64, webhook: Option<&str>) -> Result<usize> {
-        Ok(self.conn.execute(
+        let queued = self.conn.execute(
             "UPDATE event_deliveries SET state = 'pending', next_attempt_at = NULL, settled_at = NULL \
              WHERE event_id = ?1 AND (?2 IS NULL OR webhook = ?2)",
             params![event_id, webhook],
-        )?)
+        )?;
+        if queued > 0
+            && let Some(wake) = &self.events.wake
+        {
+            wake.notify_one();
+        }
+        Ok(queued)
     }
 
     /// The id of the event whose numeric id or envelope id (UUID) is `key`.

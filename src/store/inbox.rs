@@ -71,6 +71,18 @@ pub struct DeliveryRow {
     pub next_attempt_at: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<i64>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<DeliveryAttemptRow>,
+}
+
+/// One attempt of a forward delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryAttemptRow {
+    pub at: i64,
+    /// `http` or `email`.
+    pub channel: String,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
 }
 
 const SUMMARY: &str = "i.id, i.uid, i.modem, i.sender, i.parts, i.incomplete, i.decode_error, i.keyword, i.received_at, \
@@ -132,10 +144,24 @@ impl Db {
             })?
             .collect::<rusqlite::Result<_>>()?;
         let mut stmt = self.conn.prepare(
-            "SELECT forwarder, state, attempts, next_attempt_at, last_error, delivered_at FROM deliveries WHERE inbox_id = ?1 ORDER BY forwarder",
+            "SELECT forwarder, state, attempts, next_attempt_at, last_error, delivered_at, id FROM deliveries WHERE inbox_id = ?1 ORDER BY forwarder",
+        )?;
+        let mut attempts = self.conn.prepare_cached(
+            "SELECT at, channel, http_status, error FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id",
         )?;
         let deliveries = stmt
             .query_map(params![id], |r| {
+                let delivery_id: i64 = r.get(6)?;
+                let attempt_log = attempts
+                    .query_map([delivery_id], |a| {
+                        Ok(DeliveryAttemptRow {
+                            at: a.get(0)?,
+                            channel: a.get(1)?,
+                            http_status: a.get(2)?,
+                            error: a.get(3)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
                 Ok(DeliveryRow {
                     forwarder: r.get(0)?,
                     state: r.get(1)?,
@@ -143,6 +169,7 @@ impl Db {
                     next_attempt_at: r.get(3)?,
                     last_error: r.get(4)?,
                     delivered_at: r.get(5)?,
+                    attempt_log,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -13,7 +13,10 @@
 
 mod accounts;
 mod api;
+mod audit;
 mod button;
+mod conversations;
+mod dashboard;
 mod deliveries;
 mod durability;
 mod events;
@@ -30,8 +33,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use accounts::{NewSession, SessionRow, TokenRow, UserRow};
-pub use api::{API_SOURCE, ApiInboxRow, ApiSendOutcome, AuditRow, MetricsBaseline, PendingFigures};
+pub use api::{API_SOURCE, ApiInboxRow, ApiSendOutcome, MetricsBaseline, PendingFigures};
+pub use audit::AuditRow;
 pub use button::ButtonOutcome;
+pub use conversations::{ConversationEntry, Direction, LocalRefusal, ThreadSummary};
+pub use dashboard::{Backlog, DayCounts};
 pub use deliveries::{
     AttemptChannel, AttemptRecord, DueDelivery, InboundMessage, KeywordCandidate, QueuedReply, RefusedReply,
     RepliesRecorded, ReplyBatch, ReplyLimits,
@@ -42,8 +48,8 @@ pub use events::{
     WebhookCall,
 };
 pub use inbox::{
-    CONTENT_BINARY, CONTENT_MMS, CONTENT_WAP_PUSH, DeliveryRow, InboxDetail, InboxPartRow, InboxSummary, NewInboxPart,
-    PartStored,
+    CONTENT_BINARY, CONTENT_MMS, CONTENT_WAP_PUSH, DeliveryAttemptRow, DeliveryRow, InboxDetail, InboxPartRow,
+    InboxSummary, NewInboxPart, PartStored,
 };
 pub use migrations::LATEST as SCHEMA_VERSION;
 pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
@@ -258,6 +264,11 @@ impl Db {
             }
             Ok(added)
         })
+        .and_then(|added| {
+            // An opt-out must not be lost to a power cut once someone was told it is done.
+            self.sync_outside_tx()?;
+            Ok(added)
+        })
     }
 
     /// Removes `number` from the opt-out list; returns false if it was not there. Writes
@@ -268,6 +279,10 @@ impl Db {
             if removed {
                 self.emit(EventType::OptoutRemoved, serde_json::json!({"number": number, "source": source}))?;
             }
+            Ok(removed)
+        })
+        .and_then(|removed| {
+            self.sync_outside_tx()?;
             Ok(removed)
         })
     }

@@ -66,6 +66,10 @@ pub struct OutboxDetail {
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {
     pub state: Option<OutboxState>,
+    /// Exactly this source (`provet`, `ui`, `reply`, ...).
+    pub source: Option<String>,
+    /// Recipients containing this text (digits of a number, `+358`).
+    pub number: Option<String>,
     pub limit: Option<usize>,
 }
 
@@ -385,11 +389,15 @@ impl Db {
     /// Messages, newest first.
     pub fn list_outbox(&self, filter: &OutboxFilter) -> Result<Vec<OutboxSummary>> {
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM outbox o WHERE (?1 IS NULL OR o.state = ?1) ORDER BY o.id DESC LIMIT ?2"
+            "SELECT {SUMMARY_COLUMNS} FROM outbox o WHERE (?1 IS NULL OR o.state = ?1) AND (?3 IS NULL OR o.source = ?3) \
+             AND (?4 IS NULL OR instr(o.recipient, ?4) > 0) ORDER BY o.id DESC LIMIT ?2"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let limit = filter.limit.map(|l| l as i64).unwrap_or(-1);
-        let rows = stmt.query_map(params![filter.state.map(|s| s.as_str()), limit], summary_from_row)?;
+        let rows = stmt.query_map(
+            params![filter.state.map(|s| s.as_str()), limit, filter.source, filter.number],
+            summary_from_row,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -602,8 +610,16 @@ mod tests {
         db.cancel(a, "x").unwrap();
         let all = db.list_outbox(&OutboxFilter::default()).unwrap();
         assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), [b, a]);
-        let failed = db.list_outbox(&OutboxFilter { state: Some(OutboxState::Failed), limit: None }).unwrap();
+        let failed = db.list_outbox(&OutboxFilter { state: Some(OutboxState::Failed), ..Default::default() }).unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, a);
+        let other = PhoneNumber::parse("+358409999999", None).unwrap();
+        let c = db.insert_local("ui", &other, "c").unwrap();
+        let by_source = db.list_outbox(&OutboxFilter { source: Some("ui".into()), ..Default::default() }).unwrap();
+        assert_eq!(by_source.iter().map(|s| s.id).collect::<Vec<_>>(), [c]);
+        let by_number = db.list_outbox(&OutboxFilter { number: Some("9999".into()), ..Default::default() }).unwrap();
+        assert_eq!(by_number.iter().map(|s| s.id).collect::<Vec<_>>(), [c]);
+        let none = db.list_outbox(&OutboxFilter { number: Some("%".into()), ..Default::default() }).unwrap();
+        assert!(none.is_empty(), "the number filter is a plain substring, not a LIKE pattern");
     }
 }

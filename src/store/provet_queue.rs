@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(d.summary.state, OutboxState::Fetched);
         assert_eq!(d.body.as_deref(), Some("b"));
         assert_eq!(db.provet_queue_fetched("provet", "h", 3, Err("bad number"), "c").unwrap(), Queued::New);
-        let failed = db.list_outbox(&OutboxFilter { state: Some(OutboxState::Failed), limit: None }).unwrap();
+        let failed = db.list_outbox(&OutboxFilter { state: Some(OutboxState::Failed), ..Default::default() }).unwrap();
         assert_eq!(failed[0].fail_reason.as_deref(), Some("bad number"));
     }
 

@@ -319,17 +319,27 @@ impl FakeProvet {
         st.clients.insert(
             id,
             json!({"id": id, "url": format!("{base}client/{id}/"), "firstname": firstname, "lastname": lastname,
-                   "organization_name": "", "no_sms": no_sms, "no_email": false, "archived": false, "phone_numbers": list}),
+                   "organization_name": "", "email": "", "no_sms": no_sms, "no_email": false, "archived": false,
+                   "patients": [], "phone_numbers": list}),
         );
         id
     }
 
-    /// Adds a patient with this name; returns its id.
+    /// Adds a patient with this name and no owner; returns its id.
     pub fn add_patient(&self, name: &str) -> i64 {
+        self.insert_patient(name, Value::Null)
+    }
+
+    /// Adds a patient owned by `client` (the side panel's patient variant); returns its id.
+    pub fn add_patient_of(&self, client: i64, name: &str) -> i64 {
+        self.insert_patient(name, json!(format!("{}client/{client}/", self.shared.base_url)))
+    }
+
+    fn insert_patient(&self, name: &str, client: Value) -> i64 {
         let mut st = self.shared.lock();
         let id = take_id(&mut st);
-        st.patients
-            .insert(id, json!({"id": id, "url": format!("{}patient/{id}/", self.shared.base_url), "name": name}));
+        let url = format!("{}patient/{id}/", self.shared.base_url);
+        st.patients.insert(id, json!({"id": id, "url": url, "name": name, "client": client}));
         id
     }
 

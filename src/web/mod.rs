@@ -2,10 +2,12 @@
 //! loop ([`server`]).
 //!
 //! - **Public** (`[http]`): what Provet Cloud and staff browsers inside Provet reach from the
-//!   internet: [`provet_webhook`], [`reminders`] (the button), and `GET /healthz` (a status code
-//!   and `{"healthy": bool}`, nothing more).
-//! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`, `/`),
-//!   `/status`, the local API ([`api`], `/api/v1/…`) and [`metrics`] (`/metrics`).
+//!   internet: [`provet_webhook`], [`reminders`] (the button), [`panel`] (the side panel),
+//!   `/assets/*` (the stylesheet and script), and `GET /healthz` (a status code and
+//!   `{"healthy": bool}`, nothing more).
+//! - **Admin** (`[admin]`, loopback by default): sign-in ([`auth`]: `/login`, `/logout`), the web
+//!   UI ([`views`]: `/` and the pages), `/status`, the local API ([`api`], `/api/v1/…`) and
+//!   [`metrics`] (`/metrics`).
 //!
 //! Every answered request of either listener is counted by route template
 //! ([`metrics::count_requests`]).
@@ -40,11 +42,13 @@ pub mod auth;
 pub mod conn;
 pub mod metrics;
 pub mod outsiders;
+pub mod panel;
 pub mod provet_webhook;
 pub mod reminders;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod views;
 
 pub use state::AppState;
 
@@ -129,6 +133,10 @@ pub fn public_router(state: Arc<AppState>) -> Router {
         .route("/provet/{instance}/webhook/{token}", only("POST", post(provet_webhook::handle)))
         // Provet's buttons can be set to send GET as well as POST.
         .route("/provet/{instance}/reminders", only("GET, POST", get(reminders::handle).post(reminders::handle)))
+        .route("/provet/{instance}/panel/client", only("GET, POST", get(panel::client).post(panel::client)))
+        .route("/provet/{instance}/panel/patient", only("GET, POST", get(panel::patient).post(panel::patient)))
+        .route("/provet/{instance}/panel/send", only("POST", post(panel::send)))
+        .merge(views::assets::routes())
         .fallback(|| async { not_found() })
         .route_layer(axum::middleware::from_fn(metrics::mark_route))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
@@ -140,7 +148,7 @@ pub fn public_router(state: Arc<AppState>) -> Router {
 /// Under `/api/` every error answer is JSON ([`api::json_errors`]).
 pub fn admin_router(state: Arc<AppState>) -> Router {
     let router = Router::new()
-        .route("/", only("GET", get(auth::home::home)))
+        .merge(views::routes())
         .route("/login", only("GET, POST", get(auth::login::form).post(auth::login::submit)))
         .route("/logout", only("POST", post(auth::login::logout)))
         .route("/status", only("GET", get(status::status)))

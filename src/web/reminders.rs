@@ -119,13 +119,16 @@ pub async fn handle(State(state): State<Arc<AppState>>, Path(instance): Path<Str
 }
 
 /// The check an unknown instance gets: default parameter names and a random salt.
-fn unknown_instance() -> CustomIntegrationConfig {
+pub fn unknown_instance() -> CustomIntegrationConfig {
     let salt: String = (0..32).map(|_| fastrand::alphanumeric()).collect();
     CustomIntegrationConfig {
         salt: Secret::new(salt),
         max_age: crate::config::DEFAULT_BUTTON_MAX_AGE,
         timestamp_param: "timestamp".into(),
         verification_param: "verification".into(),
+        panel_max_age: crate::config::DEFAULT_PANEL_MAX_AGE,
+        client_param: "id".into(),
+        frame_ancestors: Vec::new(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::auth::Auth;
@@ -10,7 +10,9 @@ use super::outsiders::OutsiderLog;
 use super::server::ListenerStats;
 use crate::config::Config;
 use crate::health::Health;
+use crate::modem::driver::ModemStatus;
 use crate::outbound::Wake;
+use crate::provet::ProvetClient;
 use crate::store::Store;
 
 /// Shared state of the running daemon, handed to the HTTP handlers and the pipelines.
@@ -29,6 +31,12 @@ pub struct AppState {
     pub counts: CountsCache,
     /// The `/metrics` registry; the pipelines hold clones of it.
     pub metrics: crate::metrics::Metrics,
+    /// Each modem's live status (name, watch), set once the drivers start (the listeners start
+    /// first); the dashboard reads it.
+    pub modems: OnceLock<Vec<(String, tokio::sync::watch::Receiver<ModemStatus>)>>,
+    /// One Provet client per `[[provet]]` instance (by name), shared with its worker (one
+    /// token cache); the side panel reads clients and numbers through it.
+    pub provet_clients: BTreeMap<String, Arc<ProvetClient>>,
 }
 
 /// The outbox counts `/status` shows, read at most once per [`CountsCache::MAX_AGE`] (on the

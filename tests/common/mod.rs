@@ -4,6 +4,8 @@
 
 pub mod receiver;
 pub mod smtp_sink;
+pub mod ui;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

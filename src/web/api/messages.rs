@@ -195,7 +195,7 @@ pub async fn list(State(state): State<Arc<AppState>>, _caller: Caller, req: Requ
             }
         },
     };
-    let filter = OutboxFilter { state: filter_state, limit: Some(limit) };
+    let filter = OutboxFilter { state: filter_state, limit: Some(limit), ..Default::default() };
     match state.store.read(move |db| db.list_outbox(&filter)).await {
         Ok(rows) => {
             json(StatusCode::OK, &serde_json::json!({"messages": rows.iter().map(summary_json).collect::<Vec<_>>()}))

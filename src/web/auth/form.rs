@@ -29,6 +29,11 @@ impl Form {
         Ok(Form(fields))
     }
 
+    /// Every field in order (repeated names included).
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }

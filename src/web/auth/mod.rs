@@ -9,7 +9,7 @@
 //! - [`tokens`]: [`Bearer`], the program behind a valid token.
 //! - [`csrf`]: the Origin/Referer check on every admin POST and the form token check.
 //! - [`throttle`]: failed logins per address and per user.
-//! - [`login`]: `GET`/`POST /login`, `POST /logout`; [`home`]: `GET /`.
+//! - [`login`]: `GET`/`POST /login`, `POST /logout`.
 //! - [`form`], [`html`]: reading forms strictly, writing pages safely.
 //!
 //! A handler says who may call it by taking an extractor: [`Caller`] (a person or a program),
@@ -30,7 +30,6 @@ use super::{AppState, HttpResponse};
 pub mod cookies;
 pub mod csrf;
 pub mod form;
-pub mod home;
 pub mod html;
 pub mod login;
 pub mod names;
