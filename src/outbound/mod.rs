@@ -208,6 +208,8 @@ impl ModemSender {
             .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown))
             .cloned()
             .collect();
+        // Set when the last part's ack also made the message `sent` (one transaction).
+        let mut sent = false;
         for part in pending {
             if shutdown.is_triggered() {
                 return Ok(PassOutcome::Later);
@@ -219,7 +221,8 @@ impl ModemSender {
             match self.modem.send_part(&part.pdu, part.tpdu_len as usize).await {
                 Ok(mr) => {
                     self.metrics.part_sent(handed_over.elapsed());
-                    self.store.call(move |db| db.part_acked(id, seq, mr)).await?;
+                    let modem = self.modem_name.clone();
+                    sent = self.store.call(move |db| db.part_acked_finishing(id, seq, mr, &modem)).await?;
                 }
                 Err(SendError::Permanent { code, reason }) => {
                     let err = format!("+CMS ERROR: {code} ({reason})");
@@ -263,7 +266,9 @@ impl ModemSender {
                 }
             }
         }
-        self.store.call(move |db| db.transition(id, OutboxState::Sent, None)).await?;
+        if !sent {
+            self.store.call(move |db| db.transition(id, OutboxState::Sent, None)).await?;
+        }
         self.metrics.sent();
         tracing::info!(
             modem = %self.modem_name,

@@ -246,6 +246,26 @@ impl Db {
         Ok(())
     }
 
+    /// [`Db::part_acked`], and when that was the message's last unacknowledged part, `→ sent` and
+    /// the claim of `modem` released, in the same transaction (one commit where three were: the
+    /// SD card's bytes, see `durability.rs`). Returns whether the message is now `sent`.
+    pub fn part_acked_finishing(&self, id: OutboxId, seq: i64, mr: u8, modem: &str) -> Result<bool> {
+        self.atomically(|| {
+            self.part_acked(id, seq, mr)?;
+            let left: i64 = self.conn.query_row(
+                "SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1 AND state <> 'acked'",
+                [id],
+                |r| r.get(0),
+            )?;
+            if left > 0 {
+                return Ok(false);
+            }
+            self.transition(id, OutboxState::Sent, None)?;
+            self.release_claim(id, modem)?;
+            Ok(true)
+        })
+    }
+
     /// Part `seq` was refused before the network took it: back to `pending` for a retry
     /// (`permanent = false`) or `failed`.
     pub fn part_refused(&self, id: OutboxId, seq: i64, error: &str, permanent: bool) -> Result<()> {
