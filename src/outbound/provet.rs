@@ -49,9 +49,11 @@ use super::Wake;
 /// Rows taken per pass of the fetch or report loop.
 const BATCH: usize = 50;
 
-/// How long an idle loop sleeps before looking at the store again even without a wake-up
-/// (several instances share one [`Wake`], and `notify_one` wakes only one of them).
-const IDLE_RECHECK: Duration = Duration::from_secs(2);
+/// How long an idle loop sleeps before looking at the store again without a wake-up (rows
+/// another process wrote). Wake-ups are not lost: each loop registers for the next one before it
+/// looks at the store ([`tokio::sync::futures::Notified::enable`]), and [`Wake::all`] reaches
+/// every registered loop of every instance.
+const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
 /// The outbox `source` of external SMS.
 pub const SOURCE_SMS: &str = "provet";
@@ -126,6 +128,9 @@ impl ProvetWorker {
                 let delay = self.poll_reminders().await.unwrap_or_else(|d| d.min(reminder_poll));
                 next_reminder_poll = Some(crate::deadline::tokio_in(delay));
             }
+            let woken = self.wake.fetch.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let did = match self.fetch_batch(&shutdown).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -142,7 +147,7 @@ impl ProvetWorker {
             }
             tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.wake.fetch.notified() => {}
+                _ = &mut woken => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -153,6 +158,9 @@ impl ProvetWorker {
             if shutdown.is_triggered() {
                 return;
             }
+            let woken = self.wake.report.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let did = match self.report_batch(&shutdown).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -166,7 +174,7 @@ impl ProvetWorker {
             let wait = self.until_due().await;
             tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.wake.report.notified() => {}
+                _ = &mut woken => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }

@@ -373,8 +373,6 @@ impl Db {
 
     /// Deliveries due for `webhook` at `now`, oldest event first.
     pub fn due_event_deliveries(&self, webhook: &str, now: i64, limit: usize) -> Result<Vec<DueEvent>> {
-        // What is posted next must be on disk (no event for a change a power cut could undo).
-        self.sync()?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.id, e.uid, e.type, e.created_at, e.data, d.attempts FROM event_deliveries d \
              JOIN events e ON e.id = d.event_id \
@@ -394,7 +392,12 @@ impl Db {
                 attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let due: Vec<DueEvent> = rows.collect::<rusqlite::Result<_>>()?;
+        if !due.is_empty() {
+            // What is posted next must be on disk (no event for a change a power cut could undo).
+            self.sync()?;
+        }
+        Ok(due)
     }
 
     /// When the next delivery for `webhook` is due (unix ms), if any is pending.

@@ -61,9 +61,12 @@ impl Db {
     /// `sent`/`failed` rows of `instance` (Provet work, not local sends) whose retry time has
     /// come, oldest first.
     pub fn provet_to_report(&self, instance: &str, now: i64, limit: usize) -> Result<Vec<ProvetWork>> {
-        // Provet is told these outcomes next: they must be on disk first.
-        self.sync()?;
-        self.provet_rows(instance, "state IN ('sent','failed')", now, limit)
+        let rows = self.provet_rows(instance, "state IN ('sent','failed')", now, limit)?;
+        if !rows.is_empty() {
+            // Provet is told these outcomes next: they must be on disk first.
+            self.sync()?;
+        }
+        Ok(rows)
     }
 
     fn provet_rows(&self, instance: &str, which: &str, now: i64, limit: usize) -> Result<Vec<ProvetWork>> {
