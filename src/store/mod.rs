@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(outbox[0].state, OutboxState::Fetched);
         assert!(db.list_inbox(10).unwrap().is_empty());
         // Version 3: the old row is unclaimed and can be claimed.
-        assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));
+        assert_eq!(db.claim_next("main", &[], now_ms()).unwrap(), Some(outbox[0].id));
         // Version 6: the account tables exist.
         assert!(db.list_users().unwrap().is_empty());
         assert!(db.list_tokens().unwrap().is_empty());

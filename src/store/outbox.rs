@@ -96,15 +96,24 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxSummary> {
     })
 }
 
+/// The modem the number `?N` last texted (newest inbox row), as an SQL expression for the
+/// `via_modem` of a message to that number: an outbound message to a number that last texted
+/// modem X prefers X, so the client sees one clinic number. Uses `inbox_by_sender`.
+pub(super) fn last_modem_of(param: &str) -> String {
+    format!("(SELECT modem FROM inbox WHERE sender = {param} ORDER BY id DESC LIMIT 1)")
+}
+
 impl Db {
     /// Queues a message whose text and number are known (CLI `send`, TwiML and keyword
     /// replies): it starts in `fetched`.
     pub fn insert_local(&self, source: &str, recipient: &PhoneNumber, body: &str) -> Result<OutboxId> {
         let now = now_ms();
-        self.conn.execute(
-            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'fetched', ?4, ?4)",
-            params![source, recipient.as_str(), body, now],
-        )?;
+        let sql = format!(
+            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at, via_modem) \
+             VALUES (?1, ?2, ?3, 'fetched', ?4, ?4, {})",
+            last_modem_of("?2")
+        );
+        self.conn.prepare_cached(&sql)?.execute(params![source, recipient.as_str(), body, now])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -189,7 +198,8 @@ impl Db {
     pub fn mark_fetched(&self, id: OutboxId, recipient: &PhoneNumber, body: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         self.transition(id, OutboxState::Fetched, None)?;
-        tx.execute("UPDATE outbox SET recipient = ?2, body = ?3 WHERE id = ?1", params![id, recipient.as_str(), body])?;
+        let sql = format!("UPDATE outbox SET recipient = ?2, body = ?3, via_modem = {} WHERE id = ?1", last_modem_of("?2"));
+        tx.execute(&sql, params![id, recipient.as_str(), body])?;
         tx.commit()?;
         Ok(())
     }
@@ -314,16 +324,23 @@ impl Db {
     }
 
     /// Claims the next message `modem` may work on: `fetched`, or `sending` with parts left,
-    /// whose retry time has come and that no sender holds, oldest first. One statement, so the
-    /// claim is atomic: two senders (or two processes) can never take the same message.
-    pub fn claim_next(&self, modem: &str, now: i64) -> Result<Option<OutboxId>> {
+    /// whose retry time has come and that no sender holds. Messages that should leave through
+    /// `modem` (`via_modem`) come first, then the oldest; a message meant for another modem is
+    /// taken only when that modem is not in `healthy_others` (the other modems that are ready,
+    /// or were until a moment ago), so a message never waits on a modem that is gone. One
+    /// statement, so the claim is atomic: two senders (or two processes) can never take the
+    /// same message.
+    pub fn claim_next(&self, modem: &str, healthy_others: &[&str], now: i64) -> Result<Option<OutboxId>> {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE outbox SET claimed_by = ?1 WHERE id = (\
                SELECT id FROM outbox WHERE state IN ('fetched','sending') AND claimed_by IS NULL \
-               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) ORDER BY id LIMIT 1) \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) \
+               AND (via_modem IS NULL OR via_modem = ?1 OR via_modem NOT IN (SELECT value FROM json_each(?3))) \
+               ORDER BY via_modem IS ?1 DESC, id LIMIT 1) \
              RETURNING id",
         )?;
-        Ok(stmt.query_row(params![modem, now], |r| r.get(0)).optional()?)
+        let others = serde_json::to_string(healthy_others).unwrap_or_else(|_| "[]".into());
+        Ok(stmt.query_row(params![modem, now, others], |r| r.get(0)).optional()?)
     }
 
     /// Gives message `id` back, if `modem` holds it.
@@ -485,15 +502,60 @@ mod tests {
         let b = db.insert_local("cli", &number(), "b").unwrap();
         let later = db.insert_local("cli", &number(), "c").unwrap();
         db.schedule_retry(later, "busy", now_ms() + 60_000).unwrap();
-        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), Some(a), "oldest first");
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(b));
-        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), None, "a retry that is not due is not claimed");
+        assert_eq!(db.claim_next("m1", &[], now_ms()).unwrap(), Some(a), "oldest first");
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), Some(b));
+        assert_eq!(db.claim_next("m1", &[], now_ms()).unwrap(), None, "a retry that is not due is not claimed");
         db.release_claim(a, "m2").unwrap();
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), None, "only the holder releases a claim");
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), None, "only the holder releases a claim");
         db.release_claim(a, "m1").unwrap();
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(a));
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), Some(a));
         assert_eq!(db.release_all_claims().unwrap(), 2);
-        assert_eq!(db.claim_next("m1", now_ms() + 120_000).unwrap(), Some(a));
+        assert_eq!(db.claim_next("m1", &[], now_ms() + 120_000).unwrap(), Some(a));
+    }
+
+    #[test]
+    fn a_message_to_a_number_prefers_the_modem_it_last_texted_unless_that_modem_is_unhealthy() {
+        let (_d, db) = db();
+        db.conn
+            .execute_batch(
+                "INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i1', 'a', '+358401234567', 'hi', 1); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i2', 'b', '+358401234567', 'again', 2); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i3', 'a', '+358409999999', 'x', 3);",
+            )
+            .unwrap();
+        let plain = db.insert_local("cli", &PhoneNumber::parse("+358405555555", None).unwrap(), "nobody texted").unwrap();
+        let to_b = db.insert_local("cli", &number(), "last texted b").unwrap();
+        let via = |id| -> Option<String> {
+            db.conn.query_row("SELECT via_modem FROM outbox WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(via(plain), None);
+        assert_eq!(via(to_b).as_deref(), Some("b"), "the newest inbox row decides");
+        let sql = format!("EXPLAIN QUERY PLAN SELECT {}", last_modem_of("'+358401234567'"));
+        let mut stmt = db.conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt.query_map([], |r| r.get(3)).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("inbox_by_sender"), "the lookup is an index seek: {plan}");
+
+        // b is healthy: a takes only what is not b's; b takes its own first.
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), Some(plain));
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), None, "b's message waits for b");
+        let newer = db.insert_local("cli", &PhoneNumber::parse("+358406666666", None).unwrap(), "x").unwrap();
+        db.release_claim(plain, "a").unwrap();
+        assert_eq!(db.claim_next("b", &["a"], now_ms()).unwrap(), Some(to_b), "its own before older free ones");
+        db.release_claim(to_b, "b").unwrap();
+        // b is not healthy (or not configured any more): a takes b's message too, oldest first.
+        assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(plain));
+        assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(to_b));
+        assert_eq!(db.claim_next("a", &["c"], now_ms()).unwrap(), Some(newer));
+    }
+
+    #[test]
+    fn a_hostile_modem_name_in_the_health_list_is_only_data() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "x").unwrap();
+        db.conn.execute("UPDATE outbox SET via_modem = 'b\"]' WHERE id = ?1", [id]).unwrap();
+        assert_eq!(db.claim_next("a", &["b\"]", "') OR 1=1 --"], now_ms()).unwrap(), None);
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), Some(id));
     }
 
     #[test]
@@ -509,7 +571,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let db = Db::open(&path).unwrap();
                     let mut mine = Vec::new();
-                    while let Some(id) = db.claim_next(modem, now_ms()).unwrap() {
+                    while let Some(id) = db.claim_next(modem, &[], now_ms()).unwrap() {
                         mine.push(id);
                     }
                     mine

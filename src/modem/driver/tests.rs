@@ -434,7 +434,7 @@ async fn timeout_after_the_pdu_is_unknown_and_the_modem_is_reinitialised() {
 async fn missing_prompt_aborts_with_esc_and_nothing_is_sent() {
     let mut sim = FakeSim::new();
     sim.no_prompt = true;
-    let h = start(sim, DriverConfig { command_timeout: Duration::from_millis(500), ..config() });
+    let h = start(sim, DriverConfig { prompt_timeout: Duration::from_millis(500), ..config() });
     h.wait_state(|s| *s == ModemState::Ready).await;
     let err = h.handle.send_part("0011", 1).await.unwrap_err();
     match &err {
