@@ -86,7 +86,7 @@ fn a_reply_leaves_through_the_modem_that_received_the_sms_and_the_forward_carrie
         pbx.url()
     );
     let cfg = pool_config(&dir, &a, &b, &forwards);
-    let _d = Daemon::start(&cfg);
+    let d = Daemon::start(&cfg);
     wait_ready(&[&a, &b]);
 
     // One client texts B, another texts A, a third asks A for HELP (a keyword reply).
@@ -131,6 +131,28 @@ fn a_reply_leaves_through_the_modem_that_received_the_sms_and_the_forward_carrie
     });
     assert!(sent.is_some(), "message {id} did not leave through B: {:?} / {:?}", a.sent(), b.sent());
     assert!(!a.sent().iter().any(|s| s["text"] == "Rex is ready for pickup"));
+
+    // Per-modem figures: /status (the last 24 h, from the store) and /metrics (since start).
+    let created = dir.smshub(&cfg, &["token", "create", "pool-test"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let bearer = format!("Bearer {}", stdout(&created).lines().last().unwrap());
+    let figures = wait_for(LONG, || {
+        let reply = http_with(&d.admin, "GET", "/status", &[("Authorization", &bearer)], b"");
+        let status: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
+        let modems = status["modems"].clone();
+        // The counts are cached for a second; wait for the last send to show.
+        (modems["b"]["last_24h"]["sent"] == 2).then_some(modems)
+    })
+    .expect("/status shows B's two sends");
+    assert_eq!(figures["a"]["number"], NUMBER_A);
+    assert_eq!(figures["b"]["number"], NUMBER_B);
+    assert_eq!(figures["a"]["last_24h"]["received"], 2, "{figures}");
+    assert_eq!(figures["b"]["last_24h"]["received"], 1, "{figures}");
+    assert_eq!(figures["a"]["last_24h"]["sent"], a.sent().len(), "{figures}");
+    let metrics = http_with(&d.admin, "GET", "/metrics", &[("Authorization", &bearer)], b"");
+    assert_eq!(metrics.status, 200, "{metrics:?}");
+    assert!(metrics.body.contains("smshub_modem_messages_sent_total{modem=\"b\"} 2"), "{}", metrics.body);
+    assert!(metrics.body.contains("smshub_modem_messages_received_total{modem=\"a\"} 2"), "{}", metrics.body);
 }
 
 #[test]

@@ -46,7 +46,7 @@ pub use inbox::{
     PartStored,
 };
 pub use migrations::LATEST as SCHEMA_VERSION;
-pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
+pub use outbox::{ModemFigures, NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};
 pub use retention::{BATCH as PURGE_BATCH, PurgeCounts};
 pub use state::{OutboxState, PartState};

@@ -62,6 +62,18 @@ pub struct OutboxDetail {
     pub part_rows: Vec<PartRow>,
 }
 
+/// One modem's work over a period (`/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ModemFigures {
+    /// Messages whose last part this modem sent, ended `sent`.
+    pub sent: i64,
+    /// Messages that failed after this modem had a part of them (a failure before any part
+    /// reached a modem, e.g. an opted-out recipient, belongs to none).
+    pub failed: i64,
+    /// Messages it received.
+    pub received: i64,
+}
+
 /// Which messages `list_outbox` returns.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {
@@ -399,6 +411,39 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Each modem's sent, failed and received messages since `since` (unix ms). A message
+    /// belongs to the modem of its last part that reached a modem (the one that finished it
+    /// after a hand-over). Reads only; scans the outbox rows finished since then.
+    pub fn modem_figures_since(&self, since: i64) -> Result<std::collections::BTreeMap<String, ModemFigures>> {
+        let mut out = std::collections::BTreeMap::<String, ModemFigures>::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT (SELECT p.modem FROM outbox_parts p WHERE p.outbox_id = o.id AND p.modem IS NOT NULL \
+                     ORDER BY p.seq DESC LIMIT 1) AS m, o.outcome, count(*) \
+             FROM outbox o WHERE o.outcome IS NOT NULL AND o.updated_at >= ?1 GROUP BY m, o.outcome",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        for row in rows {
+            let (modem, outcome, n) = row?;
+            let Some(modem) = modem else { continue };
+            let f = out.entry(modem).or_default();
+            if outcome == "sent" {
+                f.sent += n;
+            } else {
+                f.failed += n;
+            }
+        }
+        let mut stmt =
+            self.conn.prepare_cached("SELECT modem, count(*) FROM inbox WHERE received_at >= ?1 GROUP BY modem")?;
+        let rows = stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (modem, n) = row?;
+            out.entry(modem).or_default().received += n;
+        }
+        Ok(out)
+    }
+
     /// Messages, newest first.
     pub fn list_outbox(&self, filter: &OutboxFilter) -> Result<Vec<OutboxSummary>> {
         let sql = format!(
@@ -547,6 +592,41 @@ mod tests {
         assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(plain));
         assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(to_b));
         assert_eq!(db.claim_next("a", &["c"], now_ms()).unwrap(), Some(newer));
+    }
+
+    #[test]
+    fn modem_figures_count_each_message_for_the_modem_that_finished_it() {
+        let (_d, db) = db();
+        let sent_a = db.insert_local("cli", &number(), "a").unwrap();
+        let moved = db.insert_local("cli", &number(), "moved from a to b").unwrap();
+        let failed_b = db.insert_local("cli", &number(), "b fails").unwrap();
+        let no_modem = db.insert_local("cli", &number(), "never reached a modem").unwrap();
+        for (id, n) in [(sent_a, 1), (moved, 2), (failed_b, 1)] {
+            db.begin_sending(id, &parts(n), None).unwrap();
+        }
+        db.part_begin(sent_a, 1, "a").unwrap();
+        db.part_acked(sent_a, 1, 1).unwrap();
+        db.transition(sent_a, OutboxState::Sent, None).unwrap();
+        db.part_begin(moved, 1, "a").unwrap();
+        db.part_acked(moved, 1, 2).unwrap();
+        db.part_begin(moved, 2, "b").unwrap();
+        db.part_acked(moved, 2, 3).unwrap();
+        db.transition(moved, OutboxState::Sent, None).unwrap();
+        db.part_begin(failed_b, 1, "b").unwrap();
+        db.part_refused(failed_b, 1, "+CMS ERROR: 38", true).unwrap();
+        db.transition(failed_b, OutboxState::Failed, Some("x")).unwrap();
+        db.transition(no_modem, OutboxState::Failed, Some("recipient opted out")).unwrap();
+        db.conn
+            .execute_batch(
+                "INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i1', 'a', '+358401234567', 'hi', 5); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i0', 'b', '+358401234567', 'old', 1);",
+            )
+            .unwrap();
+        let f = db.modem_figures_since(2).unwrap();
+        assert_eq!(f.get("a"), Some(&ModemFigures { sent: 1, failed: 0, received: 1 }));
+        assert_eq!(f.get("b"), Some(&ModemFigures { sent: 1, failed: 1, received: 0 }), "the old inbox row is outside");
+        assert_eq!(f.len(), 2, "a failure before any modem belongs to none: {f:?}");
+        assert!(db.modem_figures_since(now_ms() + 1).unwrap().is_empty());
     }
 
     #[test]
