@@ -207,12 +207,16 @@ fn batch_with_a_fault_on_a(fault: serde_json::Value) -> Option<i64> {
     let mut handed_over = Vec::new();
     for (id, (to, text)) in ids.iter().zip(&batch) {
         let m = finished.iter().find(|m| m["id"] == *id).unwrap();
-        let copies = a_log.iter().chain(&b_log).filter(|s| s["to"] == to.as_str() && s["text"] == text.as_str()).count();
+        let copies =
+            a_log.iter().chain(&b_log).filter(|s| s["to"] == to.as_str() && s["text"] == text.as_str()).count();
         match m["state"].as_str() {
             Some("sent") => assert_eq!(copies, 1, "sent exactly once: {m} {a_log:?} {b_log:?}"),
             _ => {
                 let reason = m["fail_reason"].as_str().unwrap_or("");
-                assert!(reason.contains("may or may not") || reason.contains("unknown"), "only an unknown outcome fails: {m}");
+                assert!(
+                    reason.contains("may or may not") || reason.contains("unknown"),
+                    "only an unknown outcome fails: {m}"
+                );
                 assert!(copies <= 1, "never twice: {m}");
             }
         }

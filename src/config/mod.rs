@@ -529,7 +529,12 @@ impl Config {
                 && modems.iter().any(|o: &ModemConfig| o.number.as_ref() == Some(n))
             {
                 // Two SIMs cannot share a number: one of the two values is a typo.
-                return Err(cx.error_at(&section, i, "number", format!("{} is the number of another modem", n.masked())));
+                return Err(cx.error_at(
+                    &section,
+                    i,
+                    "number",
+                    format!("{} is the number of another modem", n.masked()),
+                ));
             }
             modems.push(ModemConfig {
                 number,

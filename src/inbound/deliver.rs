@@ -472,11 +472,7 @@ fn give_up(d: &DueDelivery, channel: AttemptChannel, status: Option<u16>, note: 
 /// message that is not text (an MMS notification, a binary SMS) is forwarded as the configured
 /// placeholder: receivers get a readable note instead of garbage, and Twilio's `NumMedia` stays
 /// 0 because smshub has no media to offer. `to` is the receiving modem's `number`, if configured.
-pub fn inbound_sms(
-    msg: &InboundMessage,
-    cfg: &crate::config::InboundConfig,
-    to: Option<String>,
-) -> Option<InboundSms> {
+pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig, to: Option<String>) -> Option<InboundSms> {
     let from = msg.sender.clone()?;
     let body = match msg.encoding.as_deref() {
         Some(crate::store::CONTENT_MMS | crate::store::CONTENT_WAP_PUSH) => cfg.mms_placeholder.clone(),

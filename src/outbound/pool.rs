@@ -66,7 +66,13 @@ impl Pool {
 
     /// Follows modem `name`'s status until shutdown; wakes the senders when it becomes ready and
     /// when its grace runs out (so another modem takes its messages without waiting for a poll).
-    pub async fn track(self, name: String, mut status: watch::Receiver<ModemStatus>, wake: Wake, mut shutdown: ShutdownSignal) {
+    pub async fn track(
+        self,
+        name: String,
+        mut status: watch::Receiver<ModemStatus>,
+        wake: Wake,
+        mut shutdown: ShutdownSignal,
+    ) {
         loop {
             let ready = status.borrow_and_update().state == ModemState::Ready;
             if self.note(&name, ready) && ready {

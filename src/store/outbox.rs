@@ -210,7 +210,8 @@ impl Db {
     pub fn mark_fetched(&self, id: OutboxId, recipient: &PhoneNumber, body: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         self.transition(id, OutboxState::Fetched, None)?;
-        let sql = format!("UPDATE outbox SET recipient = ?2, body = ?3, via_modem = {} WHERE id = ?1", last_modem_of("?2"));
+        let sql =
+            format!("UPDATE outbox SET recipient = ?2, body = ?3, via_modem = {} WHERE id = ?1", last_modem_of("?2"));
         tx.execute(&sql, params![id, recipient.as_str(), body])?;
         tx.commit()?;
         Ok(())
@@ -568,7 +569,8 @@ mod tests {
                  INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i3', 'a', '+358409999999', 'x', 3);",
             )
             .unwrap();
-        let plain = db.insert_local("cli", &PhoneNumber::parse("+358405555555", None).unwrap(), "nobody texted").unwrap();
+        let plain =
+            db.insert_local("cli", &PhoneNumber::parse("+358405555555", None).unwrap(), "nobody texted").unwrap();
         let to_b = db.insert_local("cli", &number(), "last texted b").unwrap();
         let via = |id| -> Option<String> {
             db.conn.query_row("SELECT via_modem FROM outbox WHERE id = ?1", [id], |r| r.get(0)).unwrap()

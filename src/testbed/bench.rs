@@ -264,7 +264,6 @@ impl Rig {
         wait_sim_ready(&self.sim).await
     }
 
-
     /// For each (text, unix ms started), the milliseconds until the simulator had its PDU.
     async fn modem_latencies(&self, starts: &[(String, i64)]) -> anyhow::Result<Vec<f64>> {
         let sent = self.sim.sent().await?;

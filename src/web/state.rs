@@ -135,7 +135,10 @@ mod tests {
         let to = crate::phone::PhoneNumber::parse("+358401234567", None).unwrap();
         store.call(move |db| db.insert_local("cli", &to, "x")).await.unwrap();
         let many = ask_many(&cache, &store, 50).await;
-        assert!(many.iter().all(|c| c.outbox.get("fetched").copied().unwrap_or(0) == 0), "served from the cache: {many:?}");
+        assert!(
+            many.iter().all(|c| c.outbox.get("fetched").copied().unwrap_or(0) == 0),
+            "served from the cache: {many:?}"
+        );
         tokio::time::sleep(CountsCache::MAX_AGE + Duration::from_millis(100)).await;
         assert_eq!(cache.get(&store).await.outbox.get("fetched"), Some(&1));
         // The reader connection cannot write.
