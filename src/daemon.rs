@@ -270,6 +270,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
     let mut modems = Vec::new();
     let mut modem_stall_after = Duration::from_secs(300);
+    let pool = crate::outbound::pool::Pool::default();
     for m in &config.modems {
         let (handle, events, driver_task) = driver::spawn(driver_config(m), serial_connector(m), signal.receiver());
         // The driver may sit in one +CMGS for send_timeout: only much longer than that is "stuck".
@@ -287,8 +288,10 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
             config: config.outbound.clone(),
             wake: wake.clone(),
             metrics: metrics.clone(),
+            pool: pool.clone(),
         };
         metrics.watch_modem(&m.name, handle.status());
+        tasks.spawn(pool.clone().track(m.name.clone(), handle.status(), wake.clone(), signal.clone()));
         tasks.spawn(sender.run(signal.clone()));
         let receiver = ModemReceiver {
             modem_name: m.name.clone(),

@@ -90,6 +90,9 @@ struct Inner {
     sent: Counter,
     failed: Family<ReasonLabels, Counter>,
     received: Counter,
+    modem_sent: Family<ModemLabels, Counter>,
+    modem_failed: Family<ModemLabels, Counter>,
+    modem_received: Family<ModemLabels, Counter>,
     parts_sent: Counter,
     send_duration: Histogram,
     forward_attempts: Family<ForwardLabels, Counter>,
@@ -144,6 +147,22 @@ impl Metrics {
         r.register("smshub_messages_failed", "Messages that failed, by class of reason", failed.clone());
         let received = Counter::default();
         r.register("smshub_messages_received", "SMS received (joined messages)", received.clone());
+        // Per modem beside the totals (whose names and series stay as they were, for the shipped
+        // alert rules). They count from this start: Prometheus' rate() handles the reset.
+        let modem_sent = Family::<ModemLabels, Counter>::default();
+        r.register("smshub_modem_messages_sent", "Messages sent, by the modem that sent them", modem_sent.clone());
+        let modem_failed = Family::<ModemLabels, Counter>::default();
+        r.register(
+            "smshub_modem_messages_failed",
+            "Messages that failed while a modem's sender had them, by modem",
+            modem_failed.clone(),
+        );
+        let modem_received = Family::<ModemLabels, Counter>::default();
+        r.register(
+            "smshub_modem_messages_received",
+            "SMS received (joined messages), by the modem that received them",
+            modem_received.clone(),
+        );
         let parts_sent = Counter::default();
         r.register("smshub_parts_sent", "Parts (PDUs) the modem acknowledged with +CMGS", parts_sent.clone());
         let send_duration = Histogram::new(SEND_BUCKETS.iter().copied());
@@ -211,6 +230,9 @@ impl Metrics {
             sent,
             failed,
             received,
+            modem_sent,
+            modem_failed,
+            modem_received,
             parts_sent,
             send_duration,
             forward_attempts,
@@ -253,13 +275,25 @@ impl Metrics {
 
     /// Shows modem `name`'s status in the modem gauges.
     pub fn watch_modem(&self, name: &str, status: watch::Receiver<ModemStatus>) {
+        // The per-modem counters appear from the start, so a rate over them is defined.
+        let labels = ModemLabels { modem: name.to_string() };
+        for family in [&self.0.modem_sent, &self.0.modem_failed, &self.0.modem_received] {
+            let _ = family.get_or_create(&labels);
+        }
         if let Ok(mut modems) = self.0.modems.lock() {
             modems.push((name.to_string(), status));
         }
     }
 
-    pub fn sent(&self) {
+    /// Modem `modem` sent a message (every part acknowledged).
+    pub fn sent(&self, modem: &str) {
         self.0.sent.inc();
+        self.0.modem_sent.get_or_create(&ModemLabels { modem: modem.to_string() }).inc();
+    }
+
+    /// A message failed while modem `modem`'s sender had it (besides [`Metrics::failed`]).
+    pub fn modem_failed(&self, modem: &str) {
+        self.0.modem_failed.get_or_create(&ModemLabels { modem: modem.to_string() }).inc();
     }
 
     /// A message failed with `reason` (sorted into its class).
@@ -273,8 +307,10 @@ impl Metrics {
         self.0.send_duration.observe(took.as_secs_f64());
     }
 
-    pub fn received(&self) {
+    /// Modem `modem` received a message.
+    pub fn received(&self, modem: &str) {
         self.0.received.inc();
+        self.0.modem_received.get_or_create(&ModemLabels { modem: modem.to_string() }).inc();
     }
 
     /// One forward attempt of `forwarder` ended `delivered` or not.
@@ -390,7 +426,10 @@ mod tests {
             ..Default::default()
         };
         m.start_from(&base);
-        m.sent();
+        let (_tx, rx) = watch::channel(ModemStatus::new());
+        m.watch_modem("sim-b", rx);
+        m.sent("sim-a");
+        m.modem_failed("sim-a");
         m.part_sent(std::time::Duration::from_millis(300));
         m.forward_attempt("clinic", true);
         m.http_request("admin", "/api/v1/messages/{id}", 404);
@@ -404,6 +443,10 @@ mod tests {
             "smshub_messages_failed_total{reason_class=\"opted_out\"} 2",
             "smshub_messages_failed_total{reason_class=\"other\"} 0",
             "smshub_messages_received_total 4",
+            "smshub_modem_messages_sent_total{modem=\"sim-a\"} 1",
+            "smshub_modem_messages_failed_total{modem=\"sim-a\"} 1",
+            "smshub_modem_messages_sent_total{modem=\"sim-b\"} 0",
+            "smshub_modem_messages_received_total{modem=\"sim-b\"} 0",
             "smshub_parts_sent_total 6",
             "smshub_send_duration_seconds_count 1",
             "smshub_forward_attempts_total{forwarder=\"clinic\",outcome=\"delivered\"} 1",

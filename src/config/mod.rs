@@ -189,6 +189,9 @@ pub struct ModemConfig {
     pub profile: ModemProfile,
     pub min_send_interval: Duration,
     pub send_timeout: Duration,
+    /// The SIM's own number (`number`), when the clinic names it: forwards of what this modem
+    /// receives carry it as their `To` / `sms_number`, instead of the forwarder's configured one.
+    pub number: Option<PhoneNumber>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -392,6 +395,11 @@ pub struct CustomIntegrationConfig {
 // ---------------------------------------------------------------------------------------------
 
 impl Config {
+    /// The SIM number of modem `modem`, when its `[[modem]]` section names one.
+    pub fn modem_number(&self, modem: &str) -> Option<&PhoneNumber> {
+        self.modems.iter().find(|m| m.name == modem).and_then(|m| m.number.as_ref())
+    }
+
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -518,7 +526,26 @@ impl Config {
                     return Err(cx.error_at(&section, i, "pin", "a SIM PIN is 4 to 8 digits".to_string()));
                 }
             }
+            let number = match &m.number {
+                Some(n) => Some(
+                    PhoneNumber::parse(n, default_country.as_deref())
+                        .map_err(|e| cx.error_at(&section, i, "number", e.to_string()))?,
+                ),
+                None => None,
+            };
+            if let Some(n) = &number
+                && modems.iter().any(|o: &ModemConfig| o.number.as_ref() == Some(n))
+            {
+                // Two SIMs cannot share a number: one of the two values is a typo.
+                return Err(cx.error_at(
+                    &section,
+                    i,
+                    "number",
+                    format!("{} is the number of another modem", n.masked()),
+                ));
+            }
             modems.push(ModemConfig {
+                number,
                 name: m.name,
                 device: m.device,
                 baud: m.baud.unwrap_or(115_200),
@@ -1142,5 +1169,31 @@ mod tests {
         assert_eq!(parse("[admin]\nsocket = \"/run/smshub/s.sock\"\n"), Some(PathBuf::from("/run/smshub/s.sock")));
         assert_eq!(parse("[admin]\nsocket = \"\"\n"), None);
         assert_eq!(Config::parse(Path::new("t.toml"), "").unwrap().api.per_hour, 1000);
+    }
+
+    #[test]
+    fn a_modem_number_is_parsed_once_and_checked() {
+        let modems = |numbers: [&str; 2]| {
+            format!(
+                "[[modem]]\nname = \"a\"\ndevice = \"/dev/a\"\n{}\n[[modem]]\nname = \"b\"\ndevice = \"/dev/b\"\n{}\n",
+                numbers[0], numbers[1]
+            )
+        };
+        let c = Config::parse(Path::new("t.toml"), &modems(["number = \"+358 40 111 2222\"", ""])).unwrap();
+        assert_eq!(c.modem_number("a").map(|n| n.as_str()), Some("+358401112222"));
+        assert_eq!(c.modem_number("b"), None, "no number: the forwarder's own value is used");
+        assert_eq!(c.modem_number("gone"), None);
+        for (bad, why) in [
+            (["number = \"not a number\"", ""], "modem[0].number"),
+            (["number = \"+358401112222\"", "number = \"+358401112222\""], "another modem"),
+            (["number = \"+\"", ""], "number"),
+            (["number = 358401112222", ""], "number"),
+        ] {
+            let err = Config::parse(Path::new("t.toml"), &modems(bad)).unwrap_err().to_string();
+            assert!(err.contains(why) && err.starts_with("t.toml:"), "{bad:?}: {err}");
+            if why == "another modem" {
+                assert!(!err.contains("358401112222"), "no full number in the error: {err}");
+            }
+        }
     }
 }

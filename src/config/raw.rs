@@ -75,6 +75,7 @@ pub(super) struct RawModem {
     pub(super) profile: Option<ModemProfile>,
     pub(super) min_send_interval_ms: Option<u64>,
     pub(super) send_timeout_s: Option<u64>,
+    pub(super) number: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,8 +33,9 @@ pub struct InboundSms {
     pub uid: String,
     /// The sender: E.164 (`+358…`), a national number, or an alphanumeric name.
     pub from: String,
-    /// The number the SMS was sent to, when the modem knows it. The forwarders use their
-    /// configured number instead (that is the number the clinic's software expects).
+    /// The number the SMS was sent to: the receiving modem's `[[modem]] number`, when the
+    /// config names it. It is the forward's Twilio `To` / PBX `sms_number`; without it the
+    /// forwarder's configured number is used (the default, and right for a single-SIM box).
     pub to: Option<String>,
     /// The text, decoded.
     pub body: String,

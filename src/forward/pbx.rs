@@ -28,7 +28,7 @@ pub fn form_fields(cfg: &PbxForwarder, msg: &InboundSms) -> Vec<(String, String)
     [
         ("service_id", cfg.service_id.clone()),
         ("from", msg.from.clone()),
-        ("sms_number", cfg.sms_number.clone()),
+        ("sms_number", msg.to.clone().unwrap_or_else(|| cfg.sms_number.clone())),
         ("body", msg.body.clone()),
         ("message_id", message_id(&msg.uid)),
         ("timestamp", msg.received_at_unix.to_string()),
@@ -138,6 +138,13 @@ mod tests {
         let mut no_mail = cfg.clone();
         no_mail.fallback_email = None;
         assert_eq!(form_fields(&no_mail, &sms())[7], ("webhook_url_fallback".to_string(), String::new()));
+    }
+
+    #[test]
+    fn the_receiving_modems_number_is_the_sms_number_when_configured() {
+        let cfg = forwarder("https://clinic.example/sms/in");
+        let got = form_fields(&cfg, &InboundSms { to: Some("+61412999888".into()), ..sms() });
+        assert_eq!(got[2], ("sms_number".to_string(), "+61412999888".to_string()));
     }
 
     #[tokio::test]

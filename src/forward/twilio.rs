@@ -67,7 +67,7 @@ pub fn country_of(number: &str) -> &'static str {
 /// Builds the request for `msg`: the 19 fields of a real inbound-SMS capture, signed.
 pub fn build_request(cfg: &TwilioForwarder, msg: &InboundSms) -> TwilioRequest {
     let sid = message_sid(&msg.uid);
-    let to = cfg.to_number.as_str();
+    let to = msg.to.as_deref().unwrap_or(cfg.to_number.as_str());
     let fields: [(&str, &str); 19] = [
         ("ToCountry", country_of(to)),
         ("ToState", ""),
@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(get("SmsMessageSid"), sid);
         assert_eq!(get("AccountSid"), cfg.account_sid);
         assert_eq!(get("From"), "+61412345678");
-        assert_eq!(get("To"), "+358401111111");
+        assert_eq!(get("To"), "+358401111111", "no modem number: the forwarder's own");
+        let by_modem = build_request(&cfg, &InboundSms { to: Some("+358402222222".into()), ..sms("x") });
+        let to = by_modem.params.iter().find(|(n, _)| n == "To").map(|(_, v)| v.as_str());
+        assert_eq!(to, Some("+358402222222"), "the receiving modem's number");
         assert_eq!(get("Body"), "Hei 😀");
         assert_eq!(get("NumMedia"), "0");
         assert_eq!(get("NumSegments"), "2");

@@ -214,7 +214,8 @@ impl Forwarders {
                 return;
             }
         };
-        let Some(sms) = inbound_sms(&msg, &self.config.inbound) else {
+        let to = self.config.modem_number(&msg.modem).map(|n| n.as_str().to_string());
+        let Some(sms) = inbound_sms(&msg, &self.config.inbound, to) else {
             let note = format!(
                 "not forwarded: no part could be decoded ({}); the raw PDU is kept in the inbox",
                 msg.decode_error.as_deref().unwrap_or("no sender")
@@ -470,8 +471,8 @@ fn give_up(d: &DueDelivery, channel: AttemptChannel, status: Option<u16>, note: 
 /// The forwarders' view of an inbox message; `None` when nothing of it could be decoded. A
 /// message that is not text (an MMS notification, a binary SMS) is forwarded as the configured
 /// placeholder: receivers get a readable note instead of garbage, and Twilio's `NumMedia` stays
-/// 0 because smshub has no media to offer.
-pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig) -> Option<InboundSms> {
+/// 0 because smshub has no media to offer. `to` is the receiving modem's `number`, if configured.
+pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig, to: Option<String>) -> Option<InboundSms> {
     let from = msg.sender.clone()?;
     let body = match msg.encoding.as_deref() {
         Some(crate::store::CONTENT_MMS | crate::store::CONTENT_WAP_PUSH) => cfg.mms_placeholder.clone(),
@@ -481,7 +482,7 @@ pub fn inbound_sms(msg: &InboundMessage, cfg: &crate::config::InboundConfig) -> 
     Some(InboundSms {
         uid: msg.uid.clone(),
         from,
-        to: None,
+        to,
         body,
         segments: msg.parts,
         received_at_unix: msg.received_at.div_euclid(1000),
@@ -574,6 +575,7 @@ mod tests {
             sender_ton: None,
             inbox_id: 1,
             uid: "u".into(),
+            modem: "main".into(),
             sender: None,
             body: String::new(),
             parts: 1,
@@ -586,13 +588,13 @@ mod tests {
             mms_placeholder: "[MMS]".into(),
             binary_placeholder: "[binary]".into(),
         };
-        assert!(inbound_sms(&msg, &cfg).is_none());
+        assert!(inbound_sms(&msg, &cfg, None).is_none());
         let ok = InboundMessage { sender: Some("+358401234567".into()), body: "hi".into(), ..msg };
-        let sms = inbound_sms(&ok, &cfg).unwrap();
+        let sms = inbound_sms(&ok, &cfg, None).unwrap();
         assert_eq!((sms.received_at_unix, sms.segments, sms.body.as_str()), (1_700_000_000, 1, "hi"));
         for (encoding, body) in [("mms", "[MMS]"), ("wap_push", "[MMS]"), ("binary", "[binary]"), ("8bit", "hi")] {
             let m = InboundMessage { encoding: Some(encoding.into()), ..ok.clone() };
-            assert_eq!(inbound_sms(&m, &cfg).unwrap().body, body, "{encoding}");
+            assert_eq!(inbound_sms(&m, &cfg, None).unwrap().body, body, "{encoding}");
         }
     }
 }

@@ -134,7 +134,7 @@ impl ModemReceiver {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(modem = %self.modem_name, messages = ids.len(), "released multipart messages with missing parts (flagged incomplete)");
                 for _ in &ids {
-                    self.metrics.received();
+                    self.metrics.received(&self.modem_name);
                 }
                 self.wake_forward.notify_one();
             }
@@ -213,7 +213,7 @@ impl ModemReceiver {
                 match stored {
                     PartStored::Message(id) => {
                         tracing::info!(modem = %self.modem_name, inbox_id = id, from = %mask_number(&sender), message_id = crate::logging::message_ids::INBOX_RECEIVED, "SMS received");
-                        self.metrics.received();
+                        self.metrics.received(&self.modem_name);
                         self.wake_forward.notify_one();
                     }
                     PartStored::Waiting => {

@@ -35,8 +35,17 @@ pub struct DriverConfig {
     /// The SIM PIN, if the SIM has one. Entered at most once (see the module doc).
     pub pin: Option<String>,
     pub profile: ProfileKind,
-    /// Timeout of ordinary commands (and of the `> ` prompt).
+    /// Timeout of ordinary commands.
     pub command_timeout: Duration,
+    /// How long `AT+CMGS=<len>` may wait for the `> ` prompt. A live modem prompts within
+    /// milliseconds (it needs no network for that); silence means it hung, and nothing was sent
+    /// yet. Short, because the message waits in this modem's hands meanwhile: prompt wait plus
+    /// one probe is the time a pool needs to move the message to another modem (≤ 15 s).
+    pub prompt_timeout: Duration,
+    /// How long the one `AT` probe after a timeout waits. A modem that answers anything answers
+    /// `AT` at once; one silent probe is enough to call it hung (the old three probes only added
+    /// 20 s before the reopen, and a reopen of a live port costs a re-init, nothing more).
+    pub probe_timeout: Duration,
     /// Timeout of a `+CMGS` after the PDU was written; the profile's value is used when it is shorter
     /// (a SIM800 answers within 60 s or not at all).
     pub send_timeout: Duration,
@@ -57,6 +66,8 @@ impl Default for DriverConfig {
             pin: None,
             profile: ProfileKind::Auto,
             command_timeout: Duration::from_secs(10),
+            prompt_timeout: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(5),
             send_timeout: Duration::from_secs(120),
             registration_timeout: Duration::from_secs(60),
             health_interval: Duration::from_secs(60),
@@ -366,19 +377,18 @@ impl Driver {
         }
     }
 
-    /// After a timeout: probe with `AT` up to 3 times. Answers → re-init; silence → treat as gone.
+    /// After a timeout: probe with one `AT` (see [`DriverConfig::probe_timeout`]). Answers →
+    /// re-init; silence → treat as gone (reopen).
     async fn recover(&mut self, c: &AtClient, why: &str) -> Exit {
         self.set_state(ModemState::Recovering);
-        for attempt in 1..=3 {
-            match c.command("AT", self.cfg.command_timeout).await {
-                Ok(_) => return Exit::Reinit(why.to_string()),
-                Err(e) if e.is_device_gone() => return Exit::Gone(e.to_string()),
-                Err(e) => {
-                    tracing::warn!(modem = %self.cfg.name, attempt, error = %e, "AT probe failed")
-                }
+        match c.command("AT", self.cfg.probe_timeout).await {
+            Ok(_) => Exit::Reinit(why.to_string()),
+            Err(e) if e.is_device_gone() => Exit::Gone(e.to_string()),
+            Err(e) => {
+                tracing::warn!(modem = %self.cfg.name, error = %e, "AT probe failed");
+                Exit::Gone(format!("{why}; modem does not answer AT"))
             }
         }
-        Exit::Gone(format!("{why}; modem does not answer AT"))
     }
 
     /// Init then serve until something ends the session.
@@ -497,7 +507,7 @@ impl Driver {
             return (Err(SendError::NotReady { state: "the caller gave up before the send started".into() }), None);
         }
         let timeout = self.cfg.send_timeout.min(self.profile.send_timeout);
-        let result = c.send_pdu(len, hex, self.cfg.command_timeout, timeout).await;
+        let result = c.send_pdu(len, hex, self.cfg.prompt_timeout, timeout).await;
         self.last_send = Some(Instant::now());
         match result {
             Ok(mr) => (Ok(mr), None),

@@ -1,7 +1,9 @@
 //! The send pipeline: outbox rows → modem → `sent`/`failed`.
 //!
-//! One [`ModemSender`] task per modem claims the oldest sendable message (one SQL statement,
-//! so two senders never take the same message), and sends its parts one `+CMGS` at a time:
+//! One [`ModemSender`] task per modem claims the next sendable message (one SQL statement,
+//! so two senders never take the same message): first those meant for its modem (`via_modem`,
+//! see [`pool`]), then the oldest, leaving those meant for another healthy modem alone. It
+//! sends the parts one `+CMGS` at a time:
 //!
 //! 1. `fetched`: refuse opted-out recipients; encode the text (GSM-7 or UCS-2, split into
 //!    parts with one concatenation reference) and store the parts → `sending`.
@@ -19,6 +21,7 @@
 //! messages (CLI, replies) end at `sent`/`failed`.
 
 pub mod local;
+pub mod pool;
 pub mod provet;
 
 use std::sync::Arc;
@@ -79,6 +82,8 @@ pub struct ModemSender {
     pub wake: Wake,
     /// Sent, failed, parts and send durations for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Which other modems are healthy (whose messages this sender leaves alone).
+    pub pool: pool::Pool,
 }
 
 impl ModemSender {
@@ -128,7 +133,8 @@ impl ModemSender {
             }
             match outcome {
                 Ok(PassOutcome::Sent) | Ok(PassOutcome::Failed(_)) => Wake::all(&self.wake.report),
-                Ok(PassOutcome::Later) => {}
+                // Given back (e.g. this modem hung or vanished): another modem may take it now.
+                Ok(PassOutcome::Later) => Wake::all(&self.wake.send),
                 Err(e) => {
                     tracing::error!(modem = %self.modem_name, outbox_id = id, error = %e, "store error while sending; will retry");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -140,7 +146,13 @@ impl ModemSender {
 
     async fn claim_next(&self) -> Result<Option<OutboxId>, StoreError> {
         let modem = self.modem_name.clone();
-        self.store.call(move |db| db.claim_next(&modem, now_ms())).await
+        let others = self.pool.healthy_others(&modem);
+        self.store
+            .call(move |db| {
+                let others: Vec<&str> = others.iter().map(String::as_str).collect();
+                db.claim_next(&modem, &others, now_ms())
+            })
+            .await
     }
 
     /// One pass over message `id`: see the module doc.
@@ -269,7 +281,7 @@ impl ModemSender {
         if !sent {
             self.store.call(move |db| db.transition(id, OutboxState::Sent, None)).await?;
         }
-        self.metrics.sent();
+        self.metrics.sent(&self.modem_name);
         tracing::info!(
             modem = %self.modem_name,
             outbox_id = id,
@@ -281,14 +293,20 @@ impl ModemSender {
         Ok(PassOutcome::Sent)
     }
 
+    /// Counts a failed attempt and schedules the next. When the failure left this modem not
+    /// ready (it hung or vanished mid-send), the attempt still counts but is due at once: the
+    /// message was not at fault, and another modem of the pool takes it now (with one modem
+    /// the sender waits for the modem anyway).
     async fn retry_later(&self, id: OutboxId, error: String) -> Result<PassOutcome, StoreError> {
         let (initial, max, max_attempts) = (self.config.retry_initial, self.config.retry_max, self.config.max_attempts);
+        let modem_down = self.modem.status().borrow().state != ModemState::Ready;
         let e2 = error.clone();
         let attempts = self
             .store
             .call(move |db| {
                 let so_far = db.get_outbox(id)?.map(|d| d.summary.attempts).unwrap_or(0);
-                let delay = crate::retry::backoff(so_far as u32 + 1, initial, max);
+                let delay =
+                    if modem_down { Duration::ZERO } else { crate::retry::backoff(so_far as u32 + 1, initial, max) };
                 db.schedule_retry(id, &e2, crate::deadline::ms_after(now_ms(), delay))
             })
             .await?;
@@ -303,6 +321,7 @@ impl ModemSender {
         let r2 = reason.clone();
         self.store.call(move |db| db.transition(id, OutboxState::Failed, Some(&r2))).await?;
         self.metrics.failed(&reason);
+        self.metrics.modem_failed(&self.modem_name);
         tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = crate::logging::message_ids::OUTBOX_FAILED, "message failed");
         Ok(PassOutcome::Failed(reason))
     }

@@ -120,11 +120,12 @@ impl Db {
             let retry_after_s = count(leaves_at.saturating_sub(now)).div_ceil(1000).clamp(1, 3600);
             return Ok(ApiSendOutcome::RateLimited { per_hour, retry_after_s });
         }
-        tx.execute(
-            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at, idempotency_key) \
-             VALUES (?1, ?2, ?3, 'fetched', ?4, ?4, ?5)",
-            params![API_SOURCE, to.as_str(), text, now, key],
-        )?;
+        let sql = format!(
+            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at, idempotency_key, via_modem) \
+             VALUES (?1, ?2, ?3, 'fetched', ?4, ?4, ?5, {})",
+            super::outbox::last_modem_of("?2")
+        );
+        tx.execute(&sql, params![API_SOURCE, to.as_str(), text, now, key])?;
         let id = tx.last_insert_rowid();
         self.record_audit(actor, "send", Some(&id.to_string()))?;
         tx.commit()?;

@@ -31,6 +31,8 @@ pub struct DueDelivery {
 pub struct InboundMessage {
     pub inbox_id: i64,
     pub uid: String,
+    /// The modem that received it.
+    pub modem: String,
     /// `None` when no part could be decoded.
     pub sender: Option<String>,
     /// The sender's type of number, when known (see [`super::NewInboxPart::sender_ton`]).
@@ -204,7 +206,7 @@ impl Db {
             .conn
             .query_row(
                 "SELECT id, uid, sender, body, parts, decode_error, received_at, \
-                 (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1), encoding \
+                 (SELECT sender_ton FROM inbox_parts p WHERE p.inbox_id = inbox.id ORDER BY p.id LIMIT 1), encoding, modem \
                  FROM inbox WHERE id = ?1",
                 [inbox_id],
                 |r| {
@@ -218,6 +220,7 @@ impl Db {
                         received_at: r.get(6)?,
                         sender_ton: r.get::<_, Option<i64>>(7)?.and_then(|t| u8::try_from(t).ok()),
                         encoding: r.get(8)?,
+                        modem: r.get(9)?,
                     })
                 },
             )
@@ -289,7 +292,11 @@ impl Db {
     fn link_replies(&self, out: &RepliesRecorded, inbox_id: Option<i64>) -> Result<()> {
         if let Some(inbox_id) = inbox_id {
             for id in out.queued.iter().chain(out.refused.iter().map(|(id, _)| id)) {
-                self.conn.execute("UPDATE outbox SET in_reply_to = ?2 WHERE id = ?1", params![id, inbox_id])?;
+                // A reply leaves through the modem that received the message it answers.
+                self.conn.execute(
+                    "UPDATE outbox SET in_reply_to = ?2, via_modem = (SELECT modem FROM inbox WHERE id = ?2) WHERE id = ?1",
+                    params![id, inbox_id],
+                )?;
             }
         }
         Ok(())
@@ -622,7 +629,7 @@ mod tests {
         let row = db.get_outbox(got.refused[1].0).unwrap().unwrap();
         assert_eq!(row.summary.state, crate::store::OutboxState::Refused);
         assert!(
-            db.claim_next("m", now_ms()).unwrap().is_some_and(|id| got.queued.contains(&id)),
+            db.claim_next("m", &[], now_ms()).unwrap().is_some_and(|id| got.queued.contains(&id)),
             "refused rows are never claimed"
         );
     }

@@ -316,6 +316,18 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_time ON audit (at);
 "#;
 
+/// Version 8: a modem pool that keeps conversations whole.
+///
+/// - `outbox.via_modem`: the modem a message should leave through (the one that received the
+///   SMS it answers, or the one its recipient last texted). A preference, not a binding: the
+///   claim gives it to another modem when that one is not healthy or not configured any more.
+/// - `inbox (sender)`: the "which modem did this number last text" lookup at queueing time
+///   (one index seek, newest row by rowid). Partial, so erased rows (sender NULL) cost nothing.
+const V8: &str = r#"
+ALTER TABLE outbox ADD COLUMN via_modem TEXT;
+CREATE INDEX inbox_by_sender ON inbox (sender) WHERE sender IS NOT NULL;
+"#;
+
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: V1 },
     Migration { version: 2, sql: V2 },
@@ -324,7 +336,8 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: V5 },
     Migration { version: 6, sql: V6 },
     Migration { version: 7, sql: V7 },
+    Migration { version: 8, sql: V8 },
 ];
 
 /// The schema version this build writes.
-pub const LATEST: u32 = 7;
+pub const LATEST: u32 = 8;

@@ -52,7 +52,7 @@ pub use inbox::{
     InboxSummary, NewInboxPart, PartStored,
 };
 pub use migrations::LATEST as SCHEMA_VERSION;
-pub use outbox::{NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
+pub use outbox::{ModemFigures, NewPart, OutboxDetail, OutboxFilter, OutboxId, OutboxSummary, PartRow};
 pub use provet_queue::{ProvetWork, Queued};
 pub use retention::{BATCH as PURGE_BATCH, PurgeCounts};
 pub use state::{OutboxState, PartState};
@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(outbox[0].state, OutboxState::Fetched);
         assert!(db.list_inbox(10).unwrap().is_empty());
         // Version 3: the old row is unclaimed and can be claimed.
-        assert_eq!(db.claim_next("main", now_ms()).unwrap(), Some(outbox[0].id));
+        assert_eq!(db.claim_next("main", &[], now_ms()).unwrap(), Some(outbox[0].id));
         // Version 6: the account tables exist.
         assert!(db.list_users().unwrap().is_empty());
         assert!(db.list_tokens().unwrap().is_empty());

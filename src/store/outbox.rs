@@ -62,6 +62,18 @@ pub struct OutboxDetail {
     pub part_rows: Vec<PartRow>,
 }
 
+/// One modem's work over a period (`/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ModemFigures {
+    /// Messages whose last part this modem sent, ended `sent`.
+    pub sent: i64,
+    /// Messages that failed after this modem had a part of them (a failure before any part
+    /// reached a modem, e.g. an opted-out recipient, belongs to none).
+    pub failed: i64,
+    /// Messages it received.
+    pub received: i64,
+}
+
 /// Which messages `list_outbox` returns.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxFilter {
@@ -100,15 +112,24 @@ fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxSummary> {
     })
 }
 
+/// The modem the number `?N` last texted (newest inbox row), as an SQL expression for the
+/// `via_modem` of a message to that number: an outbound message to a number that last texted
+/// modem X prefers X, so the client sees one clinic number. Uses `inbox_by_sender`.
+pub(super) fn last_modem_of(param: &str) -> String {
+    format!("(SELECT modem FROM inbox WHERE sender = {param} ORDER BY id DESC LIMIT 1)")
+}
+
 impl Db {
     /// Queues a message whose text and number are known (CLI `send`, TwiML and keyword
     /// replies): it starts in `fetched`.
     pub fn insert_local(&self, source: &str, recipient: &PhoneNumber, body: &str) -> Result<OutboxId> {
         let now = now_ms();
-        self.conn.execute(
-            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at) VALUES (?1, ?2, ?3, 'fetched', ?4, ?4)",
-            params![source, recipient.as_str(), body, now],
-        )?;
+        let sql = format!(
+            "INSERT INTO outbox (source, recipient, body, state, created_at, updated_at, via_modem) \
+             VALUES (?1, ?2, ?3, 'fetched', ?4, ?4, {})",
+            last_modem_of("?2")
+        );
+        self.conn.prepare_cached(&sql)?.execute(params![source, recipient.as_str(), body, now])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -193,7 +214,9 @@ impl Db {
     pub fn mark_fetched(&self, id: OutboxId, recipient: &PhoneNumber, body: &str) -> Result<()> {
         let tx = self.conn.unchecked_transaction()?;
         self.transition(id, OutboxState::Fetched, None)?;
-        tx.execute("UPDATE outbox SET recipient = ?2, body = ?3 WHERE id = ?1", params![id, recipient.as_str(), body])?;
+        let sql =
+            format!("UPDATE outbox SET recipient = ?2, body = ?3, via_modem = {} WHERE id = ?1", last_modem_of("?2"));
+        tx.execute(&sql, params![id, recipient.as_str(), body])?;
         tx.commit()?;
         Ok(())
     }
@@ -338,16 +361,23 @@ impl Db {
     }
 
     /// Claims the next message `modem` may work on: `fetched`, or `sending` with parts left,
-    /// whose retry time has come and that no sender holds, oldest first. One statement, so the
-    /// claim is atomic: two senders (or two processes) can never take the same message.
-    pub fn claim_next(&self, modem: &str, now: i64) -> Result<Option<OutboxId>> {
+    /// whose retry time has come and that no sender holds. Messages that should leave through
+    /// `modem` (`via_modem`) come first, then the oldest; a message meant for another modem is
+    /// taken only when that modem is not in `healthy_others` (the other modems that are ready,
+    /// or were until a moment ago), so a message never waits on a modem that is gone. One
+    /// statement, so the claim is atomic: two senders (or two processes) can never take the
+    /// same message.
+    pub fn claim_next(&self, modem: &str, healthy_others: &[&str], now: i64) -> Result<Option<OutboxId>> {
         let mut stmt = self.conn.prepare_cached(
             "UPDATE outbox SET claimed_by = ?1 WHERE id = (\
                SELECT id FROM outbox WHERE state IN ('fetched','sending') AND claimed_by IS NULL \
-               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) ORDER BY id LIMIT 1) \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) \
+               AND (via_modem IS NULL OR via_modem = ?1 OR via_modem NOT IN (SELECT value FROM json_each(?3))) \
+               ORDER BY via_modem IS ?1 DESC, id LIMIT 1) \
              RETURNING id",
         )?;
-        Ok(stmt.query_row(params![modem, now], |r| r.get(0)).optional()?)
+        let others = serde_json::to_string(healthy_others).unwrap_or_else(|_| "[]".into());
+        Ok(stmt.query_row(params![modem, now, others], |r| r.get(0)).optional()?)
     }
 
     /// Gives message `id` back, if `modem` holds it.
@@ -404,6 +434,39 @@ impl Db {
         let mut stmt = self.conn.prepare("SELECT state, count(*) FROM outbox GROUP BY state")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Each modem's sent, failed and received messages since `since` (unix ms). A message
+    /// belongs to the modem of its last part that reached a modem (the one that finished it
+    /// after a hand-over). Reads only; scans the outbox rows finished since then.
+    pub fn modem_figures_since(&self, since: i64) -> Result<std::collections::BTreeMap<String, ModemFigures>> {
+        let mut out = std::collections::BTreeMap::<String, ModemFigures>::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT (SELECT p.modem FROM outbox_parts p WHERE p.outbox_id = o.id AND p.modem IS NOT NULL \
+                     ORDER BY p.seq DESC LIMIT 1) AS m, o.outcome, count(*) \
+             FROM outbox o WHERE o.outcome IS NOT NULL AND o.updated_at >= ?1 GROUP BY m, o.outcome",
+        )?;
+        let rows = stmt.query_map([since], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        for row in rows {
+            let (modem, outcome, n) = row?;
+            let Some(modem) = modem else { continue };
+            let f = out.entry(modem).or_default();
+            if outcome == "sent" {
+                f.sent += n;
+            } else {
+                f.failed += n;
+            }
+        }
+        let mut stmt =
+            self.conn.prepare_cached("SELECT modem, count(*) FROM inbox WHERE received_at >= ?1 GROUP BY modem")?;
+        let rows = stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (modem, n) = row?;
+            out.entry(modem).or_default().received += n;
+        }
+        Ok(out)
     }
 
     /// Messages, newest first.
@@ -513,15 +576,96 @@ mod tests {
         let b = db.insert_local("cli", &number(), "b").unwrap();
         let later = db.insert_local("cli", &number(), "c").unwrap();
         db.schedule_retry(later, "busy", now_ms() + 60_000).unwrap();
-        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), Some(a), "oldest first");
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(b));
-        assert_eq!(db.claim_next("m1", now_ms()).unwrap(), None, "a retry that is not due is not claimed");
+        assert_eq!(db.claim_next("m1", &[], now_ms()).unwrap(), Some(a), "oldest first");
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), Some(b));
+        assert_eq!(db.claim_next("m1", &[], now_ms()).unwrap(), None, "a retry that is not due is not claimed");
         db.release_claim(a, "m2").unwrap();
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), None, "only the holder releases a claim");
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), None, "only the holder releases a claim");
         db.release_claim(a, "m1").unwrap();
-        assert_eq!(db.claim_next("m2", now_ms()).unwrap(), Some(a));
+        assert_eq!(db.claim_next("m2", &[], now_ms()).unwrap(), Some(a));
         assert_eq!(db.release_all_claims().unwrap(), 2);
-        assert_eq!(db.claim_next("m1", now_ms() + 120_000).unwrap(), Some(a));
+        assert_eq!(db.claim_next("m1", &[], now_ms() + 120_000).unwrap(), Some(a));
+    }
+
+    #[test]
+    fn a_message_to_a_number_prefers_the_modem_it_last_texted_unless_that_modem_is_unhealthy() {
+        let (_d, db) = db();
+        db.conn
+            .execute_batch(
+                "INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i1', 'a', '+358401234567', 'hi', 1); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i2', 'b', '+358401234567', 'again', 2); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i3', 'a', '+358409999999', 'x', 3);",
+            )
+            .unwrap();
+        let plain =
+            db.insert_local("cli", &PhoneNumber::parse("+358405555555", None).unwrap(), "nobody texted").unwrap();
+        let to_b = db.insert_local("cli", &number(), "last texted b").unwrap();
+        let via = |id| -> Option<String> {
+            db.conn.query_row("SELECT via_modem FROM outbox WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(via(plain), None);
+        assert_eq!(via(to_b).as_deref(), Some("b"), "the newest inbox row decides");
+        let sql = format!("EXPLAIN QUERY PLAN SELECT {}", last_modem_of("'+358401234567'"));
+        let mut stmt = db.conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt.query_map([], |r| r.get(3)).unwrap().collect::<rusqlite::Result<_>>().unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("inbox_by_sender"), "the lookup is an index seek: {plan}");
+
+        // b is healthy: a takes only what is not b's; b takes its own first.
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), Some(plain));
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), None, "b's message waits for b");
+        let newer = db.insert_local("cli", &PhoneNumber::parse("+358406666666", None).unwrap(), "x").unwrap();
+        db.release_claim(plain, "a").unwrap();
+        assert_eq!(db.claim_next("b", &["a"], now_ms()).unwrap(), Some(to_b), "its own before older free ones");
+        db.release_claim(to_b, "b").unwrap();
+        // b is not healthy (or not configured any more): a takes b's message too, oldest first.
+        assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(plain));
+        assert_eq!(db.claim_next("a", &[], now_ms()).unwrap(), Some(to_b));
+        assert_eq!(db.claim_next("a", &["c"], now_ms()).unwrap(), Some(newer));
+    }
+
+    #[test]
+    fn modem_figures_count_each_message_for_the_modem_that_finished_it() {
+        let (_d, db) = db();
+        let sent_a = db.insert_local("cli", &number(), "a").unwrap();
+        let moved = db.insert_local("cli", &number(), "moved from a to b").unwrap();
+        let failed_b = db.insert_local("cli", &number(), "b fails").unwrap();
+        let no_modem = db.insert_local("cli", &number(), "never reached a modem").unwrap();
+        for (id, n) in [(sent_a, 1), (moved, 2), (failed_b, 1)] {
+            db.begin_sending(id, &parts(n), None).unwrap();
+        }
+        db.part_begin(sent_a, 1, "a").unwrap();
+        db.part_acked(sent_a, 1, 1).unwrap();
+        db.transition(sent_a, OutboxState::Sent, None).unwrap();
+        db.part_begin(moved, 1, "a").unwrap();
+        db.part_acked(moved, 1, 2).unwrap();
+        db.part_begin(moved, 2, "b").unwrap();
+        db.part_acked(moved, 2, 3).unwrap();
+        db.transition(moved, OutboxState::Sent, None).unwrap();
+        db.part_begin(failed_b, 1, "b").unwrap();
+        db.part_refused(failed_b, 1, "+CMS ERROR: 38", true).unwrap();
+        db.transition(failed_b, OutboxState::Failed, Some("x")).unwrap();
+        db.transition(no_modem, OutboxState::Failed, Some("recipient opted out")).unwrap();
+        db.conn
+            .execute_batch(
+                "INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i1', 'a', '+358401234567', 'hi', 5); \
+                 INSERT INTO inbox (uid, modem, sender, body, received_at) VALUES ('i0', 'b', '+358401234567', 'old', 1);",
+            )
+            .unwrap();
+        let f = db.modem_figures_since(2).unwrap();
+        assert_eq!(f.get("a"), Some(&ModemFigures { sent: 1, failed: 0, received: 1 }));
+        assert_eq!(f.get("b"), Some(&ModemFigures { sent: 1, failed: 1, received: 0 }), "the old inbox row is outside");
+        assert_eq!(f.len(), 2, "a failure before any modem belongs to none: {f:?}");
+        assert!(db.modem_figures_since(now_ms() + 1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_hostile_modem_name_in_the_health_list_is_only_data() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "x").unwrap();
+        db.conn.execute("UPDATE outbox SET via_modem = 'b\"]' WHERE id = ?1", [id]).unwrap();
+        assert_eq!(db.claim_next("a", &["b\"]", "') OR 1=1 --"], now_ms()).unwrap(), None);
+        assert_eq!(db.claim_next("a", &["b"], now_ms()).unwrap(), Some(id));
     }
 
     #[test]
@@ -537,7 +681,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let db = Db::open(&path).unwrap();
                     let mut mine = Vec::new();
-                    while let Some(id) = db.claim_next(modem, now_ms()).unwrap() {
+                    while let Some(id) = db.claim_next(modem, &[], now_ms()).unwrap() {
                         mine.push(id);
                     }
                     mine

@@ -39,6 +39,12 @@
 //! - `bench storage`: bytes written (`/proc/self/io` write_bytes, this process: the daemon, the
 //!   simulator and the queueing) and durable syncs (counted by the store, `store::syncs`) per
 //!   sent and per received SMS.
+//! - `bench pool`: *hang → hand-over*: two simulated modems share a batch; once the first has
+//!   sent a message it stops answering (`hang_after: 0`, so its next `AT+CMGS` gets no prompt).
+//!   The figure is the time from that fault (unix ms, just before the control command) to the
+//!   second simulator's `at` for each message whose attempt on the first modem failed. It is
+//!   the driver's prompt wait plus its one `AT` probe (then the pool's grace, which runs
+//!   meanwhile) plus the remainder of the first modem's send in flight when the fault came.
 //! - `bench inbound`: *+CMTI → forward POST*: one message at a time, the time from just before
 //!   the simulator is told to deliver an SMS (it stores it and emits `+CMTI` at once) to the
 //!   first byte of the forward POST read by a local PBX-style receiver (which closes each
@@ -155,6 +161,18 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Two modems share a batch; one hangs mid-batch: time until its message is sent by the other.
+    Pool {
+        /// Messages queued in the batch.
+        #[arg(long, default_value_t = 10)]
+        messages: usize,
+        /// Simulated network send latency of both modems, milliseconds.
+        #[arg(long, default_value_t = 300)]
+        latency_ms: u64,
+        /// Where the temporary database goes.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// AT round trips per message and messages per minute against the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
@@ -259,17 +277,7 @@ impl Rig {
     }
 
     async fn wait_modem_ready(&self) -> anyhow::Result<()> {
-        // The driver is ready once it has set up new-message indications (AT+CNMI).
-        let start = Instant::now();
-        loop {
-            let s = self.stats().await?;
-            if s["commands"].as_object().is_some_and(|c| c.keys().any(|k| k.starts_with("AT+CNMI"))) {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                return Ok(());
-            }
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the modem did not become ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_sim_ready(&self.sim).await
     }
 
     /// For each (text, unix ms started), the milliseconds until the simulator had its PDU.
@@ -298,6 +306,21 @@ impl Rig {
     }
 }
 
+/// Waits until the driver has set up the simulator's new-message indications (`AT+CNMI`, the
+/// last init step), then a moment for the daemon's own view to follow.
+async fn wait_sim_ready(sim: &SimControl) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let s = sim.request(serde_json::json!({"cmd": "stats"})).await?;
+        if s["commands"].as_object().is_some_and(|c| c.keys().any(|k| k.starts_with("AT+CNMI"))) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(());
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(30), "the modem did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// POSTs a webhook and returns the status code.
 async fn post_webhook(addr: &str, id: i64) -> anyhow::Result<u16> {
     post_webhook_to(addr, "bench", WEBHOOK_TOKEN, id).await
@@ -320,6 +343,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             outbound(messages, rate, seconds, dir.as_deref()).await
         }
         BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
+        BenchCommand::Pool { messages, latency_ms, dir } => pool(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
         BenchCommand::Storage { send, receive, dir } => storage(send, receive, dir.as_deref()).await,
@@ -910,6 +934,69 @@ async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::
         }
     }
     Ok(())
+}
+
+async fn pool(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+    let second = sim::start(SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() })
+        .await
+        .context("starting the second simulator")?;
+    let other = second.control();
+    let extra = format!("\n[[modem]]\nname = \"sim2\"\ndevice = \"{}\"\n", second.pty_path().display());
+    let result = async {
+        let rig = rig_with(dir, latency_ms, &extra).await?;
+        wait_sim_ready(&other).await?;
+        let db = Db::open(&rig.db_path)?;
+        let mut ids = Vec::new();
+        for i in 0..messages.max(2) {
+            let to = crate::phone::PhoneNumber::parse(&format!("+35840555{:04}", i % 10_000), None)?;
+            ids.push(db.insert_local("bench", &to, &format!("pool bench {i}"))?);
+        }
+        let start = Instant::now();
+        while rig.sim.sent().await?.is_empty() {
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "the first modem sent nothing");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let fault_at = now_ms();
+        rig.sim.set(serde_json::json!({"hang_after": 0})).await?;
+        let limit = Duration::from_secs(120);
+        let start = Instant::now();
+        let rows = loop {
+            let rows: Vec<_> = ids.iter().filter_map(|id| db.get_outbox(*id).ok().flatten()).collect();
+            let done = rows.iter().all(|r| {
+                matches!(r.summary.state, crate::store::OutboxState::Sent | crate::store::OutboxState::Failed)
+            });
+            if done {
+                break rows;
+            }
+            anyhow::ensure!(start.elapsed() < limit, "the batch did not finish within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let on_second = other.sent().await?;
+        let moved: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.summary.state == crate::store::OutboxState::Sent && r.summary.last_error.is_some())
+            .filter_map(|r| on_second.iter().find(|p| p["text"].as_str() == r.body.as_deref())?["at"].as_i64())
+            .map(|at| at - fault_at)
+            .collect();
+        let failed = rows.iter().filter(|r| r.summary.state == crate::store::OutboxState::Failed).count();
+        println!(
+            "pool of 2, latency {latency_ms} ms: {} messages, {} sent by the second modem, {failed} failed (outcome unknown)",
+            rows.len(),
+            on_second.len()
+        );
+        match moved.iter().max() {
+            Some(ms) => println!(
+                "hang → the hung modem's message sent by the other: {:.2} s ({} message(s) moved)",
+                *ms as f64 / 1000.0,
+                moved.len()
+            ),
+            None => println!("no message moved (the hang came while the first modem's PDU was in flight)"),
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    second.stop().await;
+    result
 }
 
 /// Progress of a long run on stderr: a bar for a person at a terminal, and a plain line at

@@ -39,18 +39,25 @@ pub struct AppState {
     pub provet_clients: BTreeMap<String, Arc<ProvetClient>>,
 }
 
-/// The outbox counts `/status` shows, read at most once per [`CountsCache::MAX_AGE`] (on the
+/// The counts `/status` shows: the outbox by state, and each modem's last 24 hours.
+#[derive(Debug, Clone, Default)]
+pub struct StatusCounts {
+    pub outbox: BTreeMap<String, i64>,
+    pub modems: BTreeMap<String, crate::store::ModemFigures>,
+}
+
+/// The counts `/status` shows, read at most once per [`CountsCache::MAX_AGE`] (on the
 /// reader connection), however many callers ask: the others get the last counts.
 #[derive(Default)]
 pub struct CountsCache {
-    last: Mutex<Option<(Instant, BTreeMap<String, i64>)>>,
+    last: Mutex<Option<(Instant, StatusCounts)>>,
     refreshing: AtomicBool,
 }
 
 impl CountsCache {
     pub const MAX_AGE: Duration = Duration::from_secs(1);
 
-    pub async fn get(&self, store: &Store) -> BTreeMap<String, i64> {
+    pub async fn get(&self, store: &Store) -> StatusCounts {
         let cached = self.last.lock().ok().and_then(|l| l.clone());
         if let Some((at, counts)) = &cached
             && at.elapsed() < Self::MAX_AGE
@@ -69,7 +76,10 @@ impl CountsCache {
             }
         }
         let _refreshing = Refreshing(&self.refreshing);
-        let fresh = store.read(|db| db.outbox_counts()).await;
+        let since = crate::deadline::ms_before(crate::store::now_ms(), Duration::from_secs(24 * 3600));
+        let fresh = store
+            .read(move |db| Ok(StatusCounts { outbox: db.outbox_counts()?, modems: db.modem_figures_since(since)? }))
+            .await;
         match fresh {
             Ok(counts) => {
                 if let Ok(mut l) = self.last.lock() {
@@ -85,13 +95,29 @@ impl CountsCache {
 impl AppState {
     /// The `/status` document.
     pub async fn status_json(&self) -> serde_json::Value {
-        let outbox = self.counts.get(&self.store).await;
+        let counts = self.counts.get(&self.store).await;
+        // Every configured modem appears, with zeros when it did nothing in the last day.
+        let modems: serde_json::Map<String, serde_json::Value> = self
+            .config
+            .modems
+            .iter()
+            .map(|m| {
+                let f = counts.modems.get(&m.name).copied().unwrap_or_default();
+                let v = serde_json::json!({
+                    "number": m.number.as_ref().map(|n| n.as_str()),
+                    "last_24h": f,
+                });
+                (m.name.clone(), v)
+            })
+            .collect();
+        let outbox = counts.outbox;
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "clinic_code": self.config.clinic_code,
             "uptime_s": self.started.elapsed().as_secs(),
             "health": self.health.report(),
             "outbox": outbox,
+            "modems": modems,
             "listeners": {
                 "public": self.public_stats.json(),
                 "admin": self.admin_stats.json(),
@@ -113,18 +139,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
         let cache = CountsCache::default();
-        assert!(cache.get(&store).await.values().all(|n| *n == 0));
+        assert!(cache.get(&store).await.outbox.values().all(|n| *n == 0));
         let to = crate::phone::PhoneNumber::parse("+358401234567", None).unwrap();
         store.call(move |db| db.insert_local("cli", &to, "x")).await.unwrap();
         let many = ask_many(&cache, &store, 50).await;
-        assert!(many.iter().all(|c| c.get("fetched").copied().unwrap_or(0) == 0), "served from the cache: {many:?}");
+        assert!(
+            many.iter().all(|c| c.outbox.get("fetched").copied().unwrap_or(0) == 0),
+            "served from the cache: {many:?}"
+        );
         tokio::time::sleep(CountsCache::MAX_AGE + Duration::from_millis(100)).await;
-        assert_eq!(cache.get(&store).await.get("fetched"), Some(&1));
+        assert_eq!(cache.get(&store).await.outbox.get("fetched"), Some(&1));
         // The reader connection cannot write.
         assert!(store.read(|db| db.kv_set("k", "v")).await.is_err());
     }
 
-    async fn ask_many(cache: &CountsCache, store: &Store, n: usize) -> Vec<BTreeMap<String, i64>> {
+    async fn ask_many(cache: &CountsCache, store: &Store, n: usize) -> Vec<StatusCounts> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(cache.get(store).await);

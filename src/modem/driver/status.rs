@@ -85,7 +85,7 @@ pub struct ModemStatus {
 }
 
 impl ModemStatus {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ModemStatus {
             state: ModemState::Opening,
             identity: None,

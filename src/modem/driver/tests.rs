@@ -25,6 +25,8 @@ struct FakeSim {
     cms_on_send: Option<u16>,
     hang_after_pdu: bool,
     no_prompt: bool,
+    /// Log every command and answer none (a hung modem).
+    silent: bool,
     /// Print power-up noise (with a SIM PIN state line) when the port opens.
     boot_noise: bool,
 }
@@ -131,6 +133,7 @@ async fn fake_modem(io: DuplexStream, sim: Shared, mut ctl: mpsc::UnboundedRecei
                         if cmd.is_empty() { continue; }
                         let mut s = sim.lock().unwrap();
                         s.log.push(cmd.clone());
+                        if s.silent { continue; }
                         if cmd.starts_with("AT+CMGS=") {
                             if s.no_prompt { continue; }
                             in_pdu = true;
@@ -431,10 +434,31 @@ async fn timeout_after_the_pdu_is_unknown_and_the_modem_is_reinitialised() {
 }
 
 #[tokio::test]
+async fn a_modem_that_hangs_mid_send_gets_one_probe_then_is_reopened() {
+    // The pool's hand-over time is the prompt wait plus this one probe (not three).
+    let cfg = DriverConfig {
+        prompt_timeout: Duration::from_millis(300),
+        probe_timeout: Duration::from_millis(300),
+        reopen_backoff_max: Duration::from_secs(5),
+        ..config()
+    };
+    let h = start(FakeSim::new(), cfg);
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    h.sim().silent = true;
+    let err = h.handle.send_part("0011", 1).await.unwrap_err();
+    assert!(matches!(&err, SendError::Transient { reason } if reason.contains("nothing was sent")), "{err:?}");
+    assert_ne!(h.handle.status().borrow().state, ModemState::Ready, "not ready once the answer comes");
+    let sim = h.sim();
+    let after: Vec<&String> = sim.log.iter().skip_while(|l| !l.starts_with("AT+CMGS=")).skip(1).collect();
+    assert_eq!(after.iter().filter(|l| l.as_str() == "AT").count(), 1, "one probe: {:?}", sim.log);
+    assert_eq!(sim.count("PDU"), 0);
+}
+
+#[tokio::test]
 async fn missing_prompt_aborts_with_esc_and_nothing_is_sent() {
     let mut sim = FakeSim::new();
     sim.no_prompt = true;
-    let h = start(sim, DriverConfig { command_timeout: Duration::from_millis(500), ..config() });
+    let h = start(sim, DriverConfig { prompt_timeout: Duration::from_millis(500), ..config() });
     h.wait_state(|s| *s == ModemState::Ready).await;
     let err = h.handle.send_part("0011", 1).await.unwrap_err();
     match &err {

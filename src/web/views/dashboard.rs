@@ -31,7 +31,8 @@ pub async fn show(State(state): State<Arc<AppState>>, session: SignedIn) -> Http
         Ok(r) => r,
         Err(e) => return errors::store_failed(e),
     };
-    let queue = state.counts.get(&state.store).await;
+    let counts = state.counts.get(&state.store).await;
+    let queue = &counts.outbox;
     let modems: Vec<(String, ModemStatus)> = state
         .modems
         .get()
@@ -42,7 +43,7 @@ pub async fn show(State(state): State<Arc<AppState>>, session: SignedIn) -> Http
     let uptime = state.started.elapsed().as_secs();
     let content = html! {
         div.grid {
-            @for (name, st) in &modems { (modem_card(name, st)) }
+            @for (name, st) in &modems { (modem_card(name, st, counts.modems.get(name))) }
             @if modems.is_empty() {
                 section.card { h2 { "Modems" } p.muted { "No modem is running (none configured, or smshub is starting)." } }
             }
@@ -87,7 +88,7 @@ pub async fn show(State(state): State<Arc<AppState>>, session: SignedIn) -> Http
     page(StatusCode::OK, &session, frame, content)
 }
 
-fn modem_card(name: &str, st: &ModemStatus) -> Markup {
+fn modem_card(name: &str, st: &ModemStatus, day: Option<&crate::store::ModemFigures>) -> Markup {
     let slug = state_slug(st);
     html! {
         section.card data-modem=(name) data-state=(slug) data-signal-dbm=[st.signal_dbm] {
@@ -110,6 +111,12 @@ fn modem_card(name: &str, st: &ModemStatus) -> Markup {
                 dt { "SIM storage" }
                 dd { @match st.storage { Some(s) => { (s.used) " of " (s.total) " used" }, None => "unknown" } }
                 @if let Some(e) = &st.last_error { dt { "Last error" } dd.bad { (e) } }
+                @if let Some(d) = day {
+                    dt { "Last 24 hours" }
+                    dd data-modem-sent=(d.sent) data-modem-received=(d.received) data-modem-failed=(d.failed) {
+                        (d.sent) " sent, " (d.received) " received, " (d.failed) " failed"
+                    }
+                }
             }
         }
     }
