@@ -729,17 +729,22 @@ async fn storage(send: usize, receive: usize, dir: Option<&Path>) -> anyhow::Res
         idle.1.saturating_sub(idle_before.1)
     );
 
-    // Sent: queued as `smshub send` does (its own connection, one commit each), sent through the
-    // simulator (which answers each status report request with "delivered"), then a checkpoint
-    // so the copy of the WAL into the database file is counted too.
+    // Sent: queued as `smshub send` does (through the daemon's socket: the daemon commits and
+    // syncs, then answers), sent through the simulator (which answers each status report request
+    // with "delivered"), then a checkpoint so the copy of the WAL into the database file is
+    // counted too.
     let before = wear();
     let started = Instant::now();
-    {
-        let db = Db::open(&rig.db_path)?;
-        let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
-        for i in 0..send {
-            db.insert_local("cli", &to, &format!("storage bench {i}"))?;
-        }
+    let socket = rig.db_path.with_file_name("smshub.sock");
+    let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
+    for i in 0..send {
+        let (socket, to) = (socket.clone(), to.clone());
+        let text = format!("storage bench {i}");
+        let outcome = tokio::task::spawn_blocking(move || crate::local_socket::send(&socket, &to, &text)).await?;
+        anyhow::ensure!(
+            matches!(outcome, crate::local_socket::ClientOutcome::Queued(_)),
+            "the daemon did not queue message {i}: {outcome:?}"
+        );
     }
     let mut progress = Progress::new("storage: sent", send);
     loop {

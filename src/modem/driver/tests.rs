@@ -444,6 +444,10 @@ async fn a_modem_that_hangs_mid_send_gets_one_probe_then_is_reopened() {
     };
     let h = start(FakeSim::new(), cfg);
     h.wait_state(|s| *s == ModemState::Ready).await;
+    // The driver reads the signal right after init; silence only after that answer, so the
+    // hang meets the send and not that read.
+    let mut rx = h.handle.status();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| s.signal_dbm.is_some())).await.expect("signal read").unwrap();
     h.sim().silent = true;
     let err = h.handle.send_part("0011", 1).await.unwrap_err();
     assert!(matches!(&err, SendError::Transient { reason } if reason.contains("nothing was sent")), "{err:?}");
