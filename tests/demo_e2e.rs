@@ -25,4 +25,11 @@ fn the_demo_shows_messages_flowing_and_exits_cleanly() {
     assert!(text.contains("(signature valid)"), "{text}");
     assert!(text.contains("Thank you! We will call you to book a time."), "{text}");
     assert!(text.contains("\"Hi Anna Virtanen, Mirri is due for a check-up. Welcome! Demo Vet\""), "{text}");
+    // The new surfaces are shown: the web UI with a user to sign in as, and a token for the API.
+    assert!(
+        text.contains("web UI (admin listener): http://127.0.0.1:") && text.contains("sign in as demo / "),
+        "{text}"
+    );
+    assert!(text.contains("Authorization: Bearer smshub_"), "{text}");
+    assert!(!text.contains("keeps running"), "without a terminal the demo ends: {text}");
 }

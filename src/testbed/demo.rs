@@ -131,10 +131,12 @@ retry_max_s = 5
     );
     println!("config: {}", config_path.display());
     println!("public listener (Provet webhook, reminders button, /healthz): http://127.0.0.1:{port}");
+    // A person and a program for the admin listener, so the UI, the API and /metrics can be tried.
+    let (password, token) = demo_accounts(&config.store.path)?;
+    println!("web UI (admin listener): http://127.0.0.1:{admin_port}/  — sign in as demo / {password}");
     println!(
-        "admin listener (sign-in, /status; the web UI will live here): http://127.0.0.1:{admin_port}/login\n  \
-         (a user: `smshub --config {} user add NAME --password-stdin`; a token for /status: `token create NAME`)\n",
-        config_path.display()
+        "API and metrics (same listener): curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{admin_port}/metrics\n  \
+         (POST /api/v1/messages; the API is described at http://127.0.0.1:{admin_port}/api/v1/openapi.json)\n"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(crate::daemon::run_until(config, async move {
@@ -208,11 +210,30 @@ retry_max_s = 5
     for (id, mark) in provet.marks() {
         println!("   external_sms {id}: {mark:?}");
     }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // On a terminal the daemon stays up to be looked at; scripts and tests get their exit.
+        println!(
+            "\nsmshub keeps running: the web UI is at http://127.0.0.1:{admin_port}/ (demo / {password}). Press Ctrl-C to stop."
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
     let _ = stop_tx.send(());
     daemon.await.context("daemon task")??;
     sim.stop().await;
     provet.stop().await;
     Ok(())
+}
+
+/// Adds the user `demo` with a random password and a token named `demo` to the demo's database;
+/// returns (password, token).
+fn demo_accounts(db_path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use crate::web::auth::{password, secrets};
+    let pw = secrets::short_secret().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let token = secrets::new_token().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let db = crate::store::Db::open(db_path)?;
+    db.add_user("demo", &password::hash(&pw).map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    db.add_token("demo", &secrets::digest(&token))?;
+    Ok((pw, token))
 }
 
 async fn parts_of(control: &sim::SimControl) -> usize {
