@@ -830,22 +830,13 @@ fn inbox(db: &Db, cmd: &InboxCommand) -> Result<(), Failure> {
                 ),
                 _ => println!("  text:     {}", shown(detail.body.as_deref().unwrap_or(""))),
             }
-            let deliveries: Vec<Vec<String>> = detail
-                .deliveries
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.forwarder.clone(),
-                        d.state.clone(),
-                        d.attempts.to_string(),
-                        d.next_attempt_at.map(age).unwrap_or_default(),
-                        d.last_error.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            if !deliveries.is_empty() {
+            if !detail.deliveries.is_empty() {
                 println!();
-                print_table(&["FORWARDER", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
+                let rows = detail
+                    .deliveries
+                    .iter()
+                    .map(|d| (&d.forwarder, &d.state, d.attempts, d.next_attempt_at, d.last_error.as_deref()));
+                print_deliveries("FORWARDER", rows);
             }
             let replies: Vec<Vec<String>> = detail
                 .replies
@@ -938,6 +929,25 @@ fn shown(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
+/// A deliveries table (a forward's or an event's): (to whom, state, attempts, next attempt, last error).
+fn print_deliveries<'a, N: std::fmt::Display + 'a>(
+    who: &str,
+    rows: impl Iterator<Item = (N, &'a String, i64, Option<i64>, Option<&'a str>)>,
+) {
+    let table: Vec<Vec<String>> = rows
+        .map(|(name, state, attempts, next, error)| {
+            vec![
+                name.to_string(),
+                state.clone(),
+                attempts.to_string(),
+                next.map(age).unwrap_or_default(),
+                error.unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&[who, "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &table);
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     if rows.is_empty() {
         println!("(none)");
@@ -1026,21 +1036,12 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
             println!("event {} {} ({})", s.id, s.event_type, s.uid);
             println!("  created: {}", age(s.created_at));
             println!("  data:    {}", shown(&detail.data.to_string()));
-            let deliveries: Vec<Vec<String>> = s
+            println!();
+            let rows = s
                 .deliveries
                 .iter()
-                .map(|d| {
-                    vec![
-                        d.webhook.clone(),
-                        d.state.clone(),
-                        d.attempts.to_string(),
-                        d.next_attempt_at.map(age).unwrap_or_default(),
-                        d.last_error.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            println!();
-            print_table(&["WEBHOOK", "STATE", "ATTEMPTS", "NEXT", "LAST ERROR"], &deliveries);
+                .map(|d| (&d.webhook, &d.state, d.attempts, d.next_attempt_at, d.last_error.as_deref()));
+            print_deliveries("WEBHOOK", rows);
             for c in &detail.calls {
                 println!();
                 let status = c.status.map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}"));

@@ -62,6 +62,16 @@ pub fn ms_before(at_ms: i64, d: Duration) -> i64 {
     at_ms.saturating_sub(millis(d))
 }
 
+/// How long to sleep until unix-ms time `at` (at least 10 ms, so a due time in the past does not
+/// spin), but never longer than `max`; `max` when there is no `at`. The pipelines' "until the next
+/// retry is due, or the sweep" wait.
+pub fn until_ms(at: Option<i64>, now_ms: i64, max: Duration) -> Duration {
+    match at {
+        Some(at) => Duration::from_millis(at.saturating_sub(now_ms).clamp(10, millis(max).max(10)).unsigned_abs()),
+        None => max,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +114,15 @@ mod tests {
         assert_eq!(clamp(Duration::ZERO, lo, hi), lo);
         assert_eq!(clamp(Duration::MAX, lo, hi), hi);
         assert_eq!(clamp(Duration::from_secs(120), lo, hi), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn until_ms_is_bounded_both_ways() {
+        let max = Duration::from_secs(60);
+        assert_eq!(until_ms(None, 1_000, max), max);
+        assert_eq!(until_ms(Some(1_500), 1_000, max), Duration::from_millis(500));
+        assert_eq!(until_ms(Some(0), 1_000, max), Duration::from_millis(10), "overdue: soon, not a spin");
+        assert_eq!(until_ms(Some(i64::MAX), i64::MIN, max), max);
+        assert_eq!(until_ms(Some(i64::MIN), i64::MAX, max), Duration::from_millis(10));
     }
 }

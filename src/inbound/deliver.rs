@@ -185,10 +185,7 @@ impl Forwarders {
             }
             let n = name.clone();
             let next = self.store.call(move |db| db.next_delivery_due(&n)).await.ok().flatten();
-            let wait = next
-                .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0).max(10)))
-                .unwrap_or(IDLE_RECHECK)
-                .min(IDLE_RECHECK);
+            let wait = crate::deadline::until_ms(next, now_ms(), IDLE_RECHECK);
             tokio::select! {
                 _ = shutdown.wait() => break,
                 _ = kick.notified() => {}

@@ -113,10 +113,7 @@ impl ModemSender {
                 // Woken by work (`wake.send`: a webhook's fetch, the API, the local socket, replies);
                 // otherwise asleep until the next scheduled retry, or the slow sweep that finds rows
                 // another process wrote (the CLI when the daemon's socket was not there).
-                let sweep = crate::deadline::millis(SAFETY_SWEEP);
-                let wait = due
-                    .map(|at| Duration::from_millis(at.saturating_sub(now_ms()).clamp(10, sweep).unsigned_abs()))
-                    .unwrap_or(SAFETY_SWEEP);
+                let wait = crate::deadline::until_ms(due, now_ms(), SAFETY_SWEEP);
                 tokio::select! {
                     _ = shutdown.wait() => break,
                     _ = self.wake.send.notified() => {}

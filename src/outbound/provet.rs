@@ -184,12 +184,7 @@ impl ProvetWorker {
     async fn until_due(&self) -> Duration {
         let name = self.config.name.clone();
         let due = self.store.call(move |db| db.provet_next_due(&name)).await.ok().flatten();
-        due.map(|at| {
-            Duration::from_millis(
-                at.saturating_sub(now_ms()).clamp(10, crate::deadline::millis(IDLE_RECHECK)).unsigned_abs(),
-            )
-        })
-        .unwrap_or(IDLE_RECHECK)
+        crate::deadline::until_ms(due, now_ms(), IDLE_RECHECK)
     }
 
     /// Lists every unmarked external SMS and queues the ones not yet known. On a Provet error
