@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::modem::driver::{InboundEvent, ModemHandle};
+use crate::modem::driver::{Ack, InboundEvent, ModemHandle};
 use crate::pdu::{self, Message};
 use crate::phone::mask_number;
 use crate::shutdown::ShutdownSignal;
@@ -167,15 +167,23 @@ impl ModemReceiver {
             }
             InboundEvent::Direct { pdu_hex } => {
                 // Not on the modem: this copy is the only one, so it is never given up while running.
-                if !self.store_until_stored(&pdu_hex, None, shutdown).await {
-                    tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); it is lost");
+                // Stored means synced (store_inbound_part syncs): only then may the modem let go of it.
+                if self.store_until_stored(&pdu_hex, None, shutdown).await {
+                    self.modem.acknowledge(Ack::Stored).await;
+                } else {
+                    tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); not acknowledged, so the network resends it");
                 }
             }
-            InboundEvent::StatusReport { pdu_hex, stored } => {
-                self.status_report(&pdu_hex).await;
-                if let Some((mem, index)) = stored
-                    && let Err(e) = self.modem.delete(&mem, index).await
-                {
+            InboundEvent::StatusReport { pdu_hex, stored: None } => {
+                // Delivered directly (+CDS): acknowledged only once it is recorded and synced; a
+                // failure leaves it unacknowledged and the network resends it.
+                if let Some(ack) = self.status_report(&pdu_hex, true).await {
+                    self.modem.acknowledge(ack).await;
+                }
+            }
+            InboundEvent::StatusReport { pdu_hex, stored: Some((mem, index)) } => {
+                self.status_report(&pdu_hex, false).await;
+                if let Err(e) = self.modem.delete(&mem, index).await {
                     tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a status report from the modem");
                 }
             }
@@ -230,27 +238,45 @@ impl ModemReceiver {
         }
     }
 
-    async fn status_report(&self, pdu_hex: &str) {
+    /// Records one status report. `direct`: it came as `+CDS` and is synced before this returns.
+    /// Returns the acknowledgement it deserves: `Stored` once recorded (or matching no message of
+    /// ours: nothing to keep), `Unusable` when it is not a status report at all, `None` when the
+    /// store failed (not acknowledged: the network resends it).
+    async fn status_report(&self, pdu_hex: &str, direct: bool) -> Option<Ack> {
         let report = match pdu::decode(pdu_hex, true) {
             Ok(d) => match d.message {
                 Message::StatusReport(r) => r,
                 _ => {
-                    tracing::warn!(modem = %self.modem_name, "a status report URC carried another kind of PDU; ignored");
-                    return;
+                    tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, "a status report URC carried another kind of PDU; ignored");
+                    return Some(Ack::Unusable);
                 }
             },
             Err(e) => {
-                tracing::warn!(modem = %self.modem_name, error = %e, "undecodable status report; ignored");
-                return;
+                // The error names the field, never the digits of an address.
+                tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, error = %e, "undecodable status report; ignored");
+                return Some(Ack::Unusable);
             }
         };
         let (modem, mr, status) = (self.modem_name.clone(), report.message_ref, report.status);
-        match self.store.call(move |db| db.record_status_report(&modem, mr, status)).await {
-            Ok(Some(id)) => tracing::info!(modem = %self.modem_name, outbox_id = id, status, "delivery report"),
-            Ok(None) => {
-                tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference")
+        let recorded = self
+            .store
+            .call(move |db| {
+                if direct { db.record_status_report_synced(&modem, mr, status) } else { db.record_status_report(&modem, mr, status) }
+            })
+            .await;
+        match recorded {
+            Ok(Some(id)) => {
+                tracing::info!(modem = %self.modem_name, outbox_id = id, status, direct, "delivery report");
+                Some(Ack::Stored)
             }
-            Err(e) => tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed"),
+            Ok(None) => {
+                tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference");
+                Some(Ack::Stored)
+            }
+            Err(e) => {
+                tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed");
+                None
+            }
         }
     }
 }

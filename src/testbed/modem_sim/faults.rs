@@ -26,6 +26,13 @@ pub struct Faults {
     pub auto_report: bool,
     /// Delay before such an automatic report.
     pub report_delay: Duration,
+    /// With `AT+CSMS=1`: how long a `+CDS` waits for `AT+CNMA` before the network resends it.
+    pub cds_ack_timeout: Duration,
+    /// How many times an unacknowledged `+CDS` is resent before the report is stored (`+CDSI`).
+    pub cds_resends: u32,
+    /// Whether `AT+CSMS=1` (phase 2+, acknowledgements with `+CNMA`) is supported; when not, it
+    /// answers `+CMS ERROR: 303` (plain `ERROR` with CMEE=0), as a phase 2 modem does.
+    pub csms1: bool,
 }
 
 /// `{"cmd":"set", ...}`: every field optional; `null` clears the optional ones.
@@ -48,6 +55,9 @@ pub struct FaultUpdate {
     pub registered: Option<bool>,
     /// Signal quality for +CSQ (0..31, 99 unknown).
     pub csq: Option<u8>,
+    pub cds_ack_timeout_ms: Option<u64>,
+    pub cds_resends: Option<u32>,
+    pub csms1: Option<bool>,
 }
 
 /// Lets a present `null` mean "clear" while an absent key means "leave as is".

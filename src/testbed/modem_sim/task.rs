@@ -213,6 +213,10 @@ impl SimTask {
                         Err(e) => tracing::warn!("sim: cannot build status report: {e}"),
                     }
                 }
+                Event::CdsAckTimeout { id } => {
+                    let outs = self.modem.cds_ack_timeout(id);
+                    self.push(outs);
+                }
             }
         }
     }
