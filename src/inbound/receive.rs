@@ -28,6 +28,12 @@ pub struct ModemReceiver {
     pub metrics: crate::metrics::Metrics,
 }
 
+/// How often a status report that matches no sent part is tried again, and the pause between: a
+/// report can arrive before the sender has committed the `+CMGS` answer it belongs to. 4 × 500 ms
+/// stays far inside the network's wait for a `+CNMA` (12 to 20 s).
+const UNMATCHED_REPORT_TRIES: u32 = 4;
+const UNMATCHED_REPORT_WAIT: Duration = Duration::from_millis(500);
+
 /// WAP push ports (WAP-230 / WDP port registry): 2948 connectionless push, 2949 secure push.
 pub const WAP_PUSH_PORTS: [u16; 2] = [2948, 2949];
 
@@ -257,25 +263,40 @@ impl ModemReceiver {
                 return Some(Ack::Unusable);
             }
         };
-        let (modem, mr, status) = (self.modem_name.clone(), report.message_ref, report.status);
-        let recorded = self
-            .store
-            .call(move |db| {
-                if direct { db.record_status_report_synced(&modem, mr, status) } else { db.record_status_report(&modem, mr, status) }
-            })
-            .await;
-        match recorded {
-            Ok(Some(id)) => {
-                tracing::info!(modem = %self.modem_name, outbox_id = id, status, direct, "delivery report");
-                Some(Ack::Stored)
-            }
-            Ok(None) => {
-                tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference");
-                Some(Ack::Stored)
-            }
-            Err(e) => {
-                tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed");
-                None
+        let (mr, status) = (report.message_ref, report.status);
+        let mut attempt = 0;
+        loop {
+            let modem = self.modem_name.clone();
+            let recorded = self
+                .store
+                .call(move |db| {
+                    if direct {
+                        db.record_status_report_synced(&modem, mr, status)
+                    } else {
+                        db.record_status_report(&modem, mr, status)
+                    }
+                })
+                .await;
+            match recorded {
+                Ok(Some(id)) => {
+                    tracing::info!(modem = %self.modem_name, outbox_id = id, status, direct, "delivery report");
+                    return Some(Ack::Stored);
+                }
+                // A report can overtake the sender's commit of the `+CMGS` answer it belongs to: the
+                // modem may write `+CDS` right behind `+CMGS: <mr>` (a busy modem holds both). The
+                // sender commits within milliseconds, so an unmatched report is tried again a few times.
+                Ok(None) if attempt < UNMATCHED_REPORT_TRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(UNMATCHED_REPORT_WAIT).await;
+                }
+                Ok(None) => {
+                    tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference");
+                    return Some(Ack::Stored);
+                }
+                Err(e) => {
+                    tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed");
+                    return None;
+                }
             }
         }
     }

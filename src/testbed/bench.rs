@@ -16,10 +16,13 @@
 //!   1/rate s whatever the previous ones do) for `--seconds`, each timed from connect to the end
 //!   of the answer. The ids do not exist in the fake Provet, so the fetch that follows answers
 //!   404 and no SMS is sent: this isolates intake (store commit before the 200).
-//! - `bench modem`: (a) AT commands the simulator received per sent single-part message (its
-//!   `stats.total` before and after, which includes the driver's periodic health polls during
-//!   the run), (b) messages per minute with the simulator's send latency at `--latency-ms`,
-//!   compared with the limit 60 000 / latency (one `+CMGS` at a time).
+//! - `bench modem`: (a) AT command lines the simulator received per sent single-part message
+//!   *including its status report* (its `stats.total` before and after; the window closes once
+//!   every message's report is recorded in the database and the line has then been quiet for 2 s,
+//!   so the report's `+CNMA` or `+CMGR`/`+CMGD` is inside; the driver's periodic health polls
+//!   during the run count too), with how the reports came (acknowledged `+CDS`, or stored), (b)
+//!   messages per minute with the simulator's send latency at `--latency-ms`, compared with the
+//!   limit 60 000 / latency (one `+CMGS` at a time).
 //! - `bench listeners`: (a) webhook latency (connect to end of answer, one at a time) while
 //!   another local address has opened `--idle` connections and holds them; (b) this process's
 //!   resident memory (the daemon and the bench client together) before, at its peak and after a
@@ -139,7 +142,7 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// AT round trips per message and messages per minute against the send-latency limit.
+    /// AT command lines per message, its status report included, and messages per minute against the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
         #[arg(long, default_value_t = 20)]
@@ -266,6 +269,36 @@ impl Rig {
                 Some((at - t0) as f64)
             })
             .collect())
+    }
+
+    /// Waits until `n` sent parts have a status report recorded.
+    async fn wait_reported(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let reader = Db::open_existing_read_only(&self.db_path)?;
+        let start = Instant::now();
+        loop {
+            let done = reader.query_i64("SELECT count(*) FROM outbox_parts WHERE delivery_status IS NOT NULL")?;
+            if done >= n as i64 {
+                return Ok(());
+            }
+            anyhow::ensure!(start.elapsed() < limit, "only {done} of {n} status reports were recorded within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the simulator received no command line for `quiet` (at most 30 s); its stats then.
+    async fn wait_quiet(&self, quiet: Duration) -> anyhow::Result<serde_json::Value> {
+        let start = Instant::now();
+        let mut last = self.stats().await?;
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.stats().await?;
+            if now["total"] != last["total"] {
+                since = Instant::now();
+                last = now;
+            }
+        }
+        Ok(last)
     }
 
     async fn sent_count(&self) -> anyhow::Result<u64> {
@@ -761,22 +794,27 @@ async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::
         }
         let limit = Duration::from_millis(latency * messages as u64 * 2 + 60_000);
         rig.wait_sent(messages as u64, limit).await?;
-        let after = rig.stats().await?;
+        rig.wait_reported(messages, limit).await?;
+        let after = rig.wait_quiet(Duration::from_secs(2)).await?;
         let commands = after["total"].as_u64().unwrap_or(0).saturating_sub(before["total"].as_u64().unwrap_or(0));
+        let counted = |v: &serde_json::Value, k: &str| v["commands"][k].as_u64().unwrap_or(0);
+        let acked = counted(&after, "(report acknowledged)").saturating_sub(counted(&before, "(report acknowledged)"));
+        let read = counted(&after, "AT+CMGR=").saturating_sub(counted(&before, "AT+CMGR="));
         let sent = rig.sim.sent().await?;
         let ats: Vec<i64> = sent.iter().filter_map(|p| p["at"].as_i64()).collect();
         let span_ms = ats.iter().max().zip(ats.iter().min()).map(|(a, b)| a - b).unwrap_or(0);
         // n messages have n-1 gaps between the first and the last PDU.
         let per_min = if span_ms > 0 { (ats.len() as f64 - 1.0) * 60_000.0 / span_ms as f64 } else { f64::NAN };
         let commands_per_msg = commands as f64 / messages as f64;
+        let reports = format!("reports: {acked} as +CDS acknowledged, {read} read from storage");
         if latency == 0 {
             println!(
-                "latency 0 ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.0} messages/min"
+                "latency 0 ms: {messages} messages, {commands_per_msg:.2} AT lines per message with its report ({reports}), {per_min:.0} messages/min"
             );
         } else {
             let cap = 60_000.0 / latency as f64;
             println!(
-                "latency {latency} ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.2} messages/min = {:.1} % of the {cap:.1}/min limit",
+                "latency {latency} ms: {messages} messages, {commands_per_msg:.2} AT lines per message with its report ({reports}), {per_min:.2} messages/min = {:.1} % of the {cap:.1}/min limit",
                 per_min / cap * 100.0
             );
         }
