@@ -153,6 +153,10 @@ pub enum BenchCommand {
         /// Where the temporary database goes.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Imitate a phase 2 modem (AT+CSMS=1 refused): status reports stay stored on the modem
+        /// and are read and deleted (the fallback, and the routing before direct reports).
+        #[arg(long)]
+        no_csms1: bool,
     },
 }
 
@@ -175,13 +179,16 @@ async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
 
 /// Like [`rig`], with `extra` appended to the daemon's config (e.g. a `[[forward]]`).
 async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::Result<Rig> {
+    rig_sim(dir, SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() }, extra).await
+}
+
+/// Like [`rig_with`], with the simulator's options given whole.
+async fn rig_sim(dir: Option<&Path>, sim_options: SimOptions, extra: &str) -> anyhow::Result<Rig> {
     let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
     let tmp = base.join(format!("smshub-bench-{}-{}", std::process::id(), now_ms()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let fake = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
-    let sim = sim::start(SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() })
-        .await
-        .context("starting the simulator")?;
+    let sim = sim::start(sim_options).await.context("starting the simulator")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let db_path = tmp.join("bench.db");
@@ -336,7 +343,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Outbound { messages, rate, seconds, dir } => {
             outbound(messages, rate, seconds, dir.as_deref()).await
         }
-        BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
+        BenchCommand::Modem { messages, latency_ms, dir, no_csms1 } => {
+            modem(messages, latency_ms, dir.as_deref(), no_csms1).await
+        }
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
         BenchCommand::Storage { send, receive, dir } => storage(send, receive, dir.as_deref()).await,
@@ -783,9 +792,10 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
     Ok(())
 }
 
-async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>, no_csms1: bool) -> anyhow::Result<()> {
     for latency in [0, latency_ms] {
-        let rig = rig(dir, latency).await?;
+        let sim_options = SimOptions { send_latency_ms: latency, no_csms1, ..SimOptions::default() };
+        let rig = rig_sim(dir, sim_options, "").await?;
         let db = Db::open(&rig.db_path)?;
         let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
         let before = rig.stats().await?;

@@ -29,6 +29,8 @@ pub enum Event {
     StatusReport { message_ref: u8, recipient: String, status: u8 },
     /// The network's wait for the `+CNMA` of `+CDS` number `id` is over.
     CdsAckTimeout { id: u64 },
+    /// The network delivers this report PDU again (its RP-ACK was lost).
+    Redeliver { hex: String },
 }
 
 /// A `+CDS` sent under `AT+CSMS=1`, waiting for `AT+CNMA`.
@@ -261,6 +263,9 @@ impl Modem {
         }
         if let Some(b) = u.csms1 {
             self.faults.csms1 = b;
+        }
+        if let Some(n) = u.lose_acks {
+            self.faults.lose_acks = n;
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Faults {
     /// Whether `AT+CSMS=1` (phase 2+, acknowledgements with `+CNMA`) is supported; when not, it
     /// answers `+CMS ERROR: 303` (plain `ERROR` with CMEE=0), as a phase 2 modem does.
     pub csms1: bool,
+    /// The next this many acknowledgements are lost on the radio path: `AT+CNMA` answers OK, but
+    /// the network never got the RP-ACK and delivers the same report again after `cds_ack_timeout`.
+    pub lose_acks: u32,
 }
 
 /// `{"cmd":"set", ...}`: every field optional; `null` clears the optional ones.
@@ -58,6 +61,7 @@ pub struct FaultUpdate {
     pub cds_ack_timeout_ms: Option<u64>,
     pub cds_resends: Option<u32>,
     pub csms1: Option<bool>,
+    pub lose_acks: Option<u32>,
 }
 
 /// Lets a present `null` mean "clear" while an absent key means "leave as is".

@@ -32,7 +32,9 @@
 //! queue and follow the ack's OK). Not acknowledged within `cds_ack_timeout_ms` (15 s), the network
 //! resends it, up to `cds_resends` (2) times, then the modem stores it and says `+CDSI`. `AT+CNMA`
 //! with nothing to acknowledge answers `+CMS ERROR: 340`. A `+CMT` (mt=2) under service 1 expects
-//! one `AT+CNMA` too (not resent). Several commands on one line (`AT+CNMA;+CMGS=23`) run left to
+//! one `AT+CNMA` too (not resent). `lose_acks: N` (control `set`) loses the next N acks on the
+//! radio path: `AT+CNMA` answers OK, and the network delivers the same report again after
+//! `cds_ack_timeout_ms` (counted as `(ack lost)`). Several commands on one line (`AT+CNMA;+CMGS=23`) run left to
 //! right and stop at the first error. `stats` counts `(report acknowledged)`, `(report resent)`,
 //! `(report stored after no ack)` and `(unexpected +CNMA)` among the commands.
 //!
@@ -60,7 +62,7 @@
 //! | `{"cmd":"storage"}` | `{"ok":true,"capacity","used","queued","messages":[{"index","stat","pdu"}]}` |
 //! | `{"cmd":"unplug"}` | `{"ok":true,"was_plugged":true}`: pty closed, link removed |
 //! | `{"cmd":"replug"}` | `{"ok":true,"pty":"/dev/pts/9"}`: new pty, link repointed, modem power-cycled |
-//! | `{"cmd":"set", …}` with any of `send_latency_ms, cms_error, cms_error_rate, cms_error_on_send (null clears), hang_after (more commands; null = answer again), garbage_rate, interleave_urcs, auto_report, report_delay_ms, registered, csq, cds_ack_timeout_ms, cds_resends, csms1` | `{"ok":true}` |
+//! | `{"cmd":"set", …}` with any of `send_latency_ms, cms_error, cms_error_rate, cms_error_on_send (null clears), hang_after (more commands; null = answer again), garbage_rate, interleave_urcs, auto_report, report_delay_ms, registered, csq, cds_ack_timeout_ms, cds_resends, csms1, lose_acks` | `{"ok":true}` |
 //! | `{"cmd":"stats"}` | `{"ok":true,"commands":{"AT+CPIN=":2,…},"total","sends","sent","hung","plugged"}` |
 //!
 //! Try it by hand: `smshub sim --control /tmp/sim.sock` then
@@ -282,6 +284,7 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
         cds_ack_timeout: Duration::from_millis(opts.cds_ack_timeout_ms),
         cds_resends: opts.cds_resends,
         csms1: !opts.no_csms1,
+        lose_acks: 0,
     };
     let config = ModemConfig {
         model: opts.model,

@@ -217,6 +217,10 @@ impl SimTask {
                     let outs = self.modem.cds_ack_timeout(id);
                     self.push(outs);
                 }
+                Event::Redeliver { hex } => {
+                    let outs = self.modem.route_report(hex);
+                    self.push(outs);
+                }
             }
         }
     }

@@ -270,15 +270,20 @@ impl Modem {
         let discharge = pdu::Timestamp::from_unix(now_unix, 0);
         let hex = pdu::encode_status_report(message_ref, recipient, &scts, &discharge, status)?;
         self.count("(status report)");
+        Ok(self.route_report(hex))
+    }
+
+    /// A report PDU from the network, routed as AT+CNMI's `<ds>` says.
+    pub fn route_report(&mut self, hex: String) -> Vec<Out> {
         if self.hung() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        Ok(match self.cnmi.get(3) {
+        match self.cnmi.get(3) {
             Some(1) if self.csms == 1 => {
                 if self.cds_waiting.is_some() {
                     // One +CDS at a time: the next waits for the ack of this one.
                     self.cds_queue.push_back(hex);
-                    return Ok(Vec::new());
+                    return Vec::new();
                 }
                 self.send_cds(hex, 0)
             }
@@ -291,7 +296,7 @@ impl Modem {
                 None => Vec::new(),
             },
             _ => Vec::new(),
-        })
+        }
     }
 
     /// `+CDS` under `AT+CSMS=1`: sent, and the network waits `cds_ack_timeout` for the ack.
@@ -317,8 +322,13 @@ impl Modem {
 
     /// `AT+CNMA` (`n` 0 or 1: RP-ACK, 2: RP-ERROR).
     pub(super) fn acknowledge(&mut self, n: u8) -> Reply {
-        if self.cds_waiting.take().is_some() {
+        if let Some(w) = self.cds_waiting.take() {
             self.count(if n == 2 { "(report refused by +CNMA=2)" } else { "(report acknowledged)" });
+            if self.faults.lose_acks > 0 {
+                self.faults.lose_acks -= 1;
+                self.count("(ack lost)");
+                self.after_reply.push(Out::Schedule(self.faults.cds_ack_timeout, Event::Redeliver { hex: w.hex }));
+            }
             let next = self.next_cds();
             self.after_reply.extend(next);
             Reply::Ok(Vec::new())

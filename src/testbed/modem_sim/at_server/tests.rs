@@ -26,6 +26,7 @@ fn faults() -> Faults {
         cds_ack_timeout: Duration::from_secs(15),
         cds_resends: 2,
         csms1: true,
+        lose_acks: 0,
     }
 }
 
@@ -542,4 +543,25 @@ fn an_ack_joined_to_a_send_acknowledges_and_prompts_and_a_refused_one_stops_the_
     assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
     assert_eq!(talk(&mut m, &format!("AT+CNMA;+CMGS={}\r", part.tpdu_len)), "\r\n+CMS ERROR: 340\r\n");
     assert_eq!(m.sent.len(), 1);
+}
+
+#[test]
+fn a_lost_ack_makes_the_network_deliver_the_same_report_again() {
+    let mut m = modem_with(|_, f| f.lose_acks = 1);
+    talk(&mut m, "AT+CSMS=1\r");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    let first = bytes_of(&m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap());
+    let outs = m.feed(b"AT+CNMA\r", 1_700_000_000_000);
+    assert_eq!(bytes_of(&outs), "\r\nOK\r\n");
+    let hex = outs
+        .iter()
+        .find_map(|o| match o {
+            Out::Schedule(_, Event::Redeliver { hex }) => Some(hex.clone()),
+            _ => None,
+        })
+        .expect("the network redelivers");
+    assert_eq!(bytes_of(&m.route_report(hex)), first, "the same +CDS again");
+    assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
+    assert_eq!(m.stats.get("(report acknowledged)"), Some(&2));
+    assert_eq!(m.stats.get("(ack lost)"), Some(&1));
 }
