@@ -115,6 +115,18 @@ pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
     part
 }
 
+/// The message reference and TP-Status of a status report PDU (with SMSC field), or why it is
+/// not one. Pure; outside input of any shape.
+pub fn report_fields(pdu_hex: &str) -> Result<(u8, u8), String> {
+    match pdu::decode(pdu_hex, true) {
+        Ok(d) => match d.message {
+            Message::StatusReport(r) => Ok((r.message_ref, r.status)),
+            _ => Err("the PDU is not a status report".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl ModemReceiver {
     /// Runs until shutdown or until the driver's event channel closes.
     pub async fn run(self, mut events: mpsc::Receiver<InboundEvent>, mut shutdown: ShutdownSignal) {
@@ -249,21 +261,14 @@ impl ModemReceiver {
     /// ours: nothing to keep), `Unusable` when it is not a status report at all, `None` when the
     /// store failed (not acknowledged: the network resends it).
     async fn status_report(&self, pdu_hex: &str, direct: bool) -> Option<Ack> {
-        let report = match pdu::decode(pdu_hex, true) {
-            Ok(d) => match d.message {
-                Message::StatusReport(r) => r,
-                _ => {
-                    tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, "a status report URC carried another kind of PDU; ignored");
-                    return Some(Ack::Unusable);
-                }
-            },
-            Err(e) => {
-                // The error names the field, never the digits of an address.
-                tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, error = %e, "undecodable status report; ignored");
+        let (mr, status) = match report_fields(pdu_hex) {
+            Ok(f) => f,
+            Err(why) => {
+                // `why` names the field, never the digits of an address.
+                tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, reason = %why, "unusable status report; ignored");
                 return Some(Ack::Unusable);
             }
         };
-        let (mr, status) = (report.message_ref, report.status);
         let mut attempt = 0;
         loop {
             let modem = self.modem_name.clone();
@@ -349,6 +354,27 @@ mod tests {
         assert_ne!(good, bad);
         let p = decode_part("main", &bad);
         assert!(p.decode_error.as_deref().is_some_and(|e| e.contains("application port")), "{p:?}");
+    }
+
+    #[test]
+    fn status_report_fields_and_hostile_report_pdus() {
+        let good = "0006D60B911326880736F4111011719551401110117195714000";
+        assert_eq!(report_fields(good), Ok((0xD6, 0)));
+        let deliver = "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37";
+        let cases = [
+            ("", "empty"),
+            ("0006D", "odd length"),
+            ("ZZ06D6", "not hex"),
+            (&good[..20], "truncated"),
+            (deliver, "another kind of PDU"),
+            ("FF", "an SMSC length past the end"),
+        ];
+        for (pdu, what) in cases {
+            let err = report_fields(pdu).expect_err(what);
+            assert!(!err.contains("1326880736"), "{what}: the error must not show the number: {err}");
+        }
+        let huge = "00".repeat(100_000);
+        assert!(report_fields(&huge).is_err(), "100 000 zero octets are no report");
     }
 
     #[test]
