@@ -529,7 +529,10 @@ impl Driver {
             // (a +CMS ERROR: 340 there is harmless), then the send once more on its own.
             tracing::info!(modem = %self.cfg.name, error = %error, "a send with an acknowledgement on its line was refused before the prompt; sending them apart");
             if let Err(exit) = self.ack_line(c, Ack::Stored).await {
-                return (Err(SendError::NotReady { state: "the modem stopped answering before the send".into() }), Some(exit));
+                return (
+                    Err(SendError::NotReady { state: "the modem stopped answering before the send".into() }),
+                    Some(exit),
+                );
             }
             result = c.send_pdu(len, hex, self.cfg.command_timeout, timeout).await;
         }

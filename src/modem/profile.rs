@@ -333,7 +333,9 @@ mod tests {
 
     #[test]
     fn every_family_falls_back_to_a_routing_without_acks() {
-        for kind in [ProfileKind::Sim800, ProfileKind::Sim7600, ProfileKind::Ec25, ProfileKind::E3372, ProfileKind::Generic] {
+        for kind in
+            [ProfileKind::Sim800, ProfileKind::Sim7600, ProfileKind::Ec25, ProfileKind::E3372, ProfileKind::Generic]
+        {
             let p = kind.profile();
             assert!(p.cnmi.starts_with("AT+CNMI=2,1,"), "{kind:?}: inbound SMS must stay stored (mt=1)");
             if let Some(direct) = p.cnmi_direct {

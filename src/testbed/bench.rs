@@ -287,7 +287,10 @@ impl Rig {
             if done >= n as i64 {
                 return Ok(());
             }
-            anyhow::ensure!(start.elapsed() < limit, "only {done} of {n} status reports were recorded within {limit:?}");
+            anyhow::ensure!(
+                start.elapsed() < limit,
+                "only {done} of {n} status reports were recorded within {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -639,7 +639,9 @@ async fn a_cds_without_its_pdu_is_not_acknowledged_and_indications_are_set_again
     let mut h = start(phase2plus(), cfg);
     h.wait_state(|s| *s == ModemState::Ready).await;
     let ctl = h.ctl().await;
-    for hostile in ["\r\n+CDS: 25\r\nNOT HEX\r\n", "\r\n+CDS: 999999999999999999999\r\n\r\nRING\r\n", "\r\n+CDS: 25\r\n0006D\r\n"] {
+    for hostile in
+        ["\r\n+CDS: 25\r\nNOT HEX\r\n", "\r\n+CDS: 999999999999999999999\r\n\r\nRING\r\n", "\r\n+CDS: 25\r\n0006D\r\n"]
+    {
         ctl.send(Ctl::Say(hostile.into())).unwrap();
     }
     wait_log(&h, "AT+CNMI=2,1,0,1,0", 2).await;

@@ -26,11 +26,19 @@ pub enum Out {
 /// Work the modem does later by itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    StatusReport { message_ref: u8, recipient: String, status: u8 },
+    StatusReport {
+        message_ref: u8,
+        recipient: String,
+        status: u8,
+    },
     /// The network's wait for the `+CNMA` of `+CDS` number `id` is over.
-    CdsAckTimeout { id: u64 },
+    CdsAckTimeout {
+        id: u64,
+    },
     /// The network delivers this report PDU again (its RP-ACK was lost).
-    Redeliver { hex: String },
+    Redeliver {
+        hex: String,
+    },
 }
 
 /// A `+CDS` sent under `AT+CSMS=1`, waiting for `AT+CNMA`.
