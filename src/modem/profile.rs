@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+use super::at::fields;
 use super::at::{AtClient, response_fields};
 
 /// Which family a modem belongs to (config `profile = "auto" | "sim800" | ...`).
@@ -314,6 +316,7 @@ pub fn parse_cpms_query(lines: &[String]) -> Option<(String, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modem::at::fields;
 
     #[test]
     fn detection_table() {
@@ -332,14 +335,20 @@ mod tests {
     }
 
     #[test]
-    fn every_family_falls_back_to_a_routing_without_acks() {
+    fn inbound_sms_stay_stored_in_both_routings_of_every_family() {
         for kind in
             [ProfileKind::Sim800, ProfileKind::Sim7600, ProfileKind::Ec25, ProfileKind::E3372, ProfileKind::Generic]
         {
             let p = kind.profile();
-            assert!(p.cnmi.starts_with("AT+CNMI=2,1,"), "{kind:?}: inbound SMS must stay stored (mt=1)");
+            for cnmi in [Some(p.cnmi), p.cnmi_direct].into_iter().flatten() {
+                let f = fields(cnmi.trim_start_matches("AT+CNMI="));
+                let mt = f.get(1).and_then(|x| x.as_u32());
+                let ds = f.get(3).and_then(|x| x.as_u32());
+                assert_eq!(mt, Some(1), "{kind:?} {cnmi}: SMS must be stored first (mt=1), never +CMT");
+                assert!(matches!(ds, Some(1 | 2)), "{kind:?} {cnmi}: status reports must be routed");
+            }
             if let Some(direct) = p.cnmi_direct {
-                assert_eq!(direct, CNMI_CDS, "{kind:?}");
+                assert!(direct.ends_with(",1,0"), "{kind:?}: the direct variant has ds=1");
             }
         }
     }
