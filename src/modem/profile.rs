@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[cfg(test)]
-use super::at::fields;
 use super::at::{AtClient, response_fields};
 
 /// Which family a modem belongs to (config `profile = "auto" | "sim800" | ...`).
