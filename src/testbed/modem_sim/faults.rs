@@ -104,5 +104,12 @@ mod tests {
         let u: FaultUpdate = serde_json::from_str(r#"{}"#).unwrap();
         assert_eq!(u.hang_after, None);
         assert!(serde_json::from_str::<FaultUpdate>(r#"{"hang_afterr":1}"#).is_err());
+        let u: FaultUpdate =
+            serde_json::from_str(r#"{"cds_ack_timeout_ms":100,"cds_resends":1,"csms1":false,"lose_acks":2}"#).unwrap();
+        assert_eq!(
+            (u.cds_ack_timeout_ms, u.cds_resends, u.csms1, u.lose_acks),
+            (Some(100), Some(1), Some(false), Some(2))
+        );
+        assert!(serde_json::from_str::<FaultUpdate>(r#"{"lose_acks":-1}"#).is_err());
     }
 }
