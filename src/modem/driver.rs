@@ -528,11 +528,19 @@ impl Driver {
             // Either the ack or the +CMGS was refused; nothing was sent. The ack on its own line
             // (a +CMS ERROR: 340 there is harmless), then the send once more on its own.
             tracing::info!(modem = %self.cfg.name, error = %error, "a send with an acknowledgement on its line was refused before the prompt; sending them apart");
-            if let Err(exit) = self.ack_line(c, Ack::Stored).await {
-                return (
-                    Err(SendError::NotReady { state: "the modem stopped answering before the send".into() }),
-                    Some(exit),
-                );
+            match self.ack_line(c, Ack::Stored).await {
+                // Taken alone, so the joined line never ran it: this modem does not join them.
+                Ok(true) => {
+                    tracing::info!(modem = %self.cfg.name, "the modem takes AT+CNMA alone but not before AT+CMGS on one line; acknowledging on separate lines from now on");
+                    self.acks.no_joining = true;
+                }
+                Ok(false) => {}
+                Err(exit) => {
+                    return (
+                        Err(SendError::NotReady { state: "the modem stopped answering before the send".into() }),
+                        Some(exit),
+                    );
+                }
             }
             result = c.send_pdu(len, hex, self.cfg.command_timeout, timeout).await;
         }

@@ -12,7 +12,8 @@
 //! Decision (lines per message): a ready ack is held up to [`ACK_HOLD`] and, when a send comes in
 //! that time, goes out on the send's own line (`AT+CNMA;+CMGS=<len>`; V.250 §5.2.1 allows several
 //! extended commands on one line, and the modem stops at the first error, so reaching the `> ` prompt
-//! proves the ack was taken). While messages go out back to back, each report then costs no line of
+//! proves the ack was taken; a modem that refuses the joined line but takes the ack alone gets its acks
+//! alone from then on, see [`Acks::no_joining`]). While messages go out back to back, each report then costs no line of
 //! its own. Otherwise the ack goes out alone after the hold, well inside the network's wait (24.011
 //! TR2M, 12 to 20 s). A negative ack (`AT+CNMA=2`, RP-ERROR: the PDU cannot be used, so the network
 //! should not resend it) always goes out alone, at once.
@@ -48,6 +49,9 @@ pub(super) struct Acks {
     /// A `+CDS`/`+CMT` header came without its PDU line: it was not acknowledged, so the modem may
     /// have switched routing off; the next health check sends the `+CNMI` again.
     pub rearm: bool,
+    /// The modem refused `AT+CNMA;+CMGS=<n>` and then took the `AT+CNMA` alone: it does not run the
+    /// two on one line, so acks go alone for the rest of the session.
+    pub no_joining: bool,
 }
 
 impl Acks {
@@ -81,7 +85,7 @@ impl Acks {
 
     /// The command to put before a `+CMGS` on its line, if a positive ack is first in line.
     pub fn take_for_send(&mut self) -> Option<&'static str> {
-        if self.ready.front() != Some(&Ack::Stored) {
+        if self.no_joining || self.ready.front() != Some(&Ack::Stored) {
             return None;
         }
         self.ready.pop_front();
@@ -109,14 +113,14 @@ impl Driver {
         Ok(())
     }
 
-    /// One `AT+CNMA` (or `AT+CNMA=2`); refusals are logged, never fatal.
-    pub(super) async fn ack_line(&mut self, c: &AtClient, ack: Ack) -> Step<()> {
+    /// One `AT+CNMA` (or `AT+CNMA=2`); refusals are logged, never fatal. True when the modem took it.
+    pub(super) async fn ack_line(&mut self, c: &AtClient, ack: Ack) -> Step<bool> {
         let cmd = match ack {
             Ack::Stored => "AT+CNMA",
             Ack::Unusable => "AT+CNMA=2",
         };
         match self.at(c, cmd).await? {
-            Ok(_) => {}
+            Ok(_) => return Ok(true),
             Err(AtError::Cms(340)) => {
                 // The modem stopped waiting (its timer ran out, or it restarted): the network resends
                 // the report, which is then recorded again without effect.
@@ -131,7 +135,7 @@ impl Driver {
             }
             Err(e) => tracing::warn!(modem = %self.cfg.name, error = %e, "AT+CNMA refused"),
         }
-        Ok(())
+        Ok(false)
     }
 
     /// After init: status reports direct (`AT+CSMS=1`, then the profile's ds=1 `+CNMI`), or the

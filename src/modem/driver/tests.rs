@@ -31,6 +31,8 @@ struct FakeSim {
     csms1: bool,
     /// Direct deliveries waiting for AT+CNMA.
     acks_owed: u32,
+    /// Answer ERROR to a line with a command before AT+CMGS.
+    refuse_joined: bool,
 }
 
 impl FakeSim {
@@ -149,7 +151,9 @@ async fn fake_modem(io: DuplexStream, sim: Shared, mut ctl: mpsc::UnboundedRecei
                         s.log.push(cmd.clone());
                         if let Some(rest) = cmd.strip_prefix("AT+CNMA;") {
                             // An ack joined to a send: the ack runs first, an error ends the line.
-                            if s.acks_owed == 0 {
+                            if s.refuse_joined {
+                                "\r\nERROR\r\n".to_string()
+                            } else if s.acks_owed == 0 {
                                 "\r\n+CMS ERROR: 340\r\n".to_string()
                             } else {
                                 s.acks_owed -= 1;
@@ -667,3 +671,23 @@ async fn a_phase_2_modem_keeps_reports_stored_and_owes_no_ack() {
 
 /// A little longer than the driver's ack hold.
 const ACK_HOLD_FOR_TESTS: Duration = Duration::from_millis(1200);
+
+#[tokio::test]
+async fn a_modem_that_refuses_an_ack_joined_to_a_send_gets_them_apart_from_then_on() {
+    let mut h = start(FakeSim { refuse_joined: true, ..phase2plus() }, config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    let ctl = h.ctl().await;
+    ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(41), "sent after the refusal");
+    let log: Vec<String> = h.sim().log.iter().filter(|l| l.contains("CNMA") || l.contains("CMGS")).cloned().collect();
+    assert_eq!(log, ["AT+CNMA;+CMGS=10", "AT+CNMA", "AT+CMGS=10"]);
+    assert_eq!(h.sim().count("PDU "), 1, "the PDU went out once");
+    ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(42));
+    wait_log(&h, "AT+CNMA", 2).await;
+    assert_eq!(h.sim().count("AT+CNMA;"), 1, "not joined again: {:?}", h.sim().log);
+}
