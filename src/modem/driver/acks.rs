@@ -12,10 +12,10 @@
 //! Decision (lines per message): a ready ack is held up to [`ACK_HOLD`] and, when a send comes in
 //! that time, goes out on the send's own line (`AT+CNMA;+CMGS=<len>`; V.250 §5.2.1 allows several
 //! extended commands on one line, and the modem stops at the first error, so reaching the `> ` prompt
-//! proves the ack was taken; a modem that refuses the joined line but takes the ack alone gets its acks
-//! alone from then on, see [`Acks::no_joining`]). While messages go out back to back, each report then costs no line of
-//! its own. Otherwise the ack goes out alone after the hold, well inside the network's wait (24.011
-//! TR2M, 12 to 20 s). A negative ack (`AT+CNMA=2`, RP-ERROR: the PDU cannot be used, so the network
+//! proves the ack was taken; a modem that refuses the joined line but takes the ack alone gets its
+//! acks alone from then on, see [`Acks::no_joining`]). While messages go out back to back, each
+//! report then costs no line of its own. Otherwise the ack goes out alone after the hold, well inside
+//! the network's wait (24.011 TR2M, 12 to 20 s). A negative ack (`AT+CNMA=2`, RP-ERROR: the PDU cannot be used, so the network
 //! should not resend it) always goes out alone, at once.
 
 use super::*;
