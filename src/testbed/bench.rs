@@ -142,7 +142,8 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// AT command lines per message, its status report included, and messages per minute against the send-latency limit.
+    /// AT command lines per message, its status report included, and messages per minute against
+    /// the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
         #[arg(long, default_value_t = 20)]
