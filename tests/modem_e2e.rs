@@ -150,3 +150,96 @@ fn a_pdu_too_broken_to_read_its_type_is_kept_raw_and_removed_from_the_sim() {
     });
     assert!(emptied.is_some(), "deleted from the SIM once stored");
 }
+
+/// The parts of an outbox message (`outbox show --json`).
+fn parts(dir: &TestDir, cfg: &std::path::Path, id: i64) -> Vec<serde_json::Value> {
+    let out = dir.smshub(cfg, &["outbox", "show", &id.to_string(), "--json"]);
+    serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["part_rows"].as_array().cloned().unwrap()
+}
+
+/// Waits until every part of message `id` has a status report recorded; returns the parts.
+fn wait_reported(dir: &TestDir, cfg: &std::path::Path, id: i64) -> Vec<serde_json::Value> {
+    wait_for(Duration::from_secs(60), || {
+        let p = parts(dir, cfg, id);
+        (!p.is_empty() && p.iter().all(|p| !p["delivery_status"].is_null())).then_some(p)
+    })
+    .unwrap_or_else(|| panic!("no status report recorded for message {id}: {:?}", parts(dir, cfg, id)))
+}
+
+/// How often the simulator counted `key` (a command such as `AT+CMGR=`, or an event such as
+/// `(report acknowledged)`).
+fn sim_count(sim: &Sim, key: &str) -> u64 {
+    sim.request(serde_json::json!({"cmd": "stats"}))["commands"][key].as_u64().unwrap_or(0)
+}
+
+/// Waits until the simulator counted `key` at least `n` times; returns the count.
+fn wait_sim_count(sim: &Sim, key: &str, n: u64) -> u64 {
+    wait_for(Duration::from_secs(60), || Some(sim_count(sim, key)).filter(|c| *c >= n))
+        .unwrap_or_else(|| panic!("the simulator counted {key} {} times, not {n}", sim_count(sim, key)))
+}
+
+#[test]
+fn a_status_report_comes_as_cds_is_recorded_and_acknowledged_once() {
+    let dir = TestDir::new();
+    let sim = Sim::start(dir.path(), &["--report-delay-ms", "200"]);
+    let cfg = modem_config(&dir, &sim, "");
+    let d = Daemon::start(&cfg);
+    let id = send(&dir, &cfg, "+358401234567", "Rex is ready for pickup");
+    let p = wait_reported(&dir, &cfg, id);
+    assert_eq!(p[0]["delivery_status"], 0, "{p:?}");
+    assert_eq!(wait_sim_count(&sim, "(report acknowledged)", 1), 1);
+    // A second message: its send may carry the first ack, or the ack goes alone; either way the
+    // count of acks equals the count of reports, and none was unexpected.
+    let id2 = send(&dir, &cfg, "+358401234568", "Mirri is ready too");
+    wait_reported(&dir, &cfg, id2);
+    assert_eq!(wait_sim_count(&sim, "(report acknowledged)", 2), 2);
+    // Quiet for longer than the ack hold: still exactly one ack per report.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sim_count(&sim, "(report acknowledged)"), 2);
+    assert_eq!(sim_count(&sim, "(unexpected +CNMA)"), 0);
+    assert_eq!(sim_count(&sim, "(report resent)"), 0);
+    assert_eq!(sim_count(&sim, "AT+CMGR="), 0, "no report was read from storage");
+    assert_eq!(sim_count(&sim, "AT+CSMS="), 1);
+    assert!(d.log().contains("status reports come directly"), "{}", d.log());
+}
+
+#[test]
+fn a_report_whose_ack_was_lost_is_delivered_again_recorded_once_and_acknowledged_twice() {
+    let dir = TestDir::new();
+    // The network's wait (5 s) is well above the driver's ack hold (1 s), as on a real network
+    // (12 to 20 s), so only the lost ack causes the redelivery.
+    let sim = Sim::start(dir.path(), &["--report-delay-ms", "200", "--cds-ack-timeout-ms", "5000"]);
+    assert_eq!(sim.request(serde_json::json!({"cmd": "set", "lose_acks": 1}))["ok"], true);
+    let cfg = modem_config(&dir, &sim, "");
+    let d = Daemon::start(&cfg);
+    let id = send(&dir, &cfg, "+358401234567", "Your pet's vaccination is due");
+    let first = wait_reported(&dir, &cfg, id);
+    wait_sim_count(&sim, "(ack lost)", 1);
+    // The network delivers the same report again; it is acknowledged again.
+    assert_eq!(wait_sim_count(&sim, "(report acknowledged)", 2), 2);
+    let again = parts(&dir, &cfg, id);
+    assert_eq!(again[0]["delivery_status"], first[0]["delivery_status"]);
+    assert_eq!(again[0]["delivered_at"], first[0]["delivered_at"], "the repeat changed nothing");
+    assert_eq!(sim_count(&sim, "(unexpected +CNMA)"), 0, "{}", d.log());
+}
+
+#[test]
+fn a_modem_that_refuses_csms1_keeps_reports_in_storage_and_they_are_still_recorded() {
+    let dir = TestDir::new();
+    // A modem that refuses AT+CSMS=1 at the daemon's init: reports go to storage (the fallback).
+    let sim = Sim::start(dir.path(), &["--report-delay-ms", "200", "--no-csms1"]);
+    let cfg = modem_config(&dir, &sim, "");
+    let d = Daemon::start(&cfg);
+    let id = send(&dir, &cfg, "+358401234567", "See you on Tuesday");
+    let p = wait_reported(&dir, &cfg, id);
+    assert_eq!(p[0]["delivery_status"], 0);
+    assert!(sim_count(&sim, "AT+CMGR=") >= 1, "read from storage");
+    let emptied = wait_for(Duration::from_secs(20), || {
+        (sim.request(serde_json::json!({"cmd": "storage"}))["used"] == 0).then_some(())
+    });
+    assert!(emptied.is_some(), "the stored report is deleted once recorded");
+    assert_eq!(sim_count(&sim, "AT+CNMA"), 0);
+    assert_eq!(sim_count(&sim, "(report acknowledged)"), 0);
+    assert_eq!(sim_count(&sim, "AT+CNMI="), 1);
+    assert!(d.log().contains("AT+CSMS=1 refused"), "{}", d.log());
+}

@@ -15,6 +15,8 @@ const COMMANDS: &[(&str, bool)] = &[
     ("AT+CMGR=1", false),
     ("AT+CREG?", false),
     ("AT+CMGS=23", true),
+    // An acknowledgement joined to a send (the driver's +CNMA riding on the next +CMGS line).
+    ("AT+CNMA;+CMGS=23", true),
 ];
 
 fn run(command: Option<(&str, bool)>, input: &[u8], chunk: usize) -> Vec<smshub::modem::at::Event> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::modem::driver::{InboundEvent, ModemHandle};
+use crate::modem::driver::{Ack, InboundEvent, ModemHandle};
 use crate::pdu::{self, Message};
 use crate::phone::mask_number;
 use crate::shutdown::ShutdownSignal;
@@ -27,6 +27,12 @@ pub struct ModemReceiver {
     /// `smshub_messages_received_total`.
     pub metrics: crate::metrics::Metrics,
 }
+
+/// How often a status report that matches no sent part is tried again, and the pause between: a
+/// report can arrive before the sender has committed the `+CMGS` answer it belongs to. 4 × 500 ms
+/// stays far inside the network's wait for a `+CNMA` (12 to 20 s).
+const UNMATCHED_REPORT_TRIES: u32 = 4;
+const UNMATCHED_REPORT_WAIT: Duration = Duration::from_millis(500);
 
 /// WAP push ports (WAP-230 / WDP port registry): 2948 connectionless push, 2949 secure push.
 pub const WAP_PUSH_PORTS: [u16; 2] = [2948, 2949];
@@ -109,6 +115,18 @@ pub fn decode_part(modem: &str, pdu_hex: &str) -> NewInboxPart {
     part
 }
 
+/// The message reference and TP-Status of a status report PDU (with SMSC field), or why it is
+/// not one. Pure; outside input of any shape.
+pub fn report_fields(pdu_hex: &str) -> Result<(u8, u8), String> {
+    match pdu::decode(pdu_hex, true) {
+        Ok(d) => match d.message {
+            Message::StatusReport(r) => Ok((r.message_ref, r.status)),
+            _ => Err("the PDU is not a status report".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl ModemReceiver {
     /// Runs until shutdown or until the driver's event channel closes.
     pub async fn run(self, mut events: mpsc::Receiver<InboundEvent>, mut shutdown: ShutdownSignal) {
@@ -167,15 +185,23 @@ impl ModemReceiver {
             }
             InboundEvent::Direct { pdu_hex } => {
                 // Not on the modem: this copy is the only one, so it is never given up while running.
-                if !self.store_until_stored(&pdu_hex, None, shutdown).await {
-                    tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); it is lost");
+                // Stored means synced (store_inbound_part syncs): only then may the modem let go of it.
+                if self.store_until_stored(&pdu_hex, None, shutdown).await {
+                    self.modem.acknowledge(Ack::Stored).await;
+                } else {
+                    tracing::error!(modem = %self.modem_name, "stopping with a directly delivered SMS not stored (+CMT); not acknowledged, so the network resends it");
                 }
             }
-            InboundEvent::StatusReport { pdu_hex, stored } => {
-                self.status_report(&pdu_hex).await;
-                if let Some((mem, index)) = stored
-                    && let Err(e) = self.modem.delete(&mem, index).await
-                {
+            InboundEvent::StatusReport { pdu_hex, stored: None } => {
+                // Delivered directly (+CDS): acknowledged only once it is recorded and synced; a
+                // failure leaves it unacknowledged and the network resends it.
+                if let Some(ack) = self.status_report(&pdu_hex, true).await {
+                    self.modem.acknowledge(ack).await;
+                }
+            }
+            InboundEvent::StatusReport { pdu_hex, stored: Some((mem, index)) } => {
+                self.status_report(&pdu_hex, false).await;
+                if let Err(e) = self.modem.delete(&mem, index).await {
                     tracing::warn!(modem = %self.modem_name, mem, index, error = %e, "could not delete a status report from the modem");
                 }
             }
@@ -230,27 +256,53 @@ impl ModemReceiver {
         }
     }
 
-    async fn status_report(&self, pdu_hex: &str) {
-        let report = match pdu::decode(pdu_hex, true) {
-            Ok(d) => match d.message {
-                Message::StatusReport(r) => r,
-                _ => {
-                    tracing::warn!(modem = %self.modem_name, "a status report URC carried another kind of PDU; ignored");
-                    return;
-                }
-            },
-            Err(e) => {
-                tracing::warn!(modem = %self.modem_name, error = %e, "undecodable status report; ignored");
-                return;
+    /// Records one status report. `direct`: it came as `+CDS` and is synced before this returns.
+    /// Returns the acknowledgement it deserves: `Stored` once recorded (or matching no message of
+    /// ours: nothing to keep), `Unusable` when it is not a status report at all, `None` when the
+    /// store failed (not acknowledged: the network resends it).
+    async fn status_report(&self, pdu_hex: &str, direct: bool) -> Option<Ack> {
+        let (mr, status) = match report_fields(pdu_hex) {
+            Ok(f) => f,
+            Err(why) => {
+                // `why` names the field, never the digits of an address.
+                tracing::warn!(modem = %self.modem_name, octets = pdu_hex.len() / 2, reason = %why, "unusable status report; ignored");
+                return Some(Ack::Unusable);
             }
         };
-        let (modem, mr, status) = (self.modem_name.clone(), report.message_ref, report.status);
-        match self.store.call(move |db| db.record_status_report(&modem, mr, status)).await {
-            Ok(Some(id)) => tracing::info!(modem = %self.modem_name, outbox_id = id, status, "delivery report"),
-            Ok(None) => {
-                tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference")
+        let mut attempt = 0;
+        loop {
+            let modem = self.modem_name.clone();
+            let recorded = self
+                .store
+                .call(move |db| {
+                    if direct {
+                        db.record_status_report_synced(&modem, mr, status)
+                    } else {
+                        db.record_status_report(&modem, mr, status)
+                    }
+                })
+                .await;
+            match recorded {
+                Ok(Some(id)) => {
+                    tracing::info!(modem = %self.modem_name, outbox_id = id, status, direct, "delivery report");
+                    return Some(Ack::Stored);
+                }
+                // A report can overtake the sender's commit of the `+CMGS` answer it belongs to: the
+                // modem may write `+CDS` right behind `+CMGS: <mr>` (a busy modem holds both). The
+                // sender commits within milliseconds, so an unmatched report is tried again a few times.
+                Ok(None) if attempt < UNMATCHED_REPORT_TRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(UNMATCHED_REPORT_WAIT).await;
+                }
+                Ok(None) => {
+                    tracing::debug!(modem = %self.modem_name, mr, "delivery report for an unknown message reference");
+                    return Some(Ack::Stored);
+                }
+                Err(e) => {
+                    tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed");
+                    return None;
+                }
             }
-            Err(e) => tracing::error!(modem = %self.modem_name, error = %e, "recording a delivery report failed"),
         }
     }
 }
@@ -302,6 +354,27 @@ mod tests {
         assert_ne!(good, bad);
         let p = decode_part("main", &bad);
         assert!(p.decode_error.as_deref().is_some_and(|e| e.contains("application port")), "{p:?}");
+    }
+
+    #[test]
+    fn status_report_fields_and_hostile_report_pdus() {
+        let good = "0006D60B911326880736F4111011719551401110117195714000";
+        assert_eq!(report_fields(good), Ok((0xD6, 0)));
+        let deliver = "07917283010010F5040BC87238880900F10000993092516195800AE8329BFD4697D9EC37";
+        let cases = [
+            ("", "empty"),
+            ("0006D", "odd length"),
+            ("ZZ06D6", "not hex"),
+            (&good[..20], "truncated"),
+            (deliver, "another kind of PDU"),
+            ("FF", "an SMSC length past the end"),
+        ];
+        for (pdu, what) in cases {
+            let err = report_fields(pdu).expect_err(what);
+            assert!(!err.contains("1326880736"), "{what}: the error must not show the number: {err}");
+        }
+        let huge = "00".repeat(100_000);
+        assert!(report_fields(&huge).is_err(), "100 000 zero octets are no report");
     }
 
     #[test]

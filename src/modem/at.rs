@@ -64,6 +64,11 @@ pub enum AtError {
     /// An I/O error on the port (on a tty this is what a USB unplug looks like, too).
     #[error("modem port I/O error: {0}")]
     Io(String),
+    /// A `+CMGS` joined to a command before it on one line (`AT+CNMA;+CMGS=23`) was answered with an
+    /// error before the `> ` prompt: nothing was sent, and which of the two commands failed is not
+    /// known (the line stops at the first error).
+    #[error("the line {command:?} was refused before the > prompt ({error}); nothing was sent")]
+    RefusedBeforePrompt { command: String, error: Box<AtError> },
     /// The command ended with OK but the answer lacked what it must contain.
     #[error("{command:?} answered OK but the response was not understood: {detail}")]
     BadResponse { command: String, detail: String },
@@ -79,6 +84,9 @@ impl AtError {
 struct Payload {
     hex: String,
     prompt_timeout: Duration,
+    /// Another command precedes `+CMGS` on the line: an error before the prompt is
+    /// [`AtError::RefusedBeforePrompt`].
+    joined: bool,
 }
 
 struct Request {
@@ -132,8 +140,26 @@ impl AtClient {
         prompt_timeout: Duration,
         timeout: Duration,
     ) -> Result<u8, AtError> {
-        let command = format!("AT+CMGS={tpdu_len}");
-        let payload = Payload { hex: pdu_hex.trim().to_string(), prompt_timeout };
+        self.send_pdu_after(None, tpdu_len, pdu_hex, prompt_timeout, timeout).await
+    }
+
+    /// [`AtClient::send_pdu`] with `before` (an extended command without `AT`, e.g. `+CNMA`) on the
+    /// same line: `AT+CNMA;+CMGS=<len>`. The modem runs the line left to right and stops at the first
+    /// error, so reaching the prompt means `before` succeeded; an error before the prompt is
+    /// [`AtError::RefusedBeforePrompt`] (nothing sent, `before` may or may not have run).
+    pub async fn send_pdu_after(
+        &self,
+        before: Option<&str>,
+        tpdu_len: usize,
+        pdu_hex: &str,
+        prompt_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<u8, AtError> {
+        let command = match before {
+            Some(b) => format!("AT{b};+CMGS={tpdu_len}"),
+            None => format!("AT+CMGS={tpdu_len}"),
+        };
+        let payload = Payload { hex: pdu_hex.trim().to_string(), prompt_timeout, joined: before.is_some() };
         let lines = self.request(command.clone(), Some(payload), timeout).await?;
         lines
             .iter()
@@ -333,13 +359,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Engine<S> {
             }
             if let Some(f) = outcome {
                 tracing::debug!(command = %shown, result = ?f, lines = lines.len(), "AT <");
-                return match f {
-                    FinalResult::Ok => Ok(lines),
-                    FinalResult::Error => Err(AtError::Error),
-                    FinalResult::Cms(c) => Err(AtError::Cms(c)),
-                    FinalResult::Cme(e) => Err(AtError::Cme(e)),
-                    other => Err(AtError::CallResult(other)),
+                let error = match f {
+                    FinalResult::Ok => return Ok(lines),
+                    FinalResult::Error => AtError::Error,
+                    FinalResult::Cms(c) => AtError::Cms(c),
+                    FinalResult::Cme(e) => AtError::Cme(e),
+                    other => AtError::CallResult(other),
                 };
+                if payload.is_some_and(|p| p.joined) && !payload_sent {
+                    return Err(AtError::RefusedBeforePrompt { command: shown, error: Box::new(error) });
+                }
+                return Err(error);
             }
         }
     }
@@ -411,6 +441,29 @@ mod tests {
         let mr = client.send_pdu(12, "0011000B91", LONG, LONG).await.unwrap();
         assert_eq!(mr, 201);
         assert_eq!(urcs.recv().await, Some(Urc::Registration { kind: RegKind::Creg, stat: 1 }));
+        modem.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ack_joined_to_a_send_runs_on_one_line_and_a_refusal_before_the_prompt_says_so() {
+        let (client, mut urcs, mut port) = pair();
+        let modem = tokio::spawn(async move {
+            assert_eq!(port.read_until(b'\r').await, "AT+CNMA;+CMGS=3\r");
+            // The next report comes right after the prompt, before the answer.
+            port.say(b"\r\n> ").await;
+            assert_eq!(port.read_until(0x1a).await, "001100\x1a");
+            port.say(b"\r\n+CDS: 3\r\n0006D1\r\n\r\n+CMGS: 9\r\n\r\nOK\r\n").await;
+            assert_eq!(port.read_until(b'\r').await, "AT+CNMA;+CMGS=3\r");
+            port.say(b"\r\n+CMS ERROR: 340\r\n").await;
+            port
+        });
+        assert_eq!(client.send_pdu_after(Some("+CNMA"), 3, "001100", LONG, LONG).await, Ok(9));
+        assert_eq!(urcs.recv().await, Some(Urc::Cds { pdu: "0006D1".into() }));
+        let err = client.send_pdu_after(Some("+CNMA"), 3, "001100", LONG, LONG).await.unwrap_err();
+        assert_eq!(
+            err,
+            AtError::RefusedBeforePrompt { command: "AT+CNMA;+CMGS=3".into(), error: Box::new(AtError::Cms(340)) }
+        );
         modem.await.unwrap();
     }
 

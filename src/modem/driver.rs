@@ -85,6 +85,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModemIo for T {}
 /// path (`/dev/serial/by-id/...` or the udev symlink) that survives re-enumeration.
 pub type Connector = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Box<dyn ModemIo>>> + Send>> + Send + Sync>;
 
+mod acks;
 mod init;
 mod outcome;
 mod status;
@@ -92,6 +93,7 @@ mod storage;
 #[cfg(test)]
 mod tests;
 
+pub use acks::Ack;
 pub use outcome::{ModemError, PERMANENT_CMS, SendError, TRANSIENT_CMS, classify_cms};
 pub use status::{Identity, ModemState, ModemStatus, Registration, Storage};
 
@@ -101,10 +103,11 @@ pub enum InboundEvent {
     /// A message stored at `mem`/`index`. Delete it with [`ModemHandle::delete`] once stored.
     Stored { mem: String, index: u32, pdu_hex: String },
     /// A status report; `stored` is where it sits on the modem (delete it likewise), `None` when it was
-    /// delivered directly (`+CDS`).
+    /// delivered directly (`+CDS`): then call [`ModemHandle::acknowledge`] once it is recorded and synced.
     StatusReport { pdu_hex: String, stored: Option<(String, u32)> },
     /// A message delivered directly (`+CMT`, e.g. class 0 or a modem ignoring our +CNMI): it is not on
-    /// the modem, so there is nothing to delete, and it will not come again.
+    /// the modem, so there is nothing to delete, and it will not come again unless it goes
+    /// unacknowledged: call [`ModemHandle::acknowledge`] once it is stored and synced.
     Direct { pdu_hex: String },
 }
 
@@ -112,6 +115,7 @@ enum Request {
     Send { hex: String, len: usize, reply: oneshot::Sender<Result<u8, SendError>> },
     Delete { mem: String, index: u32, reply: oneshot::Sender<Result<(), ModemError>> },
     Drain,
+    Ack(Ack),
 }
 
 /// Handle to the driver task. Cheap to clone.
@@ -127,6 +131,7 @@ impl std::fmt::Debug for Request {
             Request::Send { len, .. } => write!(f, "Send({len} octets)"),
             Request::Delete { mem, index, .. } => write!(f, "Delete({mem},{index})"),
             Request::Drain => write!(f, "Drain"),
+            Request::Ack(a) => write!(f, "Ack({a:?})"),
         }
     }
 }
@@ -165,6 +170,14 @@ impl ModemHandle {
     pub async fn request_drain(&self) {
         let _ = self.tx.send(Request::Drain).await;
     }
+
+    /// The verdict on a directly delivered PDU ([`InboundEvent::StatusReport`] with `stored: None`,
+    /// [`InboundEvent::Direct`]), given once per event after it is committed and synced (or found
+    /// unusable). The driver answers the modem with `AT+CNMA` only when `AT+CSMS=1` made it wait for
+    /// one; an event that is never judged is not acknowledged, and the network resends it.
+    pub async fn acknowledge(&self, ack: Ack) {
+        let _ = self.tx.send(Request::Ack(ack)).await;
+    }
 }
 
 /// Start the driver task. It runs until `shutdown` becomes true (or its sender is dropped, or every
@@ -190,6 +203,7 @@ pub fn spawn(
         pending: HashMap::new(),
         last_send: None,
         initialised_since_open: false,
+        acks: acks::Acks::default(),
     };
     let join = tokio::spawn(driver.run());
     (ModemHandle { tx, status: status_rx }, inbound_rx, join)
@@ -235,6 +249,8 @@ struct Driver {
     last_send: Option<Instant>,
     /// Whether init completed on the current port (resets the reopen backoff).
     initialised_since_open: bool,
+    /// `AT+CNMA` owed and ready for directly delivered PDUs (`acks.rs`).
+    acks: acks::Acks,
 }
 
 type Step<T> = Result<T, Exit>;
@@ -360,7 +376,7 @@ impl Driver {
             Request::Delete { reply, .. } => {
                 let _ = reply.send(Err(ModemError::NotReady { state }));
             }
-            Request::Drain => {}
+            Request::Drain | Request::Ack(_) => {}
         }
     }
 
@@ -393,6 +409,8 @@ impl Driver {
 
     /// Init then serve until something ends the session.
     async fn session(&mut self, c: &AtClient, urcs: &mut mpsc::Receiver<Urc>, reinits: &mut u32) -> Exit {
+        // Whatever the modem waited for on the last session is gone with its settings.
+        self.acks = acks::Acks::default();
         if let Err(exit) = self.init(c).await {
             return exit;
         }
@@ -429,6 +447,7 @@ impl Driver {
         let inbound = self.inbound.clone();
         loop {
             self.status.send_modify(|s| s.last_progress = std::time::Instant::now());
+            let ack_due = self.acks.due;
             tokio::select! {
                 changed = self.shutdown.changed() => {
                     if changed.is_err() || self.shutting_down() {
@@ -454,6 +473,9 @@ impl Driver {
                     Some(urc) => self.on_urc(c, urc).await?,
                 },
                 _ = health.tick() => self.health(c).await?,
+                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {
+                    self.flush_acks(c).await?
+                }
             }
         }
     }
@@ -481,6 +503,11 @@ impl Driver {
                 step?;
             }
             Request::Drain => self.drain(c).await?,
+            Request::Ack(ack) => {
+                if !self.acks.judged(ack) {
+                    tracing::trace!(modem = %self.cfg.name, ?ack, "no acknowledgement owed");
+                }
+            }
         }
         Ok(())
     }
@@ -507,7 +534,28 @@ impl Driver {
             return (Err(SendError::NotReady { state: "the caller gave up before the send started".into() }), None);
         }
         let timeout = self.cfg.send_timeout.min(self.profile.send_timeout);
-        let result = c.send_pdu(len, hex, self.cfg.prompt_timeout, timeout).await;
+        let before = self.acks.take_for_send();
+        let mut result = c.send_pdu_after(before, len, hex, self.cfg.prompt_timeout, timeout).await;
+        if let Err(AtError::RefusedBeforePrompt { error, .. }) = &result {
+            // Either the ack or the +CMGS was refused; nothing was sent. The ack on its own line
+            // (a +CMS ERROR: 340 there is harmless), then the send once more on its own.
+            tracing::info!(modem = %self.cfg.name, error = %error, "a send with an acknowledgement on its line was refused before the prompt; sending them apart");
+            match self.ack_line(c, Ack::Stored).await {
+                // Taken alone, so the joined line never ran it: this modem does not join them.
+                Ok(true) => {
+                    tracing::info!(modem = %self.cfg.name, "the modem takes AT+CNMA alone but not before AT+CMGS on one line; acknowledging on separate lines from now on");
+                    self.acks.no_joining = true;
+                }
+                Ok(false) => {}
+                Err(exit) => {
+                    return (
+                        Err(SendError::NotReady { state: "the modem stopped answering before the send".into() }),
+                        Some(exit),
+                    );
+                }
+            }
+            result = c.send_pdu(len, hex, self.cfg.prompt_timeout, timeout).await;
+        }
         self.last_send = Some(Instant::now());
         match result {
             Ok(mr) => (Ok(mr), None),
@@ -546,8 +594,21 @@ impl Driver {
         match urc {
             Urc::Cmti { mem, index } => self.read_stored(c, &mem, index).await?,
             Urc::Cdsi { mem, index } => self.read_stored(c, &mem, index).await?,
-            Urc::Cmt { pdu } => self.outbox.push_back(InboundEvent::Direct { pdu_hex: pdu }),
-            Urc::Cds { pdu } => self.outbox.push_back(InboundEvent::StatusReport { pdu_hex: pdu, stored: None }),
+            Urc::Cmt { pdu } => {
+                self.acks.delivered();
+                self.outbox.push_back(InboundEvent::Direct { pdu_hex: pdu });
+            }
+            Urc::Cds { pdu } => {
+                self.acks.delivered();
+                self.outbox.push_back(InboundEvent::StatusReport { pdu_hex: pdu, stored: None });
+            }
+            Urc::Other(line) if line.starts_with("+CDS:") || line.starts_with("+CMT:") => {
+                // The digester keeps a header whose PDU line never came (or was not hex) as text.
+                // Nothing to record: no ack, so the network resends it; the modem may switch routing
+                // off meanwhile (27.005 §3.4.4), so the next health check sets +CNMI again.
+                tracing::warn!(modem = %self.cfg.name, header = %line, "a directly delivered report or message came without a readable PDU; not acknowledged (the network resends it)");
+                self.acks.rearm = self.acks.required;
+            }
             Urc::Registration { kind, stat } => {
                 self.status.send_modify(|s| {
                     let reg = s.registration.get_or_insert_with(Registration::default);
@@ -586,6 +647,7 @@ impl Driver {
     }
 
     async fn health(&mut self, c: &AtClient) -> Step<()> {
+        self.rearm_indications(c).await?;
         self.read_signal(c).await?;
         self.poll_registration(c).await?;
         self.update_ready();

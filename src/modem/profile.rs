@@ -36,6 +36,11 @@ pub struct Profile {
     /// The `+CNMI` command: store incoming messages and announce them with `+CMTI`; status reports as
     /// `+CDSI` (ds=2) or `+CDS` (ds=1).
     pub cnmi: &'static str,
+    /// The `+CNMI` with status reports routed directly (`+CDS`, ds=1), tried after `AT+CSMS=1` was
+    /// accepted so each report is acknowledged with `AT+CNMA` once it is stored (no `+CMGR`/`+CMGD`
+    /// per report). `None`: the family keeps [`Profile::cnmi`]. When the modem refuses `AT+CSMS=1`
+    /// or this command, the driver falls back to `cnmi` by itself.
+    pub cnmi_direct: Option<&'static str>,
     /// The `+CPMS` command: the three message stores.
     pub cpms: &'static str,
     /// Known bugs and field notes, shown by the doctor.
@@ -46,8 +51,10 @@ pub struct Profile {
 /// no cell broadcast, ds=2 (status reports stored, announced with +CDSI), bfr=0 (flush buffered URCs).
 /// Storing first means nothing is lost while smshub is down (PROTOCOLS.md §4, CNMI recommendation).
 const CNMI_STORED: &str = "AT+CNMI=2,1,0,2,0";
-/// The same, with status reports delivered directly as `+CDS` (ds=1): for modules that do not store
-/// status reports where +CMGL lists them.
+/// The same, with status reports delivered directly as `+CDS` (ds=1). With `AT+CSMS=1` in force
+/// each `+CDS` waits for our `AT+CNMA`; unacknowledged, the network resends it (27.005 §3.4.4, and
+/// the ME stops routing to us: mt=ds=0). Inbound SMS stay mt=1: stored on the SIM first, deleted
+/// only after our commit.
 const CNMI_CDS: &str = "AT+CNMI=2,1,0,1,0";
 const CPMS_SIM: &str = "AT+CPMS=\"SM\",\"SM\",\"SM\"";
 
@@ -64,6 +71,10 @@ impl ProfileKind {
                 init_extras: &["AT+CSCLK=0"],
                 // SIM800 manual p.125 lists ds=2 (+CDSI) as supported.
                 cnmi: CNMI_STORED,
+                // SIM800 Series AT Command Manual V1.09 p.125: ds=1 routes reports as `+CDS: <length>`
+                // + PDU. UNCERTAIN: whether its AT+CSMS takes service 1 and AT+CNMA acks a +CDS is not
+                // in a stored source; the driver tries and keeps ds=2 on ERROR.
+                cnmi_direct: Some(CNMI_CDS),
                 cpms: CPMS_SIM,
                 notes: &[
                     "SIM800L browns out on weak power supplies during transmit bursts (resets show as RDY/SMS Ready noise)",
@@ -78,6 +89,9 @@ impl ProfileKind {
                 send_timeout: Duration::from_secs(120),
                 init_extras: &[],
                 cnmi: CNMI_STORED,
+                // UNCERTAIN: no stored SIMCom SIM7600 manual; 27.005 behaviour assumed, tried at init,
+                // ds=2 kept on ERROR.
+                cnmi_direct: Some(CNMI_CDS),
                 cpms: CPMS_SIM,
                 notes: &[
                     "LTE module: check +CEREG, not only +CREG (botletics/SIM7000-LTE-Shield #103: +CREG denied, +CEREG registered, CMGS gave +CMS ERROR: 500)",
@@ -94,6 +108,9 @@ impl ProfileKind {
                 init_extras: &[],
                 // EC25 manual p.139 CNMI: ds=2 supported.
                 cnmi: CNMI_STORED,
+                // Quectel EC25&EC21 AT Commands Manual, AT+CSMS (service 1) and AT+CNMA ("+CMS ERROR:
+                // 340" for an ack nobody expects), PROTOCOLS.md §4; CNMI ds=1 on p.139.
+                cnmi_direct: Some(CNMI_CDS),
                 cpms: CPMS_SIM,
                 notes: &[
                     "In LTE-only networks SMS needs SMS over SGs or IMS; sends timed out in 4G and worked in 2G until IMS (AT+QCFG=\"ims\") or AT+CGSMS was set (the-modem-distro/pinephone_modem_sdk #40)",
@@ -109,8 +126,10 @@ impl ProfileKind {
                 // digester (they become Urc::Other), so a failure of this command is only logged.
                 init_extras: &["AT^CURC=0"],
                 // UNCERTAIN: the E3372 in serial ("stick") firmware is said not to store status reports
-                // reliably; take them directly as +CDS.
+                // reliably; take them directly as +CDS (also the fallback: without AT+CSMS=1 the +CDS
+                // needs no ack, and a report missed while smshub is down is lost).
                 cnmi: CNMI_CDS,
+                cnmi_direct: Some(CNMI_CDS),
                 cpms: CPMS_SIM,
                 notes: &[
                     "Must run the serial (stick) firmware, not HiLink (HiLink has no AT port)",
@@ -123,6 +142,9 @@ impl ProfileKind {
                 send_timeout: Duration::from_secs(120),
                 init_extras: &[],
                 cnmi: CNMI_STORED,
+                // 3GPP TS 27.005 §3.1 (+CSMS service 1), §3.4.1 (+CNMI ds=1), §3.4.4 (+CNMA): standard
+                // commands, tried at init; a modem that answers ERROR keeps ds=2.
+                cnmi_direct: Some(CNMI_CDS),
                 cpms: CPMS_SIM,
                 notes: &[],
             },
@@ -292,6 +314,7 @@ pub fn parse_cpms_query(lines: &[String]) -> Option<(String, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modem::at::fields;
 
     #[test]
     fn detection_table() {
@@ -306,6 +329,25 @@ mod tests {
         ];
         for (m, model, want) in cases {
             assert_eq!(detect(m, model), want, "{m:?} {model:?}");
+        }
+    }
+
+    #[test]
+    fn inbound_sms_stay_stored_in_both_routings_of_every_family() {
+        for kind in
+            [ProfileKind::Sim800, ProfileKind::Sim7600, ProfileKind::Ec25, ProfileKind::E3372, ProfileKind::Generic]
+        {
+            let p = kind.profile();
+            for cnmi in [Some(p.cnmi), p.cnmi_direct].into_iter().flatten() {
+                let f = fields(cnmi.trim_start_matches("AT+CNMI="));
+                let mt = f.get(1).and_then(|x| x.as_u32());
+                let ds = f.get(3).and_then(|x| x.as_u32());
+                assert_eq!(mt, Some(1), "{kind:?} {cnmi}: SMS must be stored first (mt=1), never +CMT");
+                assert!(matches!(ds, Some(1 | 2)), "{kind:?} {cnmi}: status reports must be routed");
+            }
+            if let Some(direct) = p.cnmi_direct {
+                assert!(direct.ends_with(",1,0"), "{kind:?}: the direct variant has ds=1");
+            }
         }
     }
 

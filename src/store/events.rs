@@ -659,6 +659,14 @@ mod tests {
         assert_eq!(events(&db).len(), 1);
         assert_eq!(events(&db)[0].0, "sms.delivered");
         assert_eq!(events(&db)[0].1["id"], json!(id));
+        let delivered_at = |db: &Db| -> i64 {
+            db.conn.query_row("SELECT delivered_at FROM outbox_parts WHERE message_ref = 12", [], |r| r.get(0)).unwrap()
+        };
+        let first = delivered_at(&db);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(db.record_status_report_synced("main", 12, 0).unwrap(), Some(id), "a resent report");
+        assert_eq!(events(&db).len(), 1, "the same report twice is recorded once");
+        assert_eq!(delivered_at(&db), first);
 
         let id2 = sent_message(&db);
         db.conn.execute("UPDATE outbox_parts SET message_ref = message_ref + 100 WHERE outbox_id = ?1", [id2]).unwrap();

@@ -393,16 +393,21 @@ impl Db {
     /// the outbox id it matched, if any.
     pub fn record_status_report(&self, modem: &str, mr: u8, status: u8) -> Result<Option<i64>> {
         let week_ago = super::now_ms() - 7 * 24 * 3600 * 1000;
-        let found: Option<(i64, i64)> = self
+        let found: Option<(i64, i64, Option<i64>)> = self
             .conn
             .query_row(
-                "SELECT outbox_id, seq FROM outbox_parts WHERE modem = ?1 AND message_ref = ?2 AND state = 'acked' AND acked_at > ?3 \
+                "SELECT outbox_id, seq, delivery_status FROM outbox_parts WHERE modem = ?1 AND message_ref = ?2 AND state = 'acked' AND acked_at > ?3 \
                  ORDER BY acked_at DESC LIMIT 1",
                 params![modem, i64::from(mr), week_ago],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some((outbox_id, seq)) = found else { return Ok(None) };
+        let Some((outbox_id, seq, recorded)) = found else { return Ok(None) };
+        // The same report again (the network resent a `+CDS` whose ack it did not get, or a stored
+        // copy was read twice): nothing changes and no second event is written.
+        if recorded == Some(i64::from(status)) {
+            return Ok(Some(outbox_id));
+        }
         self.atomically(|| {
             self.conn.execute(
                 "UPDATE outbox_parts SET delivery_status = ?3, delivered_at = ?4 WHERE outbox_id = ?1 AND seq = ?2",
@@ -411,6 +416,15 @@ impl Db {
             self.emit_status_report(outbox_id, status)
         })?;
         Ok(Some(outbox_id))
+    }
+
+    /// [`Db::record_status_report`] for a report the modem delivered directly (`+CDS`), synced
+    /// before it returns: the caller then acknowledges it (`AT+CNMA`), after which no copy exists
+    /// anywhere but here.
+    pub fn record_status_report_synced(&self, modem: &str, mr: u8, status: u8) -> Result<Option<i64>> {
+        let recorded = self.record_status_report(modem, mr, status)?;
+        self.sync()?;
+        Ok(recorded)
     }
 }
 

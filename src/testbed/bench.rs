@@ -16,10 +16,13 @@
 //!   1/rate s whatever the previous ones do) for `--seconds`, each timed from connect to the end
 //!   of the answer. The ids do not exist in the fake Provet, so the fetch that follows answers
 //!   404 and no SMS is sent: this isolates intake (store commit before the 200).
-//! - `bench modem`: (a) AT commands the simulator received per sent single-part message (its
-//!   `stats.total` before and after, which includes the driver's periodic health polls during
-//!   the run), (b) messages per minute with the simulator's send latency at `--latency-ms`,
-//!   compared with the limit 60 000 / latency (one `+CMGS` at a time).
+//! - `bench modem`: (a) AT command lines the simulator received per sent single-part message
+//!   *including its status report* (its `stats.total` before and after; the window closes once
+//!   every message's report is recorded in the database and the line has then been quiet for 2 s,
+//!   so the report's `+CNMA` or `+CMGR`/`+CMGD` is inside; the driver's periodic health polls
+//!   during the run count too), with how the reports came (acknowledged `+CDS`, or stored), (b)
+//!   messages per minute with the simulator's send latency at `--latency-ms`, compared with the
+//!   limit 60 000 / latency (one `+CMGS` at a time).
 //! - `bench listeners`: (a) webhook latency (connect to end of answer, one at a time) while
 //!   another local address has opened `--idle` connections and holds them; (b) this process's
 //!   resident memory (the daemon and the bench client together) before, at its peak and after a
@@ -173,7 +176,8 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// AT round trips per message and messages per minute against the send-latency limit.
+    /// AT command lines per message, its status report included, and messages per minute against
+    /// the send-latency limit.
     Modem {
         /// Messages queued for each measurement.
         #[arg(long, default_value_t = 20)]
@@ -184,6 +188,10 @@ pub enum BenchCommand {
         /// Where the temporary database goes.
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Imitate a phase 2 modem (AT+CSMS=1 refused): status reports stay stored on the modem
+        /// and are read and deleted (the fallback, and the routing before direct reports).
+        #[arg(long)]
+        no_csms1: bool,
     },
 }
 
@@ -206,13 +214,16 @@ async fn rig(dir: Option<&Path>, latency_ms: u64) -> anyhow::Result<Rig> {
 
 /// Like [`rig`], with `extra` appended to the daemon's config (e.g. a `[[forward]]`).
 async fn rig_with(dir: Option<&Path>, latency_ms: u64, extra: &str) -> anyhow::Result<Rig> {
+    rig_sim(dir, SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() }, extra).await
+}
+
+/// Like [`rig_with`], with the simulator's options given whole.
+async fn rig_sim(dir: Option<&Path>, sim_options: SimOptions, extra: &str) -> anyhow::Result<Rig> {
     let base = dir.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
     let tmp = base.join(format!("smshub-bench-{}-{}", std::process::id(), now_ms()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let fake = FakeProvet::start(FakeOptions::default()).await.context("starting the fake Provet")?;
-    let sim = sim::start(SimOptions { send_latency_ms: latency_ms, ..SimOptions::default() })
-        .await
-        .context("starting the simulator")?;
+    let sim = sim::start(sim_options).await.context("starting the simulator")?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let db_path = tmp.join("bench.db");
@@ -292,6 +303,39 @@ impl Rig {
             .collect())
     }
 
+    /// Waits until `n` sent parts have a status report recorded.
+    async fn wait_reported(&self, n: usize, limit: Duration) -> anyhow::Result<()> {
+        let reader = Db::open_existing_read_only(&self.db_path)?;
+        let start = Instant::now();
+        loop {
+            let done = reader.query_i64("SELECT count(*) FROM outbox_parts WHERE delivery_status IS NOT NULL")?;
+            if done >= n as i64 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                start.elapsed() < limit,
+                "only {done} of {n} status reports were recorded within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the simulator received no command line for `quiet` (at most 30 s); its stats then.
+    async fn wait_quiet(&self, quiet: Duration) -> anyhow::Result<serde_json::Value> {
+        let start = Instant::now();
+        let mut last = self.stats().await?;
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.stats().await?;
+            if now["total"] != last["total"] {
+                since = Instant::now();
+                last = now;
+            }
+        }
+        Ok(last)
+    }
+
     async fn sent_count(&self) -> anyhow::Result<u64> {
         Ok(self.stats().await?["sent"].as_u64().unwrap_or(0))
     }
@@ -342,7 +386,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Outbound { messages, rate, seconds, dir } => {
             outbound(messages, rate, seconds, dir.as_deref()).await
         }
-        BenchCommand::Modem { messages, latency_ms, dir } => modem(messages, latency_ms, dir.as_deref()).await,
+        BenchCommand::Modem { messages, latency_ms, dir, no_csms1 } => {
+            modem(messages, latency_ms, dir.as_deref(), no_csms1).await
+        }
         BenchCommand::Pool { messages, latency_ms, dir } => pool(messages, latency_ms, dir.as_deref()).await,
         BenchCommand::Inbound { messages, dir } => inbound(messages, dir.as_deref()).await,
         BenchCommand::Events { messages, dir } => events(messages, dir.as_deref()).await,
@@ -907,9 +953,10 @@ async fn outbound(messages: usize, rate: u32, seconds: u64, dir: Option<&Path>) 
     Ok(())
 }
 
-async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::Result<()> {
+async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>, no_csms1: bool) -> anyhow::Result<()> {
     for latency in [0, latency_ms] {
-        let rig = rig(dir, latency).await?;
+        let sim_options = SimOptions { send_latency_ms: latency, no_csms1, ..SimOptions::default() };
+        let rig = rig_sim(dir, sim_options, "").await?;
         let db = Db::open(&rig.db_path)?;
         let to = crate::phone::PhoneNumber::parse("+358401234567", None)?;
         let before = rig.stats().await?;
@@ -918,22 +965,27 @@ async fn modem(messages: usize, latency_ms: u64, dir: Option<&Path>) -> anyhow::
         }
         let limit = Duration::from_millis(latency * messages as u64 * 2 + 60_000);
         rig.wait_sent(messages as u64, limit).await?;
-        let after = rig.stats().await?;
+        rig.wait_reported(messages, limit).await?;
+        let after = rig.wait_quiet(Duration::from_secs(2)).await?;
         let commands = after["total"].as_u64().unwrap_or(0).saturating_sub(before["total"].as_u64().unwrap_or(0));
+        let counted = |v: &serde_json::Value, k: &str| v["commands"][k].as_u64().unwrap_or(0);
+        let acked = counted(&after, "(report acknowledged)").saturating_sub(counted(&before, "(report acknowledged)"));
+        let read = counted(&after, "AT+CMGR=").saturating_sub(counted(&before, "AT+CMGR="));
         let sent = rig.sim.sent().await?;
         let ats: Vec<i64> = sent.iter().filter_map(|p| p["at"].as_i64()).collect();
         let span_ms = ats.iter().max().zip(ats.iter().min()).map(|(a, b)| a - b).unwrap_or(0);
         // n messages have n-1 gaps between the first and the last PDU.
         let per_min = if span_ms > 0 { (ats.len() as f64 - 1.0) * 60_000.0 / span_ms as f64 } else { f64::NAN };
         let commands_per_msg = commands as f64 / messages as f64;
+        let reports = format!("reports: {acked} as +CDS acknowledged, {read} read from storage");
         if latency == 0 {
             println!(
-                "latency 0 ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.0} messages/min"
+                "latency 0 ms: {messages} messages, {commands_per_msg:.2} AT lines per message with its report ({reports}), {per_min:.0} messages/min"
             );
         } else {
             let cap = 60_000.0 / latency as f64;
             println!(
-                "latency {latency} ms: {messages} messages, {commands_per_msg:.2} AT commands per message, {per_min:.2} messages/min = {:.1} % of the {cap:.1}/min limit",
+                "latency {latency} ms: {messages} messages, {commands_per_msg:.2} AT lines per message with its report ({reports}), {per_min:.2} messages/min = {:.1} % of the {cap:.1}/min limit",
                 per_min / cap * 100.0
             );
         }

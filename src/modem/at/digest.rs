@@ -424,12 +424,15 @@ fn line_name(line: &str) -> Option<&str> {
     (name.len() > 1 && name.bytes().skip(1).all(|b| b.is_ascii_alphanumeric())).then_some(name)
 }
 
-/// `+CMGL` for `AT+CMGL=4`, `+CREG` for `AT+CREG?`, `None` for `AT`, `ATE0`.
+/// `+CMGL` for `AT+CMGL=4`, `+CREG` for `AT+CREG?`, `None` for `AT`, `ATE0`. On a line of several
+/// commands (`AT+CNMA;+CMGS=23`) the last one names the response: the ones before it answer no
+/// information lines (the driver joins only `+CNMA` to a `+CMGS`).
 fn command_name(command: &str) -> Option<String> {
-    let rest = command.get(2..)?;
     if !command.get(..2)?.eq_ignore_ascii_case("AT") {
         return None;
     }
+    let rest = command.get(2..)?;
+    let rest = rest.rsplit(';').next().unwrap_or(rest);
     if !(rest.starts_with('+') || rest.starts_with('^')) {
         return None;
     }
@@ -583,6 +586,7 @@ mod tests {
     #[test]
     fn framing_table_gives_the_same_events_for_every_chunk_size() {
         let cmti = Event::Urc(Urc::Cmti { mem: "SM".into(), index: 3 });
+        let cds = Event::Urc(Urc::Cds { pdu: "0006D1".into() });
         let cases: Vec<FramingCase> = vec![
             ("plain ok", Some(("AT", false)), b"\r\nOK\r\n", vec![OK]),
             ("bare cr line ends", Some(("AT+CSQ", false)), b"+CSQ: 20,99\rOK\r", vec![resp("+CSQ: 20,99"), OK]),
@@ -696,6 +700,50 @@ mod tests {
                 vec![resp("+CMGR: 0,,24"), resp("0791447728008000040C9144"), OK],
             ),
             (
+                "cds in the middle of another command's response",
+                Some(("AT+CPMS?", false)),
+                b"\r\n+CPMS: \"SM\",1,30\r\n+CDS: 3\r\n0006D1\r\n\r\nOK\r\n",
+                vec![resp("+CPMS: \"SM\",1,30"), cds.clone(), OK],
+            ),
+            (
+                "cds between a cmgr header's pdu and the final result",
+                Some(("AT+CMGR=3", false)),
+                b"+CMGR: 0,,24\r\n0791447728008000040C9144\r\n+CDS: 3\r\n0006D1\r\nOK\r\n",
+                vec![resp("+CMGR: 0,,24"), resp("0791447728008000040C9144"), cds.clone(), OK],
+            ),
+            ("cds before the prompt", Some(("AT+CMGS=9", true)), b"\r\n+CDS: 3\r\n0006D1\r\n\r\n> ", vec![cds.clone(), Event::Prompt]),
+            (
+                "cds right after the prompt, then the answer of an ack joined to a send",
+                Some(("AT+CNMA;+CMGS=9", true)),
+                b"\r\n> \r\n+CDS: 3\r\n0006D1\r\n\r\n+CMGS: 7,\"26/12/05,00:00:00+08\"\r\n\r\nOK\r\n",
+                vec![Event::Prompt, cds.clone(), resp("+CMGS: 7,\"26/12/05,00:00:00+08\""), OK],
+            ),
+            (
+                "cds with a length that is not a number is judged by its pdu",
+                None,
+                b"+CDS: abc\r\n0006D1\r\n",
+                vec![cds.clone()],
+            ),
+            (
+                "cds with a huge length is judged by its pdu",
+                None,
+                b"+CDS: 99999999999999999999999\r\n0006D1\r\n",
+                vec![cds.clone()],
+            ),
+            ("cds followed by text that is not hex", None, b"+CDS: 3\r\nHELLO\r\n", vec![other("+CDS: 3"), other("HELLO")]),
+            (
+                "cds with a truncated (odd) pdu keeps both lines as text",
+                None,
+                b"+CDS: 3\r\n0006D\r\n",
+                vec![other("+CDS: 3"), other("0006D")],
+            ),
+            (
+                "cds header with no pdu line before a final result",
+                Some(("AT+CSQ", false)),
+                b"\r\n+CDS: 3\r\n\r\nOK\r\n",
+                vec![other("+CDS: 3"), OK],
+            ),
+            (
                 "cmt header without pdu keeps the header",
                 None,
                 b"+CMT: ,23\r\nRING\r\n",
@@ -803,15 +851,24 @@ mod tests {
                     proptest::prelude::Just(b"+CMGL: 1,0,,5".to_vec()),
                     proptest::prelude::Just(b"+CMTI: \"SM\",1".to_vec()),
                     proptest::prelude::Just(b"0791AB".to_vec()),
+                    proptest::prelude::Just(b"+CDS: 3".to_vec()),
+                    proptest::prelude::Just(b"+CDS: 99999999999".to_vec()),
+                    proptest::prelude::Just(b"0006D".to_vec()),
                     proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
                 ],
                 0..40,
             ),
             chunk in 1usize..9,
-            cmd in 0usize..4,
+            cmd in 0usize..5,
         ) {
             let input: Vec<u8> = parts.concat();
-            let command = [None, Some(("AT+CMGL=4", false)), Some(("AT+CMGS=5", true)), Some(("AT", false))][cmd];
+            let command = [
+                None,
+                Some(("AT+CMGL=4", false)),
+                Some(("AT+CMGS=5", true)),
+                Some(("AT", false)),
+                Some(("AT+CNMA;+CMGS=5", true)),
+            ][cmd];
             proptest::prop_assert_eq!(digest(command, &input, input.len().max(1)), digest(command, &input, chunk));
         }
     }

@@ -64,12 +64,7 @@ impl Driver {
                 )));
             }
         }
-        if let Err(e) = self.at(c, self.profile.cnmi).await? {
-            tracing::warn!(modem = %self.cfg.name, command = self.profile.cnmi, error = %e, "CNMI refused; trying without status reports");
-            if let Err(e) = self.at(c, "AT+CNMI=2,1,0,0,0").await? {
-                return Err(Exit::Failed(format!("the modem refused new-message indications (AT+CNMI): {e}")));
-            }
-        }
+        self.route_indications(c).await?;
         let smsc = match self.at(c, "AT+CSCA?").await? {
             Ok(lines) => lines
                 .iter()

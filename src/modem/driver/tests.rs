@@ -29,6 +29,12 @@ struct FakeSim {
     silent: bool,
     /// Print power-up noise (with a SIM PIN state line) when the port opens.
     boot_noise: bool,
+    /// Accept AT+CSMS=1 and CNMI ds=1 (phase 2+); otherwise both answer ERROR.
+    csms1: bool,
+    /// Direct deliveries waiting for AT+CNMA.
+    acks_owed: u32,
+    /// Answer ERROR to a line with a command before AT+CMGS.
+    refuse_joined: bool,
 }
 
 impl FakeSim {
@@ -47,6 +53,13 @@ impl FakeSim {
         };
         match cmd {
             "AT" | "ATE0" | "AT+CMEE=1" | "AT+CSCLK=0" | "AT+CMGF=0" | "AT+CNMI=2,1,0,2,0" => OK.into(),
+            "AT+CSMS=1" if self.csms1 => ok("+CSMS: 1,1,1"),
+            "AT+CNMI=2,1,0,1,0" if self.csms1 => OK.into(),
+            "AT+CNMA" | "AT+CNMA=2" if self.acks_owed > 0 => {
+                self.acks_owed -= 1;
+                OK.into()
+            }
+            "AT+CNMA" | "AT+CNMA=2" => "\r\n+CMS ERROR: 340\r\n".into(),
             "AT+CGMI" => ok("SIMCOM_Ltd"),
             "AT+CGMM" => ok("SIMCOM_SIM800L"),
             "AT+CGSN" => ok("861234567890123"),
@@ -120,7 +133,12 @@ async fn fake_modem(io: DuplexStream, sim: Shared, mut ctl: mpsc::UnboundedRecei
     loop {
         tokio::select! {
             c = ctl.recv() => match c {
-                Some(Ctl::Say(s)) => { let _ = w.write_all(s.as_bytes()).await; }
+                Some(Ctl::Say(s)) => {
+                    if s.contains("+CDS: ") && s.trim_end().ends_with(|c: char| c.is_ascii_hexdigit()) {
+                        sim.lock().unwrap().acks_owed += 1;
+                    }
+                    let _ = w.write_all(s.as_bytes()).await;
+                }
                 Some(Ctl::Unplug) | None => return,
             },
             n = r.read(&mut byte) => {
@@ -134,7 +152,19 @@ async fn fake_modem(io: DuplexStream, sim: Shared, mut ctl: mpsc::UnboundedRecei
                         let mut s = sim.lock().unwrap();
                         s.log.push(cmd.clone());
                         if s.silent { continue; }
-                        if cmd.starts_with("AT+CMGS=") {
+                        if let Some(rest) = cmd.strip_prefix("AT+CNMA;") {
+                            // An ack joined to a send: the ack runs first, an error ends the line.
+                            if s.refuse_joined {
+                                "\r\nERROR\r\n".to_string()
+                            } else if s.acks_owed == 0 {
+                                "\r\n+CMS ERROR: 340\r\n".to_string()
+                            } else {
+                                s.acks_owed -= 1;
+                                assert!(rest.starts_with("+CMGS="), "{cmd}");
+                                in_pdu = true;
+                                "\r\n> ".to_string()
+                            }
+                        } else if cmd.starts_with("AT+CMGS=") {
                             if s.no_prompt { continue; }
                             in_pdu = true;
                             "\r\n> ".to_string()
@@ -583,4 +613,109 @@ async fn shutdown_stops_the_driver() {
 fn state_words_are_for_people() {
     assert_eq!(ModemState::Unplugged.to_string(), "modem not connected (unplugged or restarting); retrying");
     assert!(ModemState::SimLocked("x".into()).to_string().starts_with("SIM card locked"));
+}
+
+fn phase2plus() -> FakeSim {
+    FakeSim { csms1: true, ..FakeSim::new() }
+}
+
+async fn wait_log(h: &Harness, what: &str, n: usize) {
+    let ok = tokio::time::timeout(WAIT, async {
+        while h.sim().log.iter().filter(|l| *l == what).count() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "{what:?} not seen {n} times: {:?}", h.sim().log);
+}
+
+#[tokio::test]
+async fn direct_report_is_acknowledged_only_after_the_verdict_and_rides_on_the_next_send() {
+    let mut h = start(phase2plus(), config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    assert!(h.sim().log.iter().any(|l| l == "AT+CNMI=2,1,0,1,0"), "{:?}", h.sim().log);
+    assert_eq!(h.sim().count("AT+CNMI=2,1,0,2,0"), 0);
+    h.ctl().await.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    assert_eq!(h.next_event().await, InboundEvent::StatusReport { pdu_hex: REPORT.into(), stored: None });
+    tokio::time::sleep(ACK_HOLD_FOR_TESTS).await;
+    assert_eq!(h.sim().count("AT+CNMA"), 0, "no ack before the consumer's verdict");
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(41));
+    assert_eq!(h.sim().count("AT+CNMA;+CMGS=10"), 1, "{:?}", h.sim().log);
+    assert_eq!(h.sim().acks_owed, 0);
+    // Judged twice: the second verdict finds nothing owed and sends nothing.
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(42));
+    assert_eq!(h.sim().count("AT+CNMA"), 1, "{:?}", h.sim().log);
+}
+
+#[tokio::test]
+async fn an_ack_with_no_send_to_ride_on_goes_alone_and_a_negative_one_at_once() {
+    let mut h = start(phase2plus(), config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    let ctl = h.ctl().await;
+    ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    wait_log(&h, "AT+CNMA", 1).await;
+    ctl.send(Ctl::Say("\r\n+CDS: 3\r\n0006D1\r\n".into())).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Unusable).await;
+    wait_log(&h, "AT+CNMA=2", 1).await;
+    assert_eq!(h.sim().acks_owed, 0);
+}
+
+#[tokio::test]
+async fn a_cds_without_its_pdu_is_not_acknowledged_and_indications_are_set_again() {
+    let cfg = DriverConfig { health_interval: Duration::from_millis(300), ..config() };
+    let mut h = start(phase2plus(), cfg);
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    let ctl = h.ctl().await;
+    for hostile in
+        ["\r\n+CDS: 25\r\nNOT HEX\r\n", "\r\n+CDS: 999999999999999999999\r\n\r\nRING\r\n", "\r\n+CDS: 25\r\n0006D\r\n"]
+    {
+        ctl.send(Ctl::Say(hostile.into())).unwrap();
+    }
+    wait_log(&h, "AT+CNMI=2,1,0,1,0", 2).await;
+    assert_eq!(h.sim().count("AT+CNMA"), 0);
+    assert!(h.inbound.try_recv().is_err(), "nothing to hand out");
+    assert_eq!(h.handle.status().borrow().state, ModemState::Ready);
+}
+
+#[tokio::test]
+async fn a_phase_2_modem_keeps_reports_stored_and_owes_no_ack() {
+    let mut h = start(FakeSim::new(), config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    assert_eq!(h.sim().count("AT+CSMS=1"), 1);
+    assert_eq!(h.sim().count("AT+CNMI=2,1,0,2,0"), 1, "{:?}", h.sim().log);
+    // A +CDS anyway (the modem ignores ds): handed out, and no ack is sent for it.
+    h.ctl().await.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(41));
+    tokio::time::sleep(ACK_HOLD_FOR_TESTS).await;
+    assert_eq!(h.sim().count("AT+CNMA"), 0, "{:?}", h.sim().log);
+}
+
+/// A little longer than the driver's ack hold.
+const ACK_HOLD_FOR_TESTS: Duration = Duration::from_millis(1200);
+
+#[tokio::test]
+async fn a_modem_that_refuses_an_ack_joined_to_a_send_gets_them_apart_from_then_on() {
+    let mut h = start(FakeSim { refuse_joined: true, ..phase2plus() }, config());
+    h.wait_state(|s| *s == ModemState::Ready).await;
+    let ctl = h.ctl().await;
+    ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(41), "sent after the refusal");
+    let log: Vec<String> = h.sim().log.iter().filter(|l| l.contains("CNMA") || l.contains("CMGS")).cloned().collect();
+    assert_eq!(log, ["AT+CNMA;+CMGS=10", "AT+CNMA", "AT+CMGS=10"]);
+    assert_eq!(h.sim().count("PDU "), 1, "the PDU went out once");
+    ctl.send(Ctl::Say(format!("\r\n+CDS: 25\r\n{REPORT}\r\n"))).unwrap();
+    h.next_event().await;
+    h.handle.acknowledge(Ack::Stored).await;
+    assert_eq!(h.handle.send_part("0011000B91", 10).await, Ok(42));
+    wait_log(&h, "AT+CNMA", 2).await;
+    assert_eq!(h.sim().count("AT+CNMA;"), 1, "not joined again: {:?}", h.sim().log);
 }

@@ -26,7 +26,27 @@ pub enum Out {
 /// Work the modem does later by itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    StatusReport { message_ref: u8, recipient: String, status: u8 },
+    StatusReport {
+        message_ref: u8,
+        recipient: String,
+        status: u8,
+    },
+    /// The network's wait for the `+CNMA` of `+CDS` number `id` is over.
+    CdsAckTimeout {
+        id: u64,
+    },
+    /// The network delivers this report PDU again (its RP-ACK was lost).
+    Redeliver {
+        hex: String,
+    },
+}
+
+/// A `+CDS` sent under `AT+CSMS=1`, waiting for `AT+CNMA`.
+#[derive(Debug)]
+struct CdsWaiting {
+    id: u64,
+    hex: String,
+    resends: u32,
 }
 
 /// One accepted +CMGS, decoded, for the control channel's `sent` log.
@@ -120,7 +140,15 @@ pub struct Modem {
     line: Vec<u8>,
     mode: Mode,
     rng: fastrand::Rng,
+    /// A `+CMT` under `AT+CSMS=1` waits for `AT+CNMA`.
     ack_pending: bool,
+    /// The `+CDS` waiting for `AT+CNMA`; no other is sent meanwhile (27.005 §3.4.4) ...
+    cds_waiting: Option<CdsWaiting>,
+    /// ... they wait here, oldest first.
+    cds_queue: std::collections::VecDeque<String>,
+    next_cds_id: u64,
+    /// Unsolicited output due after the current command line's final result.
+    after_reply: Vec<Out>,
     next_concat_ref: u16,
 }
 
@@ -163,6 +191,10 @@ impl Modem {
             mode: Mode::Command,
             rng,
             ack_pending: false,
+            cds_waiting: None,
+            cds_queue: std::collections::VecDeque::new(),
+            next_cds_id: 0,
+            after_reply: Vec::new(),
             next_concat_ref: 1,
             config,
         }
@@ -177,6 +209,12 @@ impl Modem {
         }
         self.line.clear();
         self.mode = Mode::Command;
+        // Reports routed to the old session are gone with it (the network would store them
+        // later; ds is 0 after the power cycle).
+        self.cds_waiting = None;
+        self.cds_queue.clear();
+        self.ack_pending = false;
+        self.after_reply.clear();
     }
 
     /// ATZ / AT&F: back to the start profile (echo as configured, CMEE 0, PDU mode, ...).
@@ -224,6 +262,18 @@ impl Modem {
         }
         if let Some(c) = u.csq {
             self.csq = c;
+        }
+        if let Some(ms) = u.cds_ack_timeout_ms {
+            self.faults.cds_ack_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = u.cds_resends {
+            self.faults.cds_resends = n;
+        }
+        if let Some(b) = u.csms1 {
+            self.faults.csms1 = b;
+        }
+        if let Some(n) = u.lose_acks {
+            self.faults.lose_acks = n;
         }
     }
 
@@ -282,6 +332,9 @@ impl Modem {
             }
         }
         flush_echo(&mut echo, &mut out);
+        if matches!(self.mode, Mode::Command) {
+            out.append(&mut self.after_reply);
+        }
         out
     }
 
@@ -564,6 +617,7 @@ impl Modem {
             },
             ("+CSMS", Kind::Read) => one(format!("+CSMS: {},1,1,1", self.csms)),
             ("+CSMS", Kind::Set(a)) => match num_arg(&a, 0).filter(|n| *n <= 1) {
+                Some(1) if !self.faults.csms1 => Reply::Error(self.cms(303)),
                 Some(n) => {
                     self.csms = n as u8;
                     one("+CSMS: 1,1,1".into())
@@ -620,14 +674,12 @@ impl Modem {
                 }
                 ok()
             }
-            ("+CNMA", Kind::Exec) => {
-                if self.ack_pending {
-                    self.ack_pending = false;
-                    ok()
-                } else {
-                    Reply::Error(self.cms(340))
-                }
-            }
+            ("+CNMA", Kind::Exec) => self.acknowledge(0),
+            ("+CNMA", Kind::Set(a)) => match (num_arg(&a, 0).filter(|n| *n <= 2), a.get(1).map(|l| l.trim())) {
+                // An RP-ACK/RP-ERROR with a PDU of its own (length > 0) is not simulated.
+                (Some(n), None | Some("") | Some("0")) => self.acknowledge(n as u8),
+                _ => Reply::Error(self.cms(304)),
+            },
             ("+CMGS", Kind::Set(a)) => self.start_send(&a),
             ("+CMGL", k @ (Kind::Exec | Kind::Set(_))) => self.list(k),
             ("+CMGR", Kind::Set(a)) => self.read(&a),

@@ -26,6 +26,16 @@ pub struct Faults {
     pub auto_report: bool,
     /// Delay before such an automatic report.
     pub report_delay: Duration,
+    /// With `AT+CSMS=1`: how long a `+CDS` waits for `AT+CNMA` before the network resends it.
+    pub cds_ack_timeout: Duration,
+    /// How many times an unacknowledged `+CDS` is resent before the report is stored (`+CDSI`).
+    pub cds_resends: u32,
+    /// Whether `AT+CSMS=1` (phase 2+, acknowledgements with `+CNMA`) is supported; when not, it
+    /// answers `+CMS ERROR: 303` (plain `ERROR` with CMEE=0), as a phase 2 modem does.
+    pub csms1: bool,
+    /// The next this many acknowledgements are lost on the radio path: `AT+CNMA` answers OK, but
+    /// the network never got the RP-ACK and delivers the same report again after `cds_ack_timeout`.
+    pub lose_acks: u32,
 }
 
 /// `{"cmd":"set", ...}`: every field optional; `null` clears the optional ones.
@@ -48,6 +58,10 @@ pub struct FaultUpdate {
     pub registered: Option<bool>,
     /// Signal quality for +CSQ (0..31, 99 unknown).
     pub csq: Option<u8>,
+    pub cds_ack_timeout_ms: Option<u64>,
+    pub cds_resends: Option<u32>,
+    pub csms1: Option<bool>,
+    pub lose_acks: Option<u32>,
 }
 
 /// Lets a present `null` mean "clear" while an absent key means "leave as is".
@@ -90,5 +104,12 @@ mod tests {
         let u: FaultUpdate = serde_json::from_str(r#"{}"#).unwrap();
         assert_eq!(u.hang_after, None);
         assert!(serde_json::from_str::<FaultUpdate>(r#"{"hang_afterr":1}"#).is_err());
+        let u: FaultUpdate =
+            serde_json::from_str(r#"{"cds_ack_timeout_ms":100,"cds_resends":1,"csms1":false,"lose_acks":2}"#).unwrap();
+        assert_eq!(
+            (u.cds_ack_timeout_ms, u.cds_resends, u.csms1, u.lose_acks),
+            (Some(100), Some(1), Some(false), Some(2))
+        );
+        assert!(serde_json::from_str::<FaultUpdate>(r#"{"lose_acks":-1}"#).is_err());
     }
 }

@@ -26,6 +26,18 @@
 //! requested status report arrives after `report_delay` as `+CDS` (CNMI ds=1) or is stored with
 //! `+CDSI: "SM",<i>` (ds=2); ds=0 drops it, as modems do.
 //!
+//! Acknowledgements (27.005 §3.4.4): `AT+CSMS=1` answers `+CSMS: 1,1,1` (with `--no-csms1`,
+//! `+CMS ERROR: 303`, a phase 2 modem). Under service 1 each `+CDS` waits for `AT+CNMA` (or
+//! `AT+CNMA=0|1|2`; 2 is a negative ack) and no second `+CDS` is sent meanwhile (later reports
+//! queue and follow the ack's OK). Not acknowledged within `cds_ack_timeout_ms` (15 s), the network
+//! resends it, up to `cds_resends` (2) times, then the modem stores it and says `+CDSI`. `AT+CNMA`
+//! with nothing to acknowledge answers `+CMS ERROR: 340`. A `+CMT` (mt=2) under service 1 expects
+//! one `AT+CNMA` too (not resent). `lose_acks: N` (control `set`) loses the next N acks on the
+//! radio path: `AT+CNMA` answers OK, and the network delivers the same report again after
+//! `cds_ack_timeout_ms` (counted as `(ack lost)`). Several commands on one line (`AT+CNMA;+CMGS=23`) run left to
+//! right and stop at the first error. `stats` counts `(report acknowledged)`, `(report resent)`,
+//! `(report stored after no ack)` and `(unexpected +CNMA)` among the commands.
+//!
 //! Inbound messages go to storage with `+CMTI: "SM",<i>` (CNMI mt=1, the default here; mt=0
 //! stores silently, mt=2 sends `+CMT: ,<len>` + PDU directly). When the store is full the
 //! network holds them and delivers them as soon as the client deletes something. Indices start
@@ -50,7 +62,7 @@
 //! | `{"cmd":"storage"}` | `{"ok":true,"capacity","used","queued","messages":[{"index","stat","pdu"}]}` |
 //! | `{"cmd":"unplug"}` | `{"ok":true,"was_plugged":true}`: pty closed, link removed |
 //! | `{"cmd":"replug"}` | `{"ok":true,"pty":"/dev/pts/9"}`: new pty, link repointed, modem power-cycled |
-//! | `{"cmd":"set", …}` with any of `send_latency_ms, cms_error, cms_error_rate, cms_error_on_send (null clears), hang_after (more commands; null = answer again), garbage_rate, interleave_urcs, auto_report, report_delay_ms, registered, csq` | `{"ok":true}` |
+//! | `{"cmd":"set", …}` with any of `send_latency_ms, cms_error, cms_error_rate, cms_error_on_send (null clears), hang_after (more commands; null = answer again), garbage_rate, interleave_urcs, auto_report, report_delay_ms, registered, csq, cds_ack_timeout_ms, cds_resends, csms1, lose_acks` | `{"ok":true}` |
 //! | `{"cmd":"stats"}` | `{"ok":true,"commands":{"AT+CPIN=":2,…},"total","sends","sent","hung","plugged"}` |
 //!
 //! Try it by hand: `smshub sim --control /tmp/sim.sock` then
@@ -160,6 +172,15 @@ pub struct SimOptions {
     /// Milliseconds before an automatic status report (when a sent PDU asked for one).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub report_delay_ms: u64,
+    /// With AT+CSMS=1: milliseconds a +CDS waits for AT+CNMA before the network resends it.
+    #[arg(long, value_name = "N", default_value_t = 15_000)]
+    pub cds_ack_timeout_ms: u64,
+    /// Resends of an unacknowledged +CDS before the report is stored (+CDSI) instead.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cds_resends: u32,
+    /// Imitate a phase 2 modem: AT+CSMS=1 is refused (+CMS ERROR: 303), so reports cannot be acknowledged.
+    #[arg(long)]
+    pub no_csms1: bool,
 }
 
 impl Default for SimOptions {
@@ -182,6 +203,9 @@ impl Default for SimOptions {
             model: Model::Generic,
             seed: None,
             report_delay_ms: 1000,
+            cds_ack_timeout_ms: 15_000,
+            cds_resends: 2,
+            no_csms1: false,
         }
     }
 }
@@ -257,6 +281,10 @@ pub async fn start(opts: SimOptions) -> io::Result<SimHandle> {
         interleave_urcs: opts.interleave_urcs,
         auto_report: true,
         report_delay: Duration::from_millis(opts.report_delay_ms),
+        cds_ack_timeout: Duration::from_millis(opts.cds_ack_timeout_ms),
+        cds_resends: opts.cds_resends,
+        csms1: !opts.no_csms1,
+        lose_acks: 0,
     };
     let config = ModemConfig {
         model: opts.model,

@@ -213,6 +213,14 @@ impl SimTask {
                         Err(e) => tracing::warn!("sim: cannot build status report: {e}"),
                     }
                 }
+                Event::CdsAckTimeout { id } => {
+                    let outs = self.modem.cds_ack_timeout(id);
+                    self.push(outs);
+                }
+                Event::Redeliver { hex } => {
+                    let outs = self.modem.route_report(hex);
+                    self.push(outs);
+                }
             }
         }
     }

@@ -413,6 +413,14 @@ fn cli_flags_parse_and_rates_outside_zero_to_one_are_refused() {
     let d = Cli::try_parse_from(["sim"]).unwrap().sim;
     assert_eq!(d.storage_slots, SimOptions::default().storage_slots);
     assert_eq!(d.report_delay_ms, SimOptions::default().report_delay_ms);
+    assert_eq!(
+        (d.cds_ack_timeout_ms, d.cds_resends, d.no_csms1),
+        (SimOptions::default().cds_ack_timeout_ms, SimOptions::default().cds_resends, false)
+    );
+    let o =
+        Cli::try_parse_from(["sim", "--cds-ack-timeout-ms", "700", "--cds-resends", "0", "--no-csms1"]).unwrap().sim;
+    assert_eq!((o.cds_ack_timeout_ms, o.cds_resends, o.no_csms1), (700, 0, true));
+    assert!(Cli::try_parse_from(["sim", "--cds-resends", "-1"]).is_err());
 }
 
 #[tokio::test]

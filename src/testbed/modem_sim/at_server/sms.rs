@@ -270,13 +270,25 @@ impl Modem {
         let discharge = pdu::Timestamp::from_unix(now_unix, 0);
         let hex = pdu::encode_status_report(message_ref, recipient, &scts, &discharge, status)?;
         self.count("(status report)");
+        Ok(self.route_report(hex))
+    }
+
+    /// A report PDU from the network, routed as AT+CNMI's `<ds>` says.
+    pub fn route_report(&mut self, hex: String) -> Vec<Out> {
         if self.hung() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        Ok(match self.cnmi.get(3) {
+        match self.cnmi.get(3) {
+            Some(1) if self.csms == 1 => {
+                if self.cds_waiting.is_some() {
+                    // One +CDS at a time: the next waits for the ack of this one.
+                    self.cds_queue.push_back(hex);
+                    return Vec::new();
+                }
+                self.send_cds(hex, 0)
+            }
             Some(1) => {
                 let len = tpdu_len(&hex).unwrap_or(0);
-                self.ack_pending = self.csms == 1;
                 vec![Out::Bytes(format!("\r\n+CDS: {len}\r\n{hex}\r\n").into_bytes())]
             }
             Some(2) => match self.storage.deliver(hex) {
@@ -284,7 +296,71 @@ impl Modem {
                 None => Vec::new(),
             },
             _ => Vec::new(),
-        })
+        }
+    }
+
+    /// `+CDS` under `AT+CSMS=1`: sent, and the network waits `cds_ack_timeout` for the ack.
+    fn send_cds(&mut self, hex: String, resends: u32) -> Vec<Out> {
+        let len = tpdu_len(&hex).unwrap_or(0);
+        let id = self.next_cds_id;
+        self.next_cds_id += 1;
+        let bytes = format!("\r\n+CDS: {len}\r\n{hex}\r\n").into_bytes();
+        self.cds_waiting = Some(CdsWaiting { id, hex, resends });
+        vec![Out::Bytes(bytes), Out::Schedule(self.faults.cds_ack_timeout, Event::CdsAckTimeout { id })]
+    }
+
+    /// The next queued `+CDS`, if none waits for an ack.
+    fn next_cds(&mut self) -> Vec<Out> {
+        if self.cds_waiting.is_some() || self.hung() {
+            return Vec::new();
+        }
+        match self.cds_queue.pop_front() {
+            Some(hex) => self.send_cds(hex, 0),
+            None => Vec::new(),
+        }
+    }
+
+    /// `AT+CNMA` (`n` 0 or 1: RP-ACK, 2: RP-ERROR).
+    pub(super) fn acknowledge(&mut self, n: u8) -> Reply {
+        if let Some(w) = self.cds_waiting.take() {
+            self.count(if n == 2 { "(report refused by +CNMA=2)" } else { "(report acknowledged)" });
+            if self.faults.lose_acks > 0 {
+                self.faults.lose_acks -= 1;
+                self.count("(ack lost)");
+                self.after_reply.push(Out::Schedule(self.faults.cds_ack_timeout, Event::Redeliver { hex: w.hex }));
+            }
+            let next = self.next_cds();
+            self.after_reply.extend(next);
+            Reply::Ok(Vec::new())
+        } else if std::mem::take(&mut self.ack_pending) {
+            Reply::Ok(Vec::new())
+        } else {
+            self.count("(unexpected +CNMA)");
+            Reply::Error(self.cms(340))
+        }
+    }
+
+    /// The network's wait for the ack of `+CDS` `id` ran out: it resends the report, and after
+    /// `cds_resends` resends the modem stores it (`+CDSI`) instead.
+    pub fn cds_ack_timeout(&mut self, id: u64) -> Vec<Out> {
+        let Some(w) = self.cds_waiting.take_if(|w| w.id == id) else {
+            return Vec::new(); // acknowledged in time
+        };
+        if self.hung() {
+            return Vec::new();
+        }
+        let mut out = if w.resends < self.faults.cds_resends {
+            self.count("(report resent)");
+            self.send_cds(w.hex, w.resends + 1)
+        } else {
+            self.count("(report stored after no ack)");
+            match self.storage.deliver(w.hex) {
+                Some(i) => vec![Out::Bytes(format!("\r\n+CDSI: \"SM\",{i}\r\n").into_bytes())],
+                None => Vec::new(),
+            }
+        };
+        out.extend(self.next_cds());
+        out
     }
 
     /// The recipient of the newest sent message with this reference.

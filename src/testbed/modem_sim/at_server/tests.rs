@@ -23,6 +23,10 @@ fn faults() -> Faults {
         interleave_urcs: false,
         auto_report: true,
         report_delay: Duration::from_millis(10),
+        cds_ack_timeout: Duration::from_secs(15),
+        cds_resends: 2,
+        csms1: true,
+        lose_acks: 0,
     }
 }
 
@@ -442,4 +446,122 @@ fn tpdu_length_excludes_the_smsc_field_and_rejects_junk() {
     for (hex, want) in table {
         assert_eq!(tpdu_len(hex), want, "{hex}");
     }
+}
+
+fn cds_lines(s: &str) -> usize {
+    s.matches("+CDS: ").count()
+}
+
+fn ack_timeout_id(outs: &[Out]) -> u64 {
+    outs.iter()
+        .find_map(|o| match o {
+            Out::Schedule(_, Event::CdsAckTimeout { id }) => Some(*id),
+            _ => None,
+        })
+        .expect("no ack timeout scheduled")
+}
+
+#[test]
+fn csms1_cds_waits_for_cnma_one_at_a_time_and_the_next_follows_the_ok() {
+    let mut m = modem_with(|_, _| {});
+    assert_eq!(talk(&mut m, "AT+CSMS=1\r"), "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    talk(&mut m, "AT+CMEE=1\r");
+    let first = m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap();
+    assert_eq!(cds_lines(&bytes_of(&first)), 1);
+    ack_timeout_id(&first);
+    let second = m.status_report(4, "+358401234567", 0, 1_700_000_000).unwrap();
+    assert!(second.is_empty(), "a second +CDS before the ack of the first: {second:?}");
+    let after_ack = talk(&mut m, "AT+CNMA\r");
+    assert!(after_ack.starts_with("\r\nOK\r\n\r\n+CDS: "), "{after_ack:?}");
+    assert_eq!(talk(&mut m, "AT+CNMA=0\r"), "\r\nOK\r\n");
+    assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\n+CMS ERROR: 340\r\n");
+    assert_eq!(m.stats.get("(report acknowledged)"), Some(&2));
+    assert_eq!(m.stats.get("(unexpected +CNMA)"), Some(&1));
+}
+
+#[test]
+fn unacknowledged_cds_is_resent_then_stored() {
+    let mut m = modem_with(|_, f| f.cds_resends = 2);
+    talk(&mut m, "AT+CSMS=1\r");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    let outs = m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap();
+    let pdu_line = bytes_of(&outs).split("\r\n").nth(2).unwrap().to_string();
+    let mut id = ack_timeout_id(&outs);
+    assert!(m.cds_ack_timeout(id + 100).is_empty(), "a stale timer does nothing");
+    for _ in 0..2 {
+        let again = m.cds_ack_timeout(id);
+        assert!(bytes_of(&again).contains(&pdu_line), "the same report is resent");
+        id = ack_timeout_id(&again);
+    }
+    let stored = bytes_of(&m.cds_ack_timeout(id));
+    assert_eq!(stored, "\r\n+CDSI: \"SM\",1\r\n");
+    assert_eq!(m.storage.used(), 1);
+    assert_eq!(m.stats.get("(report resent)"), Some(&2));
+    assert!(talk(&mut m, "AT+CNMA\r").contains("ERROR"), "nothing waits for an ack any more");
+}
+
+#[test]
+fn an_acknowledged_cds_is_not_resent() {
+    let mut m = modem_with(|_, _| {});
+    talk(&mut m, "AT+CSMS=1\r");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    let id = ack_timeout_id(&m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap());
+    assert_eq!(talk(&mut m, "AT+CNMA=2\r"), "\r\nOK\r\n", "a negative ack ends the wait too");
+    assert!(m.cds_ack_timeout(id).is_empty());
+    assert_eq!(m.stats.get("(report refused by +CNMA=2)"), Some(&1));
+}
+
+#[test]
+fn phase_2_modem_refuses_csms1_and_sends_cds_without_waiting() {
+    let mut m = modem_with(|_, f| f.csms1 = false);
+    talk(&mut m, "AT+CMEE=1\r");
+    assert_eq!(talk(&mut m, "AT+CSMS=1\r"), "\r\n+CMS ERROR: 303\r\n");
+    assert_eq!(talk(&mut m, "AT+CSMS=0\r"), "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    let a = m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap();
+    let b = m.status_report(4, "+358401234567", 0, 1_700_000_000).unwrap();
+    assert_eq!((cds_lines(&bytes_of(&a)), cds_lines(&bytes_of(&b))), (1, 1));
+    assert!(!a.iter().any(|o| matches!(o, Out::Schedule(..))), "nothing waits for an ack");
+}
+
+#[test]
+fn an_ack_joined_to_a_send_acknowledges_and_prompts_and_a_refused_one_stops_the_line() {
+    let mut m = modem_with(|_, _| {});
+    talk(&mut m, "AT+CSMS=1\r");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    talk(&mut m, "AT+CMEE=1\r");
+    m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap();
+    m.status_report(4, "+358401234567", 0, 1_700_000_000).unwrap();
+    let part = &submit("+358401234567", "hi", true)[0];
+    assert_eq!(talk(&mut m, &format!("AT+CNMA;+CMGS={}\r", part.tpdu_len)), "\r\n> ");
+    let answer = talk(&mut m, &format!("{}\x1a", part.hex));
+    // The queued report follows the send's final result, not the prompt.
+    let ok = answer.find("\r\nOK\r\n").unwrap();
+    let cds = answer.find("+CDS: ").unwrap();
+    assert!(answer.contains("+CMGS: ") && ok < cds, "{answer:?}");
+    assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
+    assert_eq!(talk(&mut m, &format!("AT+CNMA;+CMGS={}\r", part.tpdu_len)), "\r\n+CMS ERROR: 340\r\n");
+    assert_eq!(m.sent.len(), 1);
+}
+
+#[test]
+fn a_lost_ack_makes_the_network_deliver_the_same_report_again() {
+    let mut m = modem_with(|_, f| f.lose_acks = 1);
+    talk(&mut m, "AT+CSMS=1\r");
+    talk(&mut m, "AT+CNMI=2,1,0,1,0\r");
+    let first = bytes_of(&m.status_report(3, "+358401234567", 0, 1_700_000_000).unwrap());
+    let outs = m.feed(b"AT+CNMA\r", 1_700_000_000_000);
+    assert_eq!(bytes_of(&outs), "\r\nOK\r\n");
+    let hex = outs
+        .iter()
+        .find_map(|o| match o {
+            Out::Schedule(_, Event::Redeliver { hex }) => Some(hex.clone()),
+            _ => None,
+        })
+        .expect("the network redelivers");
+    assert_eq!(bytes_of(&m.route_report(hex)), first, "the same +CDS again");
+    assert_eq!(talk(&mut m, "AT+CNMA\r"), "\r\nOK\r\n");
+    assert_eq!(m.stats.get("(report acknowledged)"), Some(&2));
+    assert_eq!(m.stats.get("(ack lost)"), Some(&1));
 }
