@@ -10,7 +10,8 @@
 //! points where a side effect outside the database depends on what was committed:
 //!
 //! - before a PDU is written to the modem (`part_begin`): a part is `sending` on disk first;
-//! - before a PDU is deleted from the SIM (`store_inbound_part`);
+//! - before a PDU is deleted from the SIM (`store_inbound_part`), and before a status report is
+//!   acknowledged to the network (`record_status_report_synced`, then `AT+CNMA`);
 //! - before the HTTP answer that accepts work (`insert_received`, the reminders button, an API send);
 //! - before Provet is told a message's outcome (`provet_to_report`) and before an event is posted
 //!   (`due_event_deliveries`): what we tell others is on disk.
