@@ -85,7 +85,13 @@ fn status_json(token: &str, d: &Daemon) -> serde_json::Value {
 #[test]
 fn a_flood_from_one_address_does_not_stop_another_address() {
     let dir = TestDir::new();
-    let cfg = config(&dir, "max_connections = 8\nmax_connections_per_address = 4\n", "");
+    // Long deadlines: this test is about the caps, and on a loaded machine the silent flood
+    // connections must not be timed out (and so freed) before the caps are checked.
+    let cfg = config(
+        &dir,
+        "max_connections = 8\nmax_connections_per_address = 4\nrequest_timeout_s = 600\nidle_timeout_s = 600\n",
+        "",
+    );
     let d = Daemon::start(&cfg);
     let token = token(&dir);
     runtime().block_on(async {
