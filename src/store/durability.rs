@@ -12,11 +12,12 @@
 //! - before a PDU is written to the modem (`part_begin`): a part is `sending` on disk first;
 //! - before a PDU is deleted from the SIM (`store_inbound_part`), and before a status report is
 //!   acknowledged to the network (`record_status_report_synced`, then `AT+CNMA`);
-//! - before the HTTP answer that accepts work (`insert_received`, the reminders button, an API send);
+//! - before work is acknowledged: the Provet webhook (`insert_received`), the reminders button, an
+//!   API, socket, web UI or panel send, an opt-out change;
 //! - before Provet is told a message's outcome (`provet_to_report`) and before an event is posted
 //!   (`due_event_deliveries`): what we tell others is on disk.
 //!
-//! Commits in between (a claim, an ack, `sent`, a status report, a delivery record) ride on the next
+//! Commits in between (a claim, an ack, `sent`, a delivery record) ride on the next
 //! sync, so several commits share one write of the WAL's last page. A commit that gates nothing may be
 //! lost by a power cut within at most [`MAX_UNSYNCED`] (the daemon's tick syncs older ones): the
 //! effect is the one the crash recovery already handles (a part found `sending` becomes `unknown`;
@@ -161,5 +162,57 @@ impl Db {
             tracing::debug!(frames, copied, "checkpoint could not finish: a reader holds the WAL");
         }
         Ok(u64::try_from(copied).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{db, number};
+    use crate::store::{NewPart, OutboxState};
+
+    fn unsynced(db: &Db) -> bool {
+        db.wal.unsynced_since.load(Ordering::Relaxed) != 0
+    }
+
+    #[test]
+    fn deferred_commits_wait_for_the_sync_before_the_pdu_is_written() {
+        let (_d, mut db) = db();
+        db.defer_syncs().unwrap();
+        let id = db.insert_local("cli", &number(), "x").unwrap();
+        assert!(unsynced(&db), "a plain commit is not synced at once");
+        db.begin_sending(id, &[NewPart { pdu: "00".into(), tpdu_len: 1 }], None).unwrap();
+        assert!(unsynced(&db));
+        db.part_begin(id, 1, "m").unwrap();
+        assert!(!unsynced(&db), "`sending` (and everything before it) is on disk before the PDU goes out");
+        db.part_acked_finishing(id, 1, 7, "m").unwrap();
+        assert!(unsynced(&db), "the ack rides on the next sync");
+        assert_eq!(db.get_outbox(id).unwrap().unwrap().summary.state, OutboxState::Sent);
+        db.tick().unwrap();
+        assert!(unsynced(&db), "younger than MAX_UNSYNCED: left for the next sync point");
+        db.wal.unsynced_since.store(now_ms() - crate::deadline::millis(MAX_UNSYNCED) - 1, Ordering::Relaxed);
+        db.tick().unwrap();
+        assert!(!unsynced(&db), "the tick syncs what waited too long");
+    }
+
+    #[test]
+    fn a_full_connection_never_leaves_anything_unsynced() {
+        let (_d, db) = db();
+        db.insert_local("cli", &number(), "x").unwrap();
+        assert!(!unsynced(&db));
+        db.sync().unwrap();
+    }
+
+    #[test]
+    fn the_health_probe_commits_nothing_while_commits_happen() {
+        let (_d, mut db) = db();
+        db.defer_syncs().unwrap();
+        db.insert_local("cli", &number(), "x").unwrap();
+        let before: Option<String> = db.kv_get("health:heartbeat").unwrap();
+        db.tick().unwrap();
+        assert_eq!(db.kv_get("health:heartbeat").unwrap(), before, "rolled back");
+        db.wal.last_commit.store(now_ms() - crate::deadline::millis(HEARTBEAT_AFTER) - 1, Ordering::Relaxed);
+        db.tick().unwrap();
+        assert!(db.kv_get("health:heartbeat").unwrap().is_some(), "committed after a quiet spell");
     }
 }
