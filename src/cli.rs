@@ -202,7 +202,7 @@ pub enum EventsCommand {
         #[command(flatten)]
         out: JsonFlag,
     },
-    /// Queue a new attempt of an event (same envelope id); the running daemon sends it within a minute.
+    /// Queue a new attempt of an event (same envelope id); the running daemon is told at once.
     Replay {
         /// Event id or envelope id.
         id: String,
@@ -524,7 +524,20 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Events(cmd) => {
             let config = Config::load(&cli.config)?;
             let db = open_db(&config)?;
-            events(&db, cmd)
+            events(&db, cmd)?;
+            if let EventsCommand::Replay { .. } = cmd {
+                // A running daemon posts it at once; otherwise its next start (or minute's sweep) does.
+                let woken = config.admin.socket.as_deref().is_some_and(crate::local_socket::wake);
+                println!(
+                    "{}",
+                    if woken {
+                        "the running daemon was told; it sends it now"
+                    } else {
+                        "no daemon answered on its socket; it is sent when the daemon looks (at start, or within a minute)"
+                    }
+                );
+            }
+            Ok(())
         }
         Command::Optout(cmd) => {
             let config = Config::load(&cli.config)?;
@@ -1074,7 +1087,7 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
                     None => format!("event {id} has no webhook to send to"),
                 }));
             }
-            println!("event {id}: {queued} delivery(ies) queued again; the daemon sends them within a minute");
+            println!("event {id}: {queued} delivery(ies) queued again");
             Ok(())
         }
     }

@@ -181,8 +181,8 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     let store = Store::open(&config.store.path)?;
     // Events are written by the store thread in the transaction of each change; it wakes the
     // event webhooks' task after each.
-    let wake_events = Arc::new(tokio::sync::Notify::new());
-    let routes = config.event_routes().waking(wake_events.clone());
+    let wake = Wake::default();
+    let routes = config.event_routes().waking(wake.events.clone());
     store
         .call(move |db| {
             db.route_events(routes);
@@ -218,7 +218,6 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     }
     let provet_clients = provet_clients(&config, &metrics)?;
     let health = Arc::new(Health::new());
-    let wake = Wake::default();
     let outsiders = Arc::new(OutsiderLog::default());
     let state = Arc::new(AppState {
         config: config.clone(),
@@ -264,8 +263,12 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     );
     tasks.spawn(forwarding.run(signal.clone()));
     if !config.event_webhooks.is_empty() {
-        let hooks =
-            crate::events::deliver::EventWebhooks::new(store.clone(), config.clone(), wake_events, metrics.clone());
+        let hooks = crate::events::deliver::EventWebhooks::new(
+            store.clone(),
+            config.clone(),
+            wake.events.clone(),
+            metrics.clone(),
+        );
         tasks.spawn(hooks.run(signal.clone()));
     }
     let mut modems = Vec::new();

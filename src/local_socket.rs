@@ -7,7 +7,8 @@
 //!
 //! The protocol is one JSON line each way: `{"cmd": "send", "to": "+358…", "text": "…"}` →
 //! `{"ok": true, "id": N}` or `{"ok": false, "error": "…"}`; `{"cmd": "wake"}` → `{"ok": true}`
-//! (the CLI changed the outbox: the senders and the Provet reporters look at it now). One request per connection, at most
+//! (the CLI changed the outbox or replayed an event: the senders, the Provet reporters and the
+//! event webhooks look at the store now). One request per connection, at most
 //! [`MAX_REQUEST`] bytes, [`DEADLINE`] for the whole exchange.
 //!
 //! When the daemon is down (no socket, or nobody listening) the CLI writes the database itself
@@ -123,6 +124,7 @@ async fn handle(line: &[u8], store: &Store, wake: &Wake, default_country: Option
         Ok(Request::Wake {}) => {
             Wake::all(&wake.send);
             Wake::all(&wake.report);
+            wake.events.notify_one();
             return serde_json::json!({"ok": true});
         }
         Err(e) => return fail(format!("not a request: {e}")),
@@ -211,6 +213,8 @@ pub fn wake(path: &Path) -> bool {
 mod tests {
     use super::*;
 
+    use super::wake as wake_client;
+
     #[tokio::test]
     async fn a_message_sent_over_the_socket_is_queued_with_an_audit_row_and_wakes_the_senders() {
         let dir = tempfile::tempdir().unwrap();
@@ -233,6 +237,12 @@ mod tests {
         let d = store.call(move |db| db.get_outbox(id)).await.unwrap().unwrap();
         assert_eq!((d.summary.source.as_str(), d.body.as_deref()), ("cli", Some("hello")));
         assert_eq!(store.call(|db| db.list_audit(5)).await.unwrap()[0].action, "send");
+
+        // `wake` (the CLI changed the outbox or replayed an event) reaches the event webhooks too.
+        let p2 = path.clone();
+        assert!(tokio::task::spawn_blocking(move || wake_client(&p2)).await.unwrap());
+        tokio::time::timeout(Duration::from_secs(1), wake.events.notified()).await.expect("events woken");
+        assert!(!wake_client(&dir.path().join("nobody.sock")), "no daemon: false, quietly");
 
         // Garbage and oversized requests get an answer, not a crash.
         for req in

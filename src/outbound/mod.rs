@@ -49,6 +49,8 @@ pub struct Wake {
     pub fetch: Arc<Notify>,
     pub send: Arc<Notify>,
     pub report: Arc<Notify>,
+    /// The event webhooks' task (the store notifies it after writing an event).
+    pub events: Arc<Notify>,
 }
 
 impl Wake {
