@@ -1007,7 +1007,7 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
                 return Err(Failure::input(format!("--type {t:?} is not an event type (e.g. sms.sent, optout.added)")));
             }
             if let Some(s) = state
-                && !matches!(s.as_str(), "pending" | "delivered" | "gave_up")
+                && !crate::store::EVENT_DELIVERY_STATES.contains(&s.as_str())
             {
                 return Err(Failure::input(format!("--state {s:?}: use pending, delivered or gave_up")));
             }

@@ -40,9 +40,15 @@ impl ProvetClient {
         let what = format!("client {id}");
         let value = self.get_json(&format!("client/{id}/")).await?;
         let mut card = card_from_json(&value, id).map_err(|e| ProvetError::BadResponse(format!("{what}: {e}")))?;
-        let items = self.list_all(&format!("phonenumber/?client__is={id}"), "phone numbers").await?;
-        card.numbers = numbers_from_items(&items, id);
+        card.numbers = self.client_phone_numbers(id).await?;
         Ok(card)
+    }
+
+    /// Client `id`'s phone numbers, `preferred_reminders` first, empty ones and another client's
+    /// left out (the side panel; a reminder with no number of its own takes the first).
+    pub async fn client_phone_numbers(&self, id: i64) -> Result<Vec<ClientNumber>, ProvetError> {
+        let items = self.list_all(&format!("phonenumber/?client__is={id}"), "phone numbers").await?;
+        Ok(numbers_from_items(&items, id))
     }
 
     /// The owner (client id) of patient `id`.

@@ -47,9 +47,6 @@ const MAX_TEMPLATE_CHARS: usize = 8000;
 /// Longest value put into a placeholder (names); longer values are cut.
 const MAX_VALUE_CHARS: usize = 100;
 
-/// Phone numbers of one client looked at, at most.
-const MAX_CLIENT_NUMBERS: usize = 50;
-
 /// Which kind of Provet object a reminder text came from; with the id and the instance it is
 /// the unique key of a reminder in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -287,32 +284,6 @@ impl Client {
     }
 }
 
-/// One of a client's phone numbers (`phonenumber/` objects).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientNumber {
-    pub phone_number: String,
-    pub preferred_reminders: bool,
-}
-
-impl ClientNumber {
-    pub fn from_json(value: &Value, what: &str) -> Result<ClientNumber, String> {
-        let obj = Fields::new(value, what)?;
-        let preferred_reminders = match obj.get("preferred_reminders") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => return Err(obj.wrong("preferred_reminders", "a boolean", v)),
-        };
-        Ok(ClientNumber { phone_number: obj.string("phone_number")?, preferred_reminders })
-    }
-}
-
-/// The number a reminder goes to when its own `phone_number` is empty: the first number marked
-/// `preferred_reminders`, else the first number. Empty numbers are skipped.
-pub fn pick_number(numbers: &[ClientNumber]) -> Option<&str> {
-    let usable = || numbers.iter().filter(|n| !n.phone_number.trim().is_empty());
-    usable().find(|n| n.preferred_reminders).or_else(|| usable().next()).map(|n| n.phone_number.as_str())
-}
-
 /// The values a template may ask for. `None`: smshub cannot fill it (unknown placeholder, or
 /// the object it comes from is missing) and the reminder is refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -463,22 +434,6 @@ impl ProvetClient {
         Ok(page.count.is_some_and(|c| c > 0) || !page.results.is_empty())
     }
 
-    /// The client's phone numbers: `GET phonenumber/?client__is=<id>` (first page, at most
-    /// [`MAX_CLIENT_NUMBERS`]); items that do not parse are skipped with a warning.
-    pub async fn client_numbers(&self, client: i64) -> Result<Vec<ClientNumber>, ProvetError> {
-        let what = format!("phone numbers of client {client}");
-        let value = self.get_json(&format!("phonenumber/?client__is={client}")).await?;
-        let page = super::model::Page::from_json(&value, &what).map_err(ProvetError::BadResponse)?;
-        let mut out = Vec::new();
-        for (i, item) in page.results.iter().take(MAX_CLIENT_NUMBERS).enumerate() {
-            match ClientNumber::from_json(item, &format!("{what}, item {i}")) {
-                Ok(n) => out.push(n),
-                Err(e) => tracing::warn!(provet = %self.name(), error = %e, "skipped a phone number Provet sent"),
-            }
-        }
-        Ok(out)
-    }
-
     /// The `name` of `GET <path><id>/` (a patient or a department), bounded.
     async fn name_of(&self, path: &str, id: i64) -> Result<Option<String>, ProvetError> {
         let what = format!("{path} {id}");
@@ -578,9 +533,10 @@ impl ProvetClient {
             let Some(c) = r.client else {
                 return refuse("its phone_number is empty and it has no client to take a number from".into());
             };
-            let numbers = self.client_numbers(c).await.map_err(gone(format!("client {c}'s phone numbers")))?;
-            match pick_number(&numbers) {
-                Some(n) => n.to_string(),
+            // Preferred first, empty ones left out: the first is the one.
+            let numbers = self.client_phone_numbers(c).await.map_err(gone(format!("client {c}'s phone numbers")))?;
+            match numbers.into_iter().next() {
+                Some(n) => n.phone_number,
                 None => return refuse(format!("its phone_number is empty and client {c} has no phone number")),
             }
         };
@@ -723,13 +679,6 @@ mod tests {
         assert!(Client::from_json(&json!({"no_sms": "no"}), "client 3").unwrap_err().contains("`no_sms`"));
         let long = Client::from_json(&json!({"firstname": "x".repeat(10_000)}), "c").unwrap();
         assert_eq!(long.name.chars().count(), MAX_VALUE_CHARS);
-        let n = |p: &str, pref: bool| ClientNumber { phone_number: p.into(), preferred_reminders: pref };
-        assert_eq!(pick_number(&[n("+1", false), n("+2", true)]), Some("+2"));
-        assert_eq!(pick_number(&[n(" ", true), n("+3", false)]), Some("+3"));
-        assert_eq!(pick_number(&[]), None);
-        let listed = json!({"id": 1, "phone_number": "+16461234567", "preferred_reminders": false, "type_code": 1});
-        assert_eq!(ClientNumber::from_json(&listed, "n").unwrap(), n("+16461234567", false));
-        assert!(ClientNumber::from_json(&json!({"phone_number": 5}), "n").is_err());
     }
 
     #[test]

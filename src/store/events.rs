@@ -149,6 +149,9 @@ pub struct WebhookCall {
     pub error: Option<String>,
 }
 
+/// The states of an event delivery (the schema's CHECK), for filters.
+pub const DELIVERY_STATES: [&str; 3] = ["pending", "delivered", "gave_up"];
+
 /// What an attempt changes in the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventDeliveryState {

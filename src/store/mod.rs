@@ -44,8 +44,8 @@ pub use deliveries::{
 };
 pub use durability::{CHECKPOINT_PAGES, HEARTBEAT_AFTER, IDLE_CHECKPOINT, MAX_UNSYNCED};
 pub use events::{
-    DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter, EventRoutes, EventSummary, EventType,
-    WebhookCall,
+    DELIVERY_STATES as EVENT_DELIVERY_STATES, DueEvent, EventDeliveryRow, EventDeliveryState, EventDetail, EventFilter,
+    EventRoutes, EventSummary, EventType, WebhookCall,
 };
 pub use inbox::{
     CONTENT_BINARY, CONTENT_MMS, CONTENT_WAP_PUSH, DeliveryAttemptRow, DeliveryRow, InboxDetail, InboxPartRow,
@@ -294,9 +294,16 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One number from `sql` (benchmarks and diagnostics; never with outside input).
-    pub fn query_i64(&self, sql: &str) -> Result<i64> {
-        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    /// Sent parts with a status report recorded (benchmarks wait on it).
+    pub fn parts_with_status_report(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM outbox_parts WHERE delivery_status IS NOT NULL", [], |r| r.get(0))?)
+    }
+
+    /// Forward deliveries in `state` (benchmarks wait on it).
+    pub fn deliveries_in_state(&self, state: &str) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM deliveries WHERE state = ?1", [state], |r| r.get(0))?)
     }
 }
 

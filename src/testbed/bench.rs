@@ -308,7 +308,7 @@ impl Rig {
         let reader = Db::open_existing_read_only(&self.db_path)?;
         let start = Instant::now();
         loop {
-            let done = reader.query_i64("SELECT count(*) FROM outbox_parts WHERE delivery_status IS NOT NULL")?;
+            let done = reader.parts_with_status_report()?;
             if done >= n as i64 {
                 return Ok(());
             }
@@ -368,6 +368,13 @@ async fn wait_sim_ready(sim: &SimControl) -> anyhow::Result<()> {
 /// POSTs a webhook and returns the status code.
 async fn post_webhook(addr: &str, id: i64) -> anyhow::Result<u16> {
     post_webhook_to(addr, "bench", WEBHOOK_TOKEN, id).await
+}
+
+/// A PBX-style `[[forward]]` to `url` with short retries (the bench's receiver answers 200).
+fn pbx_forward(url: &str) -> String {
+    format!(
+        "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
+    )
 }
 
 /// (p50, p99, max) of `samples` (sorted here).
@@ -581,9 +588,7 @@ async fn api(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
 
 async fn inbound(messages: usize, dir: Option<&Path>) -> anyhow::Result<()> {
     let (url, arrivals) = start_receiver().await?;
-    let extra = format!(
-        "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
-    );
+    let extra = pbx_forward(&url);
     let rig = rig_with(dir, 0, &extra).await?;
     let arrived = |body: &str| {
         arrivals.lock().ok().and_then(|l| l.iter().find(|a| a.field("body").as_deref() == Some(body)).map(|a| a.at))
@@ -754,16 +759,13 @@ fn print_wear(label: &str, before: (u64, u64), after: (u64, u64), n: usize, secs
 
 async fn storage(send: usize, receive: usize, dir: Option<&Path>) -> anyhow::Result<()> {
     let (url, arrivals) = start_receiver().await?;
-    let extra = format!(
-        "[[forward]]\nkind = \"pbx\"\nurl = \"{url}\"\nservice_id = \"1\"\nsms_number = \"+61412345678\"\nretry_initial_s = 1\nretry_max_s = 2\n"
-    );
+    let extra = pbx_forward(&url);
     let rig = rig_with(dir, 0, &extra).await?;
     println!(
         "bench storage: database {} (write_bytes from /proc/self/io; this process runs the daemon, the simulator and the queueing)",
         rig.db_path.display()
     );
     let reader = Db::open_existing_read_only(&rig.db_path)?;
-    let count = |sql: &str| -> anyhow::Result<i64> { Ok(reader.query_i64(sql)?) };
     // The daemon at rest, as a reference for the figures below.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_before = wear();
@@ -792,23 +794,8 @@ async fn storage(send: usize, receive: usize, dir: Option<&Path>) -> anyhow::Res
             "the daemon did not queue message {i}: {outcome:?}"
         );
     }
-    let mut progress = Progress::new("storage: sent", send);
-    loop {
-        let done = count(
-            "SELECT count(*) FROM outbox o JOIN outbox_parts p ON p.outbox_id = o.id \
-                          WHERE o.state = 'sent' AND p.delivery_status IS NOT NULL",
-        )?;
-        progress.set(usize::try_from(done).unwrap_or(0));
-        if done >= send as i64 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {done} of {send} messages were sent and reported"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    progress.finish();
+    // Every message is single-part: one status report each (recorded after its `sent`).
+    rig.wait_reported(send, Duration::from_secs(600)).await?;
     let secs = started.elapsed().as_secs_f64();
     Db::open(&rig.db_path)?.checkpoint()?;
     print_wear("sent (queue, send, status report)", before, wear(), send, secs);
@@ -826,7 +813,7 @@ async fn storage(send: usize, receive: usize, dir: Option<&Path>) -> anyhow::Res
         progress.set(i + 1);
     }
     // The delivery's record is committed just after the receiver's answer.
-    while count("SELECT count(*) FROM deliveries WHERE state = 'delivered'")? < receive as i64 {
+    while reader.deliveries_in_state("delivered")? < receive as i64 {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "deliveries were not recorded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -9,23 +9,11 @@ use hyper::StatusCode;
 use maud::html;
 
 use super::{Frame, Nav, SignedIn, audit, csrf_field, errors, notice, page, query, read_form, state_badge, when};
-use crate::store::{EventFilter, EventType};
+use crate::store::{EVENT_DELIVERY_STATES, EventFilter, EventType};
 use crate::web::auth::redirect::see_other;
 use crate::web::{AppState, HttpResponse};
 
 const LIST_LIMIT: usize = 200;
-const DELIVERY_STATES: [&str; 3] = ["pending", "delivered", "gave_up"];
-const TYPES: [&str; 9] = [
-    "sms.received",
-    "sms.sent",
-    "sms.failed",
-    "sms.delivered",
-    "sms.undelivered",
-    "optout.added",
-    "optout.removed",
-    "modem.online",
-    "modem.offline",
-];
 
 pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Request) -> HttpResponse {
     let q = match query(&req) {
@@ -35,7 +23,7 @@ pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Re
     let event_type = q.get("type").filter(|t| !t.is_empty()).map(str::to_string);
     let delivery = q.get("state").filter(|t| !t.is_empty()).map(str::to_string);
     if event_type.as_deref().is_some_and(|t| EventType::parse(t).is_none())
-        || delivery.as_deref().is_some_and(|s| !DELIVERY_STATES.contains(&s))
+        || delivery.as_deref().is_some_and(|s| !EVENT_DELIVERY_STATES.contains(&s))
     {
         return errors::refusal(StatusCode::BAD_REQUEST, "Unknown filter", "Choose a type and a state from the lists.");
     }
@@ -49,10 +37,10 @@ pub async fn list(State(state): State<Arc<AppState>>, session: SignedIn, req: Re
         form.filters method="get" action="/events" role="search" {
             div { label for="f-type" { "Type" } select #f-type name="type" {
                 option value="" { "any" }
-                @for t in TYPES { option value=(t) selected[event_type.as_deref() == Some(t)] { (t) } } } }
+                @for t in EventType::ALL.map(EventType::as_str) { option value=(t) selected[event_type.as_deref() == Some(t)] { (t) } } } }
             div { label for="f-state" { "Delivery" } select #f-state name="state" {
                 option value="" { "any" }
-                @for s in DELIVERY_STATES { option value=(s) selected[delivery.as_deref() == Some(s)] { (s) } } } }
+                @for s in EVENT_DELIVERY_STATES { option value=(s) selected[delivery.as_deref() == Some(s)] { (s) } } } }
             div { button type="submit" { "Filter" } }
         }
         @if rows.is_empty() { p.muted { "No events match." } } @else {
