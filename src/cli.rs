@@ -447,6 +447,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run => {
             let config = Config::load(&cli.config)?;
             crate::logging::init(log_format(&cli, Some(&config)), &config.logging.level);
+            crate::memory::limit_malloc_arenas();
             runtime()?.block_on(crate::daemon::run(config)).map_err(|e| Failure::runtime(format!("{e:#}")))
         }
         Command::Doctor { json } => {

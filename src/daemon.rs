@@ -337,6 +337,7 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
         }
     }
     tasks.spawn(retention(store.clone(), config.store.keep_days, signal.clone()));
+    tasks.spawn(crate::memory::run(signal.clone()));
 
     tracing::info!(listen = %public_url, admin = %admin_url, db = %config.store.path.display(), version = env!("CARGO_PKG_VERSION"), "smshub is running");
     // Tests and scripts read these lines to find the ports when a listen address uses port 0

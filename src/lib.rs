@@ -44,6 +44,7 @@ pub mod http_client;
 pub mod inbound;
 pub mod local_socket;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod modem;
 pub mod outbound;

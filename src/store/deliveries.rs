@@ -193,11 +193,10 @@ impl Db {
     /// The earliest `next_attempt_at` of `forwarder`'s open deliveries (0 when one is due at
     /// once), or `None` when it has nothing to do.
     pub fn next_delivery_due(&self, forwarder: &str) -> Result<Option<i64>> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.prepare_cached(
             "SELECT min(coalesce(next_attempt_at, 0)) FROM deliveries WHERE forwarder = ?1 AND state IN ('pending','emailing')",
-            [forwarder],
-            |r| r.get(0),
-        )?)
+        )?
+        .query_row([forwarder], |r| r.get(0))?)
     }
 
     /// The message of inbox row `inbox_id`, as the forwarders send it.

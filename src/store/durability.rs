@@ -140,9 +140,11 @@ impl Db {
             // The write probe without a commit: takes the write lock and runs the write (so a
             // lock held elsewhere, a read-only file or a refusing trigger shows), then rolls back;
             // nothing reaches the disk. A full disk shows in the free-space check.
-            let tx = self.conn.unchecked_transaction()?;
-            self.kv_set("health:heartbeat", &now.to_string())?;
-            tx.rollback()?;
+            // Cached statements: no SQL is parsed at rest (see crate::memory).
+            self.conn.prepare_cached("BEGIN")?.execute([])?;
+            let probe = self.kv_set("health:heartbeat", &now.to_string());
+            self.conn.prepare_cached("ROLLBACK")?.execute([])?;
+            probe?;
         }
         Ok(())
     }
@@ -150,8 +152,10 @@ impl Db {
     /// Copies the WAL into the database file and empties it (`wal_checkpoint(TRUNCATE)`).
     /// Returns how many WAL frames were copied.
     pub fn checkpoint(&self) -> Result<u64> {
-        let (busy, frames, copied): (i64, i64, i64) =
-            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let (busy, frames, copied): (i64, i64, i64) = self
+            .conn
+            .prepare_cached("PRAGMA wal_checkpoint(TRUNCATE)")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         if frames > 0 {
             count_syncs(2);
         }

@@ -405,11 +405,10 @@ impl Db {
 
     /// When the next delivery for `webhook` is due (unix ms), if any is pending.
     pub fn next_event_due(&self, webhook: &str) -> Result<Option<i64>> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.prepare_cached(
             "SELECT min(coalesce(next_attempt_at, 0)) FROM event_deliveries WHERE webhook = ?1 AND state = 'pending'",
-            [webhook],
-            |r| r.get(0),
-        )?)
+        )?
+        .query_row([webhook], |r| r.get(0))?)
     }
 
     /// Records one attempt and its consequence for the delivery, in one transaction.

@@ -355,11 +355,10 @@ impl Db {
     /// and whose other parts never came: joined from what arrived, flagged incomplete.
     pub fn release_stale_parts(&self, older_than: i64, forwarders: &[String]) -> Result<Vec<i64>> {
         // The receiver asks every few seconds; nearly always nothing waits (indexed, no transaction).
-        let waiting: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM inbox_parts WHERE inbox_id IS NULL AND received_at < ?1)",
-            [older_than],
-            |r| r.get(0),
-        )?;
+        let waiting: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbox_parts WHERE inbox_id IS NULL AND received_at < ?1)")?
+            .query_row([older_than], |r| r.get(0))?;
         if !waiting {
             return Ok(Vec::new());
         }

@@ -132,6 +132,9 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Prepared statements kept per connection (rusqlite's default is 16).
+const STATEMENT_CACHE: usize = 32;
+
 /// A synchronous connection with the typed queries. The CLI uses it directly; the daemon
 /// reaches it through [`Store`].
 pub struct Db {
@@ -191,6 +194,9 @@ impl Db {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        // Room for every statement the loops run at rest plus the busy paths' cached ones, so the
+        // sweeps never parse SQL again once warm (see crate::memory).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Foreign keys stay off while migrating: a step that rebuilds a table (v4) must not
         // cascade the drop of the old one; they are checked, then switched on, afterwards.
         conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
@@ -235,14 +241,19 @@ impl Db {
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn kv_set(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
         Ok(())
     }
 

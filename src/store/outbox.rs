@@ -394,11 +394,10 @@ impl Db {
 
     /// When the next scheduled retry of a sendable message is due (unix ms), if any.
     pub fn next_send_due(&self) -> Result<Option<i64>> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.prepare_cached(
             "SELECT min(next_attempt_at) FROM outbox WHERE state IN ('fetched','sending') AND next_attempt_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )?)
+        )?
+        .query_row([], |r| r.get(0))?)
     }
 
     /// Records a failed attempt at the current stage and when to try again; returns the

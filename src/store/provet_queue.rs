@@ -81,12 +81,13 @@ impl Db {
 
     /// When the next scheduled fetch or report retry of `instance` is due (unix ms), if any.
     pub fn provet_next_due(&self, instance: &str) -> Result<Option<i64>> {
-        Ok(self.conn.query_row(
-            "SELECT min(next_attempt_at) FROM outbox WHERE instance = ?1 AND external_id IS NOT NULL \
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(next_attempt_at) FROM outbox WHERE instance = ?1 AND external_id IS NOT NULL \
              AND state IN ('received','sent','failed') AND next_attempt_at IS NOT NULL",
-            [instance],
-            |r| r.get(0),
-        )?)
+            )?
+            .query_row([instance], |r| r.get(0))?)
     }
 
     /// A message seen in Provet's list (text and number known at once): stored as `fetched`,

@@ -37,8 +37,10 @@
 //!   `at` for that message (as in `bench outbound` (a)), and the 202 answer's latency (connect
 //!   to end of answer).
 //! - `bench idle`: the daemon as a child process at rest, with Provet polled every 60 s, two
-//!   forwarders and one event webhook: its CPU time over `--seconds` (all threads,
-//!   `/proc/<pid>/task/*/schedstat`), resident memory, AT lines a minute and bytes written.
+//!   forwarders and one event webhook: its resident memory 30 s after start-up, then, once the
+//!   daemon has given back its start-up memory (`memory`, 90 s in), its CPU time over
+//!   `--seconds` (all threads, `/proc/<pid>/task/*/schedstat`), resident memory, AT lines a minute
+//!   and bytes written.
 //! - `bench storage`: bytes written (`/proc/self/io` write_bytes, this process: the daemon, the
 //!   simulator and the queueing) and durable syncs (counted by the store, `store::syncs`) per
 //!   sent and per received SMS.
@@ -691,12 +693,16 @@ async fn idle(seconds: u64, dir: Option<&Path>) -> anyhow::Result<()> {
     let mut daemon = super::peers::DaemonProcess::new(cfg, tmp.join("daemon.log"), format!("127.0.0.1:{port}"));
     daemon.start()?;
     let pid = daemon.pid().context("the daemon did not start")?;
-    let warm_up = Duration::from_secs(40);
+    // Warm-up: start-up, the first pass of every loop, then the daemon's first give-back of
+    // start-up memory (crate::memory) and a few seconds more, so the window below is the daemon at rest.
+    let warm_up = crate::memory::FIRST_AFTER + Duration::from_secs(15);
     println!(
         "bench idle: daemon pid {pid} with Provet (poll 60 s), two forwarders, one event webhook; {} s warm-up, then {seconds} s",
         warm_up.as_secs()
     );
-    tokio::time::sleep(warm_up).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    println!("after start-up (30 s): RSS {} kB (anonymous {} kB)", status_kb(pid, "VmRSS"), status_kb(pid, "RssAnon"));
+    tokio::time::sleep(warm_up.saturating_sub(Duration::from_secs(30))).await;
     anyhow::ensure!(daemon.exited().is_none(), "the daemon stopped; see {}", tmp.join("daemon.log").display());
     let at_lines = |s: &serde_json::Value| s["total"].as_u64().unwrap_or(0);
     let (cpu0, wb0, at0, t0) = (
