@@ -143,8 +143,15 @@ impl Db {
             // Cached statements: no SQL is parsed at rest (see crate::memory).
             self.conn.prepare_cached("BEGIN")?.execute([])?;
             let probe = self.kv_set("health:heartbeat", &now.to_string());
-            self.conn.prepare_cached("ROLLBACK")?.execute([])?;
+            // A failed write may have ended the transaction already (SQLite rolls back on some
+            // errors); the probe's own error is the one to report.
+            let rolled_back = if self.conn.is_autocommit() {
+                Ok(0)
+            } else {
+                self.conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]))
+            };
             probe?;
+            rolled_back?;
         }
         Ok(())
     }
