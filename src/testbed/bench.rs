@@ -109,7 +109,8 @@ pub enum BenchCommand {
     /// The daemon at rest (a child process) with Provet polled every 60 s, two forwarders and
     /// one event webhook: CPU, memory, AT lines and disk writes over a quiet period.
     Idle {
-        /// How long to measure, after a warm-up of 40 s.
+        /// How long to measure, after a warm-up of 105 s (start-up, then the daemon's first give-back of
+        /// start-up memory at 90 s).
         #[arg(long, default_value_t = 120)]
         seconds: u64,
         /// Where the temporary database goes.
