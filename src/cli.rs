@@ -1010,7 +1010,10 @@ fn events(db: &Db, cmd: &EventsCommand) -> Result<(), Failure> {
             if let Some(s) = state
                 && !crate::store::EVENT_DELIVERY_STATES.contains(&s.as_str())
             {
-                return Err(Failure::input(format!("--state {s:?}: use pending, delivered or gave_up")));
+                return Err(Failure::input(format!(
+                    "--state {s:?}: use one of {}",
+                    crate::store::EVENT_DELIVERY_STATES.join(", ")
+                )));
             }
             let filter = crate::store::EventFilter {
                 event_type: event_type.clone(),

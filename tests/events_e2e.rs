@@ -291,6 +291,9 @@ fn every_event_type_comes_from_a_real_flow_signed_in_both_envelopes_and_retried_
     let legacy_delivery = shown["deliveries"].as_array().unwrap().iter().find(|d| d["webhook"] == "legacy").unwrap();
     assert_eq!((legacy_delivery["state"].as_str(), legacy_delivery["attempts"].as_i64()), (Some("delivered"), Some(3)));
     // The list filters by type, and a replay sends the same id once more.
+    let bad = r.dir.smshub(&r.cfg, &["events", "list", "--state", "lost"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("use one of pending, delivered, gave_up"), "{}", stderr(&bad));
     let listed = r.json(&["events", "list", "--type", "sms.failed", "--json"]);
     assert!(
         listed.as_array().unwrap().iter().all(|e| e["type"] == "sms.failed") && !listed.as_array().unwrap().is_empty()
