@@ -359,6 +359,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
+/// The daemon's runtime: one thread (see ARCHITECTURE.md, "Memory at rest").
+fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
 fn log_format(cli: &Cli, config: Option<&Config>) -> LogFormat {
     match cli.log {
         Some(LogArg::Auto) => LogFormat::Auto,
@@ -448,7 +456,7 @@ fn dispatch(cli: Cli) -> Result<(), Failure> {
             let config = Config::load(&cli.config)?;
             crate::logging::init(log_format(&cli, Some(&config)), &config.logging.level);
             crate::memory::limit_malloc_arenas();
-            runtime()?.block_on(crate::daemon::run(config)).map_err(|e| Failure::runtime(format!("{e:#}")))
+            daemon_runtime()?.block_on(crate::daemon::run(config)).map_err(|e| Failure::runtime(format!("{e:#}")))
         }
         Command::Doctor { json } => {
             crate::logging::init(log_format(&cli, None), "warn");
