@@ -162,6 +162,8 @@ impl ModemSender {
         let (Some(recipient), Some(body)) = (detail.summary.recipient.clone(), detail.body.clone()) else {
             return self.fail(id, "the message has no recipient or text".into()).await;
         };
+        // Whether part 1 was stored and marked `sending` by this pass (a message's first pass).
+        let mut first_begun = false;
         if detail.summary.state == OutboxState::Fetched {
             let r = recipient.clone();
             let exempt = detail.summary.source == OPTOUT_CONFIRMATION;
@@ -181,14 +183,20 @@ impl ModemSender {
             let new_parts: Vec<NewPart> =
                 parts.into_iter().map(|p| NewPart { pdu: p.hex, tpdu_len: p.tpdu_len }).collect();
             let reference = (new_parts.len() > 1).then_some(concat_reference);
-            self.store.call(move |db| db.begin_sending(id, &new_parts, reference)).await?;
+            let modem = self.modem_name.clone();
+            // Part 1 becomes `sending` in the same durable commit as the parts themselves.
+            first_begun =
+                self.store.call(move |db| db.begin_sending_first_part(id, &new_parts, reference, &modem)).await?;
         }
-        // A part still `sending` here was left by a pass whose store write failed after the
-        // PDU may have gone out: its outcome is unknown, never skipped (a skipped part would
-        // let the message become `sent`).
-        let stale = self.store.call(move |db| db.unfinished_parts_unknown(id)).await?;
-        if stale > 0 {
-            tracing::warn!(modem = %self.modem_name, outbox_id = id, parts = stale, "parts left sending by an interrupted pass are now unknown");
+        if !first_begun {
+            // A part still `sending` here was left by a pass whose store write failed after the
+            // PDU may have gone out: its outcome is unknown, never skipped (a skipped part would
+            // let the message become `sent`). (Part 1 of a message stored just now is `sending`
+            // because this pass began it.)
+            let stale = self.store.call(move |db| db.unfinished_parts_unknown(id)).await?;
+            if stale > 0 {
+                tracing::warn!(modem = %self.modem_name, outbox_id = id, parts = stale, "parts left sending by an interrupted pass are now unknown");
+            }
         }
         let Some(detail) = self.store.call(move |db| db.get_outbox(id)).await? else {
             return Ok(PassOutcome::Later);
@@ -216,17 +224,24 @@ impl ModemSender {
         let pending: Vec<_> = detail
             .part_rows
             .iter()
-            .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown))
+            .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown) || (first_begun && p.seq == 1))
             .cloned()
             .collect();
         // Set when the last part's ack also made the message `sent` (one transaction).
         let mut sent = false;
         for part in pending {
             if shutdown.is_triggered() {
+                if first_begun && part.seq == 1 {
+                    // Begun with the parts but not written: nothing left, so back to `pending`
+                    // (else the next start would call its outcome unknown).
+                    self.store.call(move |db| db.part_refused(id, 1, "smshub stopped before sending it", false)).await?;
+                }
                 return Ok(PassOutcome::Later);
             }
             let (seq, modem) = (part.seq, self.modem_name.clone());
-            self.store.call(move |db| db.part_begin(id, seq, &modem)).await?;
+            if !(first_begun && seq == 1) {
+                self.store.call(move |db| db.part_begin(id, seq, &modem)).await?;
+            }
             tracing::debug!(modem = %self.modem_name, outbox_id = id, part = seq, total, "sending part");
             let handed_over = std::time::Instant::now();
             match self.modem.send_part(&part.pdu, part.tpdu_len as usize).await {

@@ -180,7 +180,7 @@ impl Db {
 mod tests {
     use super::*;
     use crate::store::test_support::{db, number};
-    use crate::store::{NewPart, OutboxState};
+    use crate::store::{NewPart, OutboxState, PartState};
 
     fn unsynced(db: &Db) -> bool {
         db.wal.unsynced_since.load(Ordering::Relaxed) != 0
@@ -204,6 +204,23 @@ mod tests {
         db.wal.unsynced_since.store(now_ms() - crate::deadline::millis(MAX_UNSYNCED) - 1, Ordering::Relaxed);
         db.tick().unwrap();
         assert!(!unsynced(&db), "the tick syncs what waited too long");
+    }
+
+    #[test]
+    fn parts_stored_with_their_first_part_begun_are_on_disk_in_one_commit() {
+        let (_d, mut db) = db();
+        db.defer_syncs().unwrap();
+        let id = db.insert_local("cli", &number(), "x").unwrap();
+        let commits = || db.wal.last_commit.load(Ordering::Relaxed);
+        db.wal.last_commit.store(0, Ordering::Relaxed);
+        assert!(unsynced(&db));
+        let parts = [NewPart { pdu: "00".into(), tpdu_len: 1 }, NewPart { pdu: "01".into(), tpdu_len: 1 }];
+        assert!(db.begin_sending_first_part(id, &parts, Some(3), "m").unwrap());
+        assert_ne!(commits(), 0, "committed");
+        assert!(!unsynced(&db), "part 1 `sending` (and everything before it) is on disk before its PDU goes out");
+        let states: Vec<_> =
+            db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.modem.clone())).collect();
+        assert_eq!(states, [(PartState::Sending, Some("m".into())), (PartState::Pending, None)], "only part 1 is begun");
     }
 
     #[test]

@@ -225,26 +225,62 @@ impl Db {
     /// first time. On a later pass (after a retry) the existing parts are kept, so acknowledged
     /// parts are never sent again and the reference stays the same.
     pub fn begin_sending(&self, id: OutboxId, parts: &[NewPart], concat_ref: Option<u8>) -> Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        self.atomically(|| self.store_parts(id, parts, concat_ref)).map(|_| ())
+    }
+
+    /// [`Db::begin_sending`] and, when the parts were stored just now, [`Db::part_begin`] of part 1
+    /// for `modem`, in one transaction, synced before it returns (the PDU is written next). Returns
+    /// whether part 1 is now `sending`; when the parts were already there (a later pass) nothing
+    /// is begun and the caller begins its parts one by one as usual.
+    ///
+    /// One durable commit where there were two: the parts' page and its index were written twice,
+    /// once as `pending` and once as `sending` (issue 16, ARCHITECTURE.md "Durability points").
+    pub fn begin_sending_first_part(
+        &self,
+        id: OutboxId,
+        parts: &[NewPart],
+        concat_ref: Option<u8>,
+        modem: &str,
+    ) -> Result<bool> {
+        let begun = self.atomically(|| {
+            if !self.store_parts(id, parts, concat_ref)? || parts.is_empty() {
+                return Ok(false);
+            }
+            self.mark_part_sending(id, 1, modem)?;
+            Ok(true)
+        })?;
+        self.sync_outside_tx()?;
+        Ok(begun)
+    }
+
+    /// `→ sending`, and the parts stored unless the message has some already. Returns whether
+    /// they were stored now. Call inside a transaction.
+    fn store_parts(&self, id: OutboxId, parts: &[NewPart], concat_ref: Option<u8>) -> Result<bool> {
         self.transition(id, OutboxState::Sending, None)?;
         let existing: i64 =
-            tx.query_row("SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1", [id], |r| r.get(0))?;
-        if existing == 0 {
-            for (i, p) in parts.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO outbox_parts (outbox_id, seq, pdu, tpdu_len, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
-                    params![id, i as i64 + 1, p.pdu, p.tpdu_len as i64],
-                )?;
-            }
-            tx.execute("UPDATE outbox SET concat_ref = ?2 WHERE id = ?1", params![id, concat_ref.map(i64::from)])?;
+            self.conn.query_row("SELECT count(*) FROM outbox_parts WHERE outbox_id = ?1", [id], |r| r.get(0))?;
+        if existing > 0 {
+            return Ok(false);
         }
-        tx.commit()?;
-        Ok(())
+        for (i, p) in parts.iter().enumerate() {
+            self.conn.execute(
+                "INSERT INTO outbox_parts (outbox_id, seq, pdu, tpdu_len, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                params![id, i as i64 + 1, p.pdu, p.tpdu_len as i64],
+            )?;
+        }
+        self.conn.execute("UPDATE outbox SET concat_ref = ?2 WHERE id = ?1", params![id, concat_ref.map(i64::from)])?;
+        Ok(true)
     }
 
     /// Marks part `seq` as handed to the modem (before the PDU is written). Refused unless
     /// the message is `sending` and the part is `pending`, so a part is never sent twice.
     pub fn part_begin(&self, id: OutboxId, seq: i64, modem: &str) -> Result<()> {
+        self.mark_part_sending(id, seq, modem)?;
+        // The PDU is written next: `sending` (and every commit before it) must be on disk first.
+        self.sync_outside_tx()
+    }
+
+    fn mark_part_sending(&self, id: OutboxId, seq: i64, modem: &str) -> Result<()> {
         let changed = self.conn.execute(
             "UPDATE outbox_parts SET state = 'sending', modem = ?3, attempts = attempts + 1 \
              WHERE outbox_id = ?1 AND seq = ?2 AND state = 'pending' \
@@ -255,8 +291,7 @@ impl Db {
             let from = self.state_of(id)?;
             return Err(StoreError::IllegalTransition { id, from, to: OutboxState::Sending });
         }
-        // The PDU is written next: `sending` (and every commit before it) must be on disk first.
-        self.sync_outside_tx()
+        Ok(())
     }
 
     /// The modem acknowledged part `seq` with message reference `mr`.
@@ -566,6 +601,35 @@ mod tests {
         db.transition(id, OutboxState::Reported, None).unwrap();
         assert!(db.retry(id).is_err(), "a reported message cannot be retried");
         assert!(matches!(db.transition(999, OutboxState::Sent, None), Err(StoreError::NotFound(999))));
+    }
+
+    #[test]
+    fn the_first_part_is_begun_with_the_parts_only_when_they_are_stored_now() {
+        let (_d, db) = db();
+        let id = db.insert_local("cli", &number(), "two parts").unwrap();
+        assert!(db.begin_sending_first_part(id, &parts(2), Some(5), "a").unwrap());
+        let detail = db.get_outbox(id).unwrap().unwrap();
+        assert_eq!(detail.summary.state, OutboxState::Sending);
+        let rows: Vec<_> = detail.part_rows.iter().map(|p| (p.seq, p.state, p.modem.clone(), p.attempts)).collect();
+        assert_eq!(rows, [(1, PartState::Sending, Some("a".into()), 1), (2, PartState::Pending, None, 0)]);
+        assert!(db.part_begin(id, 1, "a").is_err(), "a begun part is not begun twice");
+
+        // A later pass (after a retry) keeps the stored parts and begins nothing.
+        db.part_refused(id, 1, "refused", true).unwrap();
+        db.transition(id, OutboxState::Failed, Some("part 1 refused")).unwrap();
+        db.retry(id).unwrap();
+        assert!(!db.begin_sending_first_part(id, &parts(3), Some(6), "b").unwrap());
+        let rows: Vec<_> = db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.modem.clone())).collect();
+        assert_eq!(rows, [(PartState::Pending, Some("a".into())), (PartState::Pending, None)], "the first pass's parts");
+
+        // Refused as a whole: nothing stored, nothing begun.
+        let received = db.insert_received("provet", "i", 1).unwrap().0;
+        assert!(db.begin_sending_first_part(received, &parts(1), None, "a").is_err());
+        assert!(db.get_outbox(received).unwrap().unwrap().part_rows.is_empty());
+        assert_eq!(db.get_outbox(received).unwrap().unwrap().summary.state, OutboxState::Received);
+        // No parts at all: nothing to begin.
+        let empty = db.insert_local("cli", &number(), "x").unwrap();
+        assert!(!db.begin_sending_first_part(empty, &[], None, "a").unwrap());
     }
 
     #[test]
