@@ -397,8 +397,12 @@ pub async fn run_until(config: Config, stop: impl std::future::Future<Output = &
     shutdown.trigger();
     let drained = tokio::time::timeout(STOP_TIMEOUT, async {
         while let Some(res) = tasks.join_next().await {
-            if let Err(e) = res {
-                tracing::error!(error = %e, "a task failed while stopping");
+            match res {
+                Ok(()) => {}
+                // The runtime itself is going away (an in-process daemon whose host returned):
+                // nothing failed, the task was dropped.
+                Err(e) if e.is_cancelled() => tracing::debug!(error = %e, "a task was cancelled while stopping"),
+                Err(e) => tracing::error!(error = %e, "a task failed while stopping"),
             }
         }
     })

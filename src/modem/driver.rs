@@ -136,7 +136,28 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// The far end of [`ModemHandle::detached`].
+#[cfg(test)]
+pub(crate) struct Detached(mpsc::Receiver<Request>);
+
+#[cfg(test)]
+impl Detached {
+    /// The requests sent so far, as their `Debug` text (`Send(23 octets)`, …).
+    pub(crate) fn requests(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.0.try_recv().ok()).map(|r| format!("{r:?}")).collect()
+    }
+}
+
 impl ModemHandle {
+    /// A handle with no driver behind it, for tests of its callers: what it asks of the modem is
+    /// seen through [`Detached::requests`], and the status is set through the returned sender.
+    #[cfg(test)]
+    pub(crate) fn detached(state: ModemState) -> (ModemHandle, Detached, watch::Sender<ModemStatus>) {
+        let (tx, requests) = mpsc::channel(8);
+        let (status_tx, status) = watch::channel(ModemStatus { state, ..ModemStatus::new() });
+        (ModemHandle { tx, status }, Detached(requests), status_tx)
+    }
+
     /// Send one part (PDU hex with the leading SMSC field, TPDU length for `AT+CMGS`). Returns the
     /// TP-Message-Reference. One `+CMGS` at a time; `min_send_interval` is honoured.
     ///

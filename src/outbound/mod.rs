@@ -234,7 +234,9 @@ impl ModemSender {
                 if first_begun && part.seq == 1 {
                     // Begun with the parts but not written: nothing left, so back to `pending`
                     // (else the next start would call its outcome unknown).
-                    self.store.call(move |db| db.part_refused(id, 1, "smshub stopped before sending it", false)).await?;
+                    self.store
+                        .call(move |db| db.part_refused(id, 1, "smshub stopped before sending it", false))
+                        .await?;
                 }
                 return Ok(PassOutcome::Later);
             }
@@ -338,5 +340,41 @@ impl ModemSender {
         self.metrics.modem_failed(&self.modem_name);
         tracing::warn!(modem = %self.modem_name, outbox_id = id, reason = %crate::phone::mask_numbers_in(&reason), message_id = crate::logging::message_ids::OUTBOX_FAILED, "message failed");
         Ok(PassOutcome::Failed(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phone::PhoneNumber;
+
+    #[tokio::test]
+    async fn a_stop_between_storing_the_parts_and_writing_the_pdu_leaves_part_1_pending_and_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let (modem, mut requests, _status) = ModemHandle::detached(ModemState::Ready);
+        let sender = ModemSender {
+            modem_name: "a".into(),
+            modem,
+            store: store.clone(),
+            config: crate::config::Config::parse(std::path::Path::new("t.toml"), "").unwrap().outbound,
+            wake: Wake::default(),
+            metrics: crate::metrics::Metrics::new(),
+            pool: pool::Pool::default(),
+        };
+        let to = PhoneNumber::parse("+358401234567", None).unwrap();
+        let id = store.call(move |db| db.insert_local("cli", &to, &"two parts ".repeat(20))).await.unwrap();
+        let (stop, signal) = crate::shutdown::Shutdown::new();
+        stop.trigger();
+        assert_eq!(sender.send_message(id, &signal).await.unwrap(), PassOutcome::Later);
+        assert_eq!(requests.requests(), Vec::<String>::new(), "nothing reached the modem");
+        let detail = store.call(move |db| db.get_outbox(id)).await.unwrap().unwrap();
+        assert_eq!(detail.summary.state, OutboxState::Sending);
+        let states: Vec<_> = detail.part_rows.iter().map(|p| p.state).collect();
+        assert_eq!(
+            states,
+            [PartState::Pending, PartState::Pending],
+            "part 1 is not left `sending` (unknown at the next start)"
+        );
     }
 }

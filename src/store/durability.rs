@@ -220,7 +220,11 @@ mod tests {
         assert!(!unsynced(&db), "part 1 `sending` (and everything before it) is on disk before its PDU goes out");
         let states: Vec<_> =
             db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.modem.clone())).collect();
-        assert_eq!(states, [(PartState::Sending, Some("m".into())), (PartState::Pending, None)], "only part 1 is begun");
+        assert_eq!(
+            states,
+            [(PartState::Sending, Some("m".into())), (PartState::Pending, None)],
+            "only part 1 is begun"
+        );
     }
 
     #[test]

@@ -619,8 +619,13 @@ mod tests {
         db.transition(id, OutboxState::Failed, Some("part 1 refused")).unwrap();
         db.retry(id).unwrap();
         assert!(!db.begin_sending_first_part(id, &parts(3), Some(6), "b").unwrap());
-        let rows: Vec<_> = db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.modem.clone())).collect();
-        assert_eq!(rows, [(PartState::Pending, Some("a".into())), (PartState::Pending, None)], "the first pass's parts");
+        let rows: Vec<_> =
+            db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.modem.clone())).collect();
+        assert_eq!(
+            rows,
+            [(PartState::Pending, Some("a".into())), (PartState::Pending, None)],
+            "the first pass's parts"
+        );
 
         // Refused as a whole: nothing stored, nothing begun.
         let received = db.insert_received("provet", "i", 1).unwrap().0;
