@@ -234,9 +234,7 @@ impl ModemSender {
                 if first_begun && part.seq == 1 {
                     // Begun with the parts but not written: nothing left, so back to `pending`
                     // (else the next start would call its outcome unknown).
-                    self.store
-                        .call(move |db| db.part_refused(id, 1, "smshub stopped before sending it", false))
-                        .await?;
+                    self.store.call(move |db| db.part_unbegin(id, 1)).await?;
                 }
                 return Ok(PassOutcome::Later);
             }
@@ -370,11 +368,11 @@ mod tests {
         assert_eq!(requests.requests(), Vec::<String>::new(), "nothing reached the modem");
         let detail = store.call(move |db| db.get_outbox(id)).await.unwrap().unwrap();
         assert_eq!(detail.summary.state, OutboxState::Sending);
-        let states: Vec<_> = detail.part_rows.iter().map(|p| p.state).collect();
+        let states: Vec<_> = detail.part_rows.iter().map(|p| (p.state, p.attempts)).collect();
         assert_eq!(
             states,
-            [PartState::Pending, PartState::Pending],
-            "part 1 is not left `sending` (unknown at the next start)"
+            [(PartState::Pending, 0), (PartState::Pending, 0)],
+            "part 1 is not left `sending` (unknown at the next start), and no attempt is counted"
         );
     }
 }

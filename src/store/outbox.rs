@@ -234,7 +234,8 @@ impl Db {
     /// is begun and the caller begins its parts one by one as usual.
     ///
     /// One durable commit where there were two: the parts' page and its index were written twice,
-    /// once as `pending` and once as `sending` (issue 16, ARCHITECTURE.md "Durability points").
+    /// once as `pending` and once as `sending` (issue 16; ARCHITECTURE.md, "Syncs where a side
+    /// effect depends on them"). [`Db::part_unbegin`] undoes the begin if the PDU is not written.
     pub fn begin_sending_first_part(
         &self,
         id: OutboxId,
@@ -291,6 +292,17 @@ impl Db {
             let from = self.state_of(id)?;
             return Err(StoreError::IllegalTransition { id, from, to: OutboxState::Sending });
         }
+        Ok(())
+    }
+
+    /// Part `seq`, begun but never handed to the modem (the daemon is stopping), is `pending` again
+    /// and its attempt is not counted.
+    pub fn part_unbegin(&self, id: OutboxId, seq: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox_parts SET state = 'pending', attempts = max(attempts - 1, 0) \
+             WHERE outbox_id = ?1 AND seq = ?2 AND state = 'sending'",
+            params![id, seq],
+        )?;
         Ok(())
     }
 
@@ -613,6 +625,13 @@ mod tests {
         let rows: Vec<_> = detail.part_rows.iter().map(|p| (p.seq, p.state, p.modem.clone(), p.attempts)).collect();
         assert_eq!(rows, [(1, PartState::Sending, Some("a".into()), 1), (2, PartState::Pending, None, 0)]);
         assert!(db.part_begin(id, 1, "a").is_err(), "a begun part is not begun twice");
+        // Not handed to the modem after all (a stop): pending again, the attempt not counted.
+        db.part_unbegin(id, 1).unwrap();
+        db.part_unbegin(id, 2).unwrap();
+        let rows: Vec<_> =
+            db.get_outbox(id).unwrap().unwrap().part_rows.iter().map(|p| (p.state, p.attempts)).collect();
+        assert_eq!(rows, [(PartState::Pending, 0), (PartState::Pending, 0)], "a pending part is left as it is");
+        db.part_begin(id, 1, "a").unwrap();
 
         // A later pass (after a retry) keeps the stored parts and begins nothing.
         db.part_refused(id, 1, "refused", true).unwrap();
