@@ -351,20 +351,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The runtime of the commands that host several parts in one process (demo, benches, sim, doctor).
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+    build_runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(2))
 }
 
 /// The daemon's runtime: one thread (see ARCHITECTURE.md, "Memory at rest").
 fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+    build_runtime(&mut tokio::runtime::Builder::new_current_thread())
+}
+
+fn build_runtime(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, Failure> {
+    builder.enable_all().build().map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
 }
 
 fn log_format(cli: &Cli, config: Option<&Config>) -> LogFormat {

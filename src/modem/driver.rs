@@ -149,13 +149,13 @@ impl Detached {
 }
 
 impl ModemHandle {
-    /// A handle with no driver behind it, for tests of its callers: what it asks of the modem is
-    /// seen through [`Detached::requests`], and the status is set through the returned sender.
+    /// A handle with no driver behind it, in `state`, for tests of its callers: what it asks of
+    /// the modem is seen through [`Detached::requests`].
     #[cfg(test)]
-    pub(crate) fn detached(state: ModemState) -> (ModemHandle, Detached, watch::Sender<ModemStatus>) {
+    pub(crate) fn detached(state: ModemState) -> (ModemHandle, Detached) {
         let (tx, requests) = mpsc::channel(8);
-        let (status_tx, status) = watch::channel(ModemStatus { state, ..ModemStatus::new() });
-        (ModemHandle { tx, status }, Detached(requests), status_tx)
+        let (_, status) = watch::channel(ModemStatus { state, ..ModemStatus::new() });
+        (ModemHandle { tx, status }, Detached(requests))
     }
 
     /// Send one part (PDU hex with the leading SMSC field, TPDU length for `AT+CMGS`). Returns the

@@ -162,8 +162,8 @@ impl ModemSender {
         let (Some(recipient), Some(body)) = (detail.summary.recipient.clone(), detail.body.clone()) else {
             return self.fail(id, "the message has no recipient or text".into()).await;
         };
-        // Whether part 1 was stored and marked `sending` by this pass (a message's first pass).
-        let mut first_begun = false;
+        // The part this pass stored already `sending` (part 1 on a message's first pass).
+        let mut begun: Option<i64> = None;
         if detail.summary.state == OutboxState::Fetched {
             let r = recipient.clone();
             let exempt = detail.summary.source == OPTOUT_CONFIRMATION;
@@ -185,10 +185,11 @@ impl ModemSender {
             let reference = (new_parts.len() > 1).then_some(concat_reference);
             let modem = self.modem_name.clone();
             // Part 1 becomes `sending` in the same durable commit as the parts themselves.
-            first_begun =
+            let first =
                 self.store.call(move |db| db.begin_sending_first_part(id, &new_parts, reference, &modem)).await?;
+            begun = first.then_some(1);
         }
-        if !first_begun {
+        if begun.is_none() {
             // A part still `sending` here was left by a pass whose store write failed after the
             // PDU may have gone out: its outcome is unknown, never skipped (a skipped part would
             // let the message become `sent`). (Part 1 of a message stored just now is `sending`
@@ -224,22 +225,23 @@ impl ModemSender {
         let pending: Vec<_> = detail
             .part_rows
             .iter()
-            .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown) || (first_begun && p.seq == 1))
+            .filter(|p| matches!(p.state, PartState::Pending | PartState::Unknown) || begun == Some(p.seq))
             .cloned()
             .collect();
         // Set when the last part's ack also made the message `sent` (one transaction).
         let mut sent = false;
         for part in pending {
+            let (seq, modem) = (part.seq, self.modem_name.clone());
+            let already_begun = begun == Some(seq);
             if shutdown.is_triggered() {
-                if first_begun && part.seq == 1 {
+                if already_begun {
                     // Begun with the parts but not written: nothing left, so back to `pending`
                     // (else the next start would call its outcome unknown).
-                    self.store.call(move |db| db.part_unbegin(id, 1)).await?;
+                    self.store.call(move |db| db.part_unbegin(id, seq)).await?;
                 }
                 return Ok(PassOutcome::Later);
             }
-            let (seq, modem) = (part.seq, self.modem_name.clone());
-            if !(first_begun && seq == 1) {
+            if !already_begun {
                 self.store.call(move |db| db.part_begin(id, seq, &modem)).await?;
             }
             tracing::debug!(modem = %self.modem_name, outbox_id = id, part = seq, total, "sending part");
@@ -350,7 +352,7 @@ mod tests {
     async fn a_stop_between_storing_the_parts_and_writing_the_pdu_leaves_part_1_pending_and_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.db")).unwrap();
-        let (modem, mut requests, _status) = ModemHandle::detached(ModemState::Ready);
+        let (modem, mut requests) = ModemHandle::detached(ModemState::Ready);
         let sender = ModemSender {
             modem_name: "a".into(),
             modem,
