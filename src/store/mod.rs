@@ -135,6 +135,22 @@ pub fn now_ms() -> i64 {
 /// Prepared statements kept per connection (rusqlite's default is 16).
 const STATEMENT_CACHE: usize = 32;
 
+/// Makes a connection's cached statements last: room for every statement the loops run at rest
+/// plus the busy paths' cached ones, and the query planner stability guarantee (QPSG). Without
+/// QPSG, SQLite plans a statement with a bound `LIMIT ?n` (or a `LIKE ?n`) for the value bound at
+/// the time, and marks it to be planned again when that value is rebound; rusqlite clears the
+/// bindings when it puts a statement back in its cache, which counts as a rebind, so every such
+/// statement was parsed and planned again on each use. The sweeps at rest use them (`provet_rows`,
+/// the forwarders' due list), so SQLite's parser and planner ran every minute, a third of the
+/// daemon's instructions at rest, and their code stayed in its resting set (see crate::memory).
+/// Our plans do not depend on a bound value: every such statement reads by an index or the
+/// primary key and stops at the limit.
+fn keep_statements(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 /// A synchronous connection with the typed queries. The CLI uses it directly; the daemon
 /// reaches it through [`Store`].
 pub struct Db {
@@ -165,8 +181,9 @@ impl Db {
 
     /// Opens an existing database without creating or migrating it (for `doctor`).
     pub fn open_existing_read_only(path: &Path) -> Result<Db> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(open_err)?;
+        keep_statements(&conn).map_err(open_err)?;
         Ok(Db { conn, path: path.to_path_buf(), events: EventRoutes::default(), wal: Default::default() })
     }
 
@@ -194,9 +211,7 @@ impl Db {
             tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        // Room for every statement the loops run at rest plus the busy paths' cached ones, so the
-        // sweeps never parse SQL again once warm (see crate::memory).
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        keep_statements(&conn).map_err(open_err)?;
         // Foreign keys stay off while migrating: a step that rebuilds a table (v4) must not
         // cascade the drop of the old one; they are checked, then switched on, afterwards.
         conn.pragma_update(None, "foreign_keys", false).map_err(open_err)?;
@@ -419,6 +434,27 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_statement_with_a_bound_limit_is_not_planned_again_on_its_next_use() {
+        let (dir, db) = test_support::db();
+        let reader = Db::open_existing_read_only(&dir.path().join("t.db")).unwrap();
+        for conn in [&db.conn, &reader.conn] {
+            let sql = "SELECT key FROM kv WHERE key > ?1 ORDER BY key LIMIT ?2";
+            for limit in [5, 7, 5] {
+                let mut stmt = conn.prepare_cached(sql).unwrap();
+                let rows = stmt.query_map(rusqlite::params!["", limit], |r| r.get::<_, String>(0)).unwrap();
+                rows.collect::<rusqlite::Result<Vec<_>>>().unwrap();
+            }
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "the cached statement was parsed and planned again (readonly: {})",
+                conn.is_readonly(rusqlite::MAIN_DB).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn a_fresh_database_gets_the_latest_schema_in_wal_mode() {
