@@ -129,7 +129,23 @@ impl DaemonProcess {
 
     pub fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let exe = std::env::current_exe()?;
+        // A profiler to run the daemon under (`contrib/idle-code/profile.sh`): the bench then measures it
+        // under that tool, so its figures are not the daemon's own.
+        let wrapper = std::env::var("SMSHUB_BENCH_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                eprintln!(
+                    "bench: the daemon runs under `{wrapper}` (SMSHUB_BENCH_WRAPPER): its figures are not its own"
+                );
+                let mut c = Command::new(tool);
+                c.args(words).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.cfg)
             .arg("run")
