@@ -4,6 +4,9 @@
 # run at rest (sweeps, polls, health checks, timers); a stale script still links, it only packs less.
 # Needs valgrind (Debian: apt-get install valgrind) and about five minutes.
 set -eu
+for tool in valgrind callgrind_control python3; do
+    command -v "$tool" >/dev/null || { echo "profile.sh needs $tool (Debian: apt-get install valgrind python3)" >&2; exit 1; }
+done
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-target}
 work=$(mktemp -d)

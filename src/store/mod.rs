@@ -113,7 +113,7 @@ pub fn disk_problem(db_path: &Path, min_free_mb: u64) -> Option<String> {
 /// The page size of a new database (bytes): SQLite's smallest. A commit writes every page it
 /// changed to the WAL whole, so the page size is what each row and index entry touched costs the
 /// SD card. Measured with `smshub bench storage` (ARCHITECTURE.md, "Syncs where a side effect depends
-/// on them"): 1 KiB pages 35.3 KB per sent SMS, 512-byte pages 27.2 KB.
+/// on them"): 1 KiB pages 35.8 KB per sent SMS, 512-byte pages 27.2 KB.
 pub const PAGE_SIZE: i64 = 512;
 
 /// Durable syncs this process asked of the disk through the store (see [`syncs`]).
@@ -144,7 +144,7 @@ const STATEMENT_CACHE: usize = 32;
 /// the time, and marks it to be planned again when that value is rebound; rusqlite clears the
 /// bindings when it puts a statement back in its cache, which counts as a rebind, so every such
 /// statement was parsed and planned again on each use. The sweeps at rest use them (`provet_rows`,
-/// the forwarders' due list), so SQLite's parser and planner ran every minute, a third of the
+/// the forwarders' due list), so SQLite's parser and planner ran every minute, half of the
 /// daemon's instructions at rest, and their code stayed in its resting set (see crate::memory).
 /// Our plans do not depend on a bound value: every such statement reads by an index or the
 /// primary key and stops at the limit.
